@@ -1,0 +1,290 @@
+//! `redact`: a kfp-event-router plugin that removes or masks fields of JSON
+//! payloads before they leave the cluster. See README.md.
+
+use kfp_event_router_sdk::serde_json::Value;
+use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, log};
+use serde::Deserialize;
+
+/// What masked values become.
+const MASK: &str = "***";
+
+/// Configuration.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct Settings {
+    /// Paths to remove.
+    drop: Vec<String>,
+    /// Paths whose values are replaced by `***`.
+    mask: Vec<String>,
+    /// Names of run parameters (keys of `Parameters`) to mask; `*` masks all.
+    mask_parameters: Vec<String>,
+}
+
+/// A parsed path: the reference tokens of a JSON pointer.
+type Path = Vec<String>;
+
+/// Parses `/a/b~1c` (RFC 6901 JSON pointer) or a bare top-level key `Key`.
+fn parse_path(path: &str) -> Result<Path, String> {
+    let tokens: Path = match path.strip_prefix('/') {
+        Some(pointer) => pointer
+            .split('/')
+            .map(|t| t.replace("~1", "/").replace("~0", "~"))
+            .collect(),
+        None => vec![path.to_owned()],
+    };
+    if path.is_empty() || tokens.iter().all(String::is_empty) {
+        return Err(format!(
+            "path {path:?} must name a field, e.g. \"Parameters\" or \"/Node/Message\""
+        ));
+    }
+    Ok(tokens)
+}
+
+/// The redaction plugin.
+pub struct Redact {
+    drop: Vec<Path>,
+    mask: Vec<Path>,
+    mask_parameters: Vec<String>,
+}
+
+fn child<'a>(value: &'a mut Value, token: &str) -> Option<&'a mut Value> {
+    match value {
+        Value::Object(map) => map.get_mut(token),
+        Value::Array(items) => items.get_mut(token.parse::<usize>().ok()?),
+        _ => None,
+    }
+}
+
+fn resolve<'a>(mut value: &'a mut Value, tokens: &[String]) -> Option<&'a mut Value> {
+    for token in tokens {
+        value = child(value, token)?;
+    }
+    Some(value)
+}
+
+/// Removes the value at `path`; true if something was removed.
+fn remove(root: &mut Value, path: &[String]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    match resolve(root, parent) {
+        Some(Value::Object(map)) => map.remove(last).is_some(),
+        Some(Value::Array(items)) => match last.parse::<usize>() {
+            Ok(i) if i < items.len() => {
+                items.remove(i);
+                true
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// Masks every scalar in `value` (nulls stay null); true if anything changed.
+fn mask(value: &mut Value) -> bool {
+    match value {
+        Value::Null => false,
+        Value::String(s) if s == MASK => false,
+        Value::Object(map) => map.values_mut().fold(false, |changed, v| mask(v) | changed),
+        Value::Array(items) => items.iter_mut().fold(false, |changed, v| mask(v) | changed),
+        _ => {
+            *value = Value::String(MASK.to_owned());
+            true
+        }
+    }
+}
+
+impl Redact {
+    /// Applies the configuration to a KFP event object; true if anything changed.
+    fn redact(&self, object: &mut Value) -> bool {
+        let mut changed = false;
+        for path in &self.drop {
+            changed |= remove(object, path);
+        }
+        for path in &self.mask {
+            if let Some(v) = resolve(object, path) {
+                changed |= mask(v);
+            }
+        }
+        if !self.mask_parameters.is_empty()
+            && let Some(Value::Object(params)) = object.get_mut("Parameters")
+        {
+            let all = self.mask_parameters.iter().any(|n| n == "*");
+            for (name, value) in params.iter_mut() {
+                if all || self.mask_parameters.contains(name) {
+                    changed |= mask(value);
+                }
+            }
+        }
+        changed
+    }
+}
+
+impl Plugin for Redact {
+    fn init(config: Config) -> Result<Self, String> {
+        let settings: Settings = config.parse()?;
+        let parse_all = |paths: &[String], field: &str| {
+            paths
+                .iter()
+                .map(|p| {
+                    parse_path(p).map_err(|e| format!("invalid plugin config at {field}: {e}"))
+                })
+                .collect::<Result<Vec<_>, _>>()
+        };
+        Ok(Self {
+            drop: parse_all(&settings.drop, "drop")?,
+            mask: parse_all(&settings.mask, "mask")?,
+            mask_parameters: settings.mask_parameters,
+        })
+    }
+
+    fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String> {
+        if !payload.is_json() {
+            log::trace(format!(
+                "{} payload for {} is not JSON; left unchanged",
+                payload.content_type, event.endpoint
+            ));
+            return Ok(Action::Pass);
+        }
+        // Fail closed: a body that claims to be JSON but isn't can't be redacted.
+        let mut root = payload.json_value()?;
+        let is_cloudevent =
+            root.get("specversion").is_some() && root.get("data").is_some_and(Value::is_object);
+        let target = if is_cloudevent {
+            &mut root["data"]
+        } else {
+            &mut root
+        };
+        if !self.redact(target) {
+            return Ok(Action::Pass);
+        }
+        let body = kfp_event_router_sdk::serde_json::to_vec(&root).map_err(|e| e.to_string())?;
+        Ok(Action::Replace {
+            body,
+            content_type: payload.content_type,
+            headers: Vec::new(),
+        })
+    }
+}
+
+kfp_event_router_sdk::export_plugin!(Redact);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kfp_event_router_sdk::serde_json::json;
+
+    fn extended() -> Value {
+        json!({
+            "KfpRunId": "run-1",
+            "Message": "failed",
+            "Parameters": {"learning_rate": "0.1", "api_token": "s3cret", "db_password": "pw"},
+            "Labels": {"team": "a"},
+            "Node": {"Id": "n1", "Message": "secret in logs", "Phase": "Failed"},
+        })
+    }
+
+    fn run(config: Value, payload: Payload) -> Action {
+        Redact::init(Config::from(config))
+            .unwrap()
+            .handle(&Event::default(), payload)
+            .unwrap()
+    }
+
+    #[test]
+    fn drops_and_masks() {
+        let action = run(
+            json!({
+                "drop": ["Labels", "/Node/Message"],
+                "mask": ["/Message"],
+                "mask_parameters": ["api_token", "db_password"],
+            }),
+            Payload::from_json(&extended()),
+        );
+        assert_eq!(
+            action.json_body().unwrap(),
+            json!({
+                "KfpRunId": "run-1",
+                "Message": "***",
+                "Parameters": {"learning_rate": "0.1", "api_token": "***", "db_password": "***"},
+                "Node": {"Id": "n1", "Phase": "Failed"},
+            })
+        );
+        let Action::Replace { content_type, .. } = action else {
+            panic!()
+        };
+        assert_eq!(content_type, "application/json");
+    }
+
+    #[test]
+    fn masks_objects_recursively_and_all_parameters() {
+        let body = run(
+            json!({"mask": ["Node"], "mask_parameters": ["*"]}),
+            Payload::from_json(&extended()),
+        )
+        .json_body()
+        .unwrap();
+        assert_eq!(
+            body["Node"],
+            json!({"Id": "***", "Message": "***", "Phase": "***"})
+        );
+        assert_eq!(body["Parameters"]["learning_rate"], "***");
+    }
+
+    #[test]
+    fn applies_to_cloudevents_data() {
+        let ce = json!({"specversion": "1.0", "id": "x", "data": extended()});
+        let payload = Payload::new(ce.to_string(), "application/cloudevents+json");
+        let body = run(json!({"drop": ["Parameters"]}), payload)
+            .json_body()
+            .unwrap();
+        assert_eq!(body["id"], "x");
+        assert!(body["data"].get("Parameters").is_none());
+        assert_eq!(body["data"]["KfpRunId"], "run-1");
+    }
+
+    #[test]
+    fn unchanged_payloads_pass() {
+        let config = json!({"drop": ["/Missing/Path", "/Parameters/none"], "mask": ["/Nope"]});
+        assert_eq!(
+            run(config.clone(), Payload::from_json(&extended())),
+            Action::Pass
+        );
+        assert_eq!(
+            run(config, Payload::new("token=s3cret", "text/plain")),
+            Action::Pass
+        );
+        assert_eq!(
+            run(
+                json!({"mask_parameters": ["x"]}),
+                Payload::from_json(&json!({"KfpRunId": "r"}))
+            ),
+            Action::Pass
+        );
+    }
+
+    #[test]
+    fn pointer_escapes_and_array_indexes() {
+        let payload = Payload::from_json(&json!({"a/b": {"~c": 1}, "list": [1, 2, 3]}));
+        let body = run(json!({"mask": ["/a~1b/~0c"], "drop": ["/list/1"]}), payload)
+            .json_body()
+            .unwrap();
+        assert_eq!(body, json!({"a/b": {"~c": "***"}, "list": [1, 3]}));
+    }
+
+    #[test]
+    fn invalid_json_is_an_error_and_bad_paths_are_rejected() {
+        let p = Redact::init(Config::from(json!({"mask": ["Message"]}))).unwrap();
+        assert!(
+            p.handle(
+                &Event::default(),
+                Payload::new("{not json", "application/json")
+            )
+            .is_err()
+        );
+        let err = Redact::init(Config::from(json!({"drop": ["/"]})))
+            .err()
+            .unwrap();
+        assert!(err.contains("at drop"), "{err}");
+    }
+}
