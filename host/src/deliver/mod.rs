@@ -1,0 +1,175 @@
+//! The `deliver` stage: POSTs each accepted event to every endpoint that wants it.
+//!
+//! One [`worker`] per endpoint reads that endpoint's deliveries from the outbox, so a slow or
+//! dead endpoint never stalls another. [`http`] makes one attempt, [`retry`] decides when to
+//! try again, [`signing`] signs per Standard Webhooks. [`Deliverer`] starts, updates and stops
+//! the workers as the config changes.
+
+pub mod http;
+pub mod retry;
+pub mod signing;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{Config, Endpoint};
+use crate::plugins::PluginStage;
+use crate::state::{DeadLetters, Outbox};
+use crate::telemetry::Metrics;
+use http::HttpSender;
+
+/// What every worker shares.
+#[derive(Clone)]
+pub struct Context {
+    /// The outbox to read deliveries from and complete them in.
+    pub outbox: Outbox,
+    /// Where given-up deliveries go.
+    pub dead_letters: DeadLetters,
+    /// Metrics.
+    pub metrics: Arc<Metrics>,
+    /// The plugin stage.
+    pub plugins: Arc<PluginStage>,
+    /// The HTTP client.
+    pub http: HttpSender,
+}
+
+struct Running {
+    settings: watch::Sender<Arc<Endpoint>>,
+    slots: Arc<Semaphore>,
+    concurrency: usize,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+/// Keeps one worker per configured endpoint.
+pub struct Deliverer {
+    context: Context,
+    workers: HashMap<String, Running>,
+}
+
+impl Deliverer {
+    /// A deliverer with no workers yet.
+    pub fn new(context: Context) -> Self {
+        Self {
+            context,
+            workers: HashMap::new(),
+        }
+    }
+
+    /// Runs workers for `config`'s endpoints, following its changes, until `stop` is
+    /// cancelled; then lets attempts under way finish and returns.
+    pub async fn run(mut self, mut config: watch::Receiver<Arc<Config>>, stop: CancellationToken) {
+        let current = config.borrow_and_update().clone();
+        self.purge_unknown(&current).await;
+        self.apply(&current).await;
+        loop {
+            tokio::select! {
+                changed = config.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    let current = config.borrow_and_update().clone();
+                    self.apply(&current).await;
+                }
+                () = stop.cancelled() => break,
+            }
+        }
+        for running in self.workers.values() {
+            running.stop.cancel();
+        }
+        for (_, running) in self.workers.drain() {
+            let _ = running.task.await;
+        }
+    }
+
+    /// Starts, updates and stops workers to match `config`.
+    async fn apply(&mut self, config: &Config) {
+        let wanted: HashMap<&str, &Arc<Endpoint>> =
+            config.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+        let gone: Vec<String> = self
+            .workers
+            .keys()
+            .filter(|name| !wanted.contains_key(name.as_str()))
+            .cloned()
+            .collect();
+        for name in gone {
+            let running = self.workers.remove(&name).expect("listed above");
+            running.stop.cancel();
+            let _ = running.task.await;
+            match self.context.outbox.purge(&name).await {
+                Ok(0) => tracing::info!(endpoint = %name, "endpoint removed"),
+                Ok(n) => tracing::warn!(endpoint = %name, "endpoint removed; {n} undelivered events for it dropped"),
+                Err(e) => tracing::error!(endpoint = %name, "endpoint removed; cannot clear its deliveries: {e}"),
+            }
+        }
+        for (name, endpoint) in wanted {
+            match self.workers.get_mut(name) {
+                Some(running) if *running.settings.borrow() != *endpoint => {
+                    resize(running, endpoint.concurrency);
+                    running.settings.send_replace(Arc::clone(endpoint));
+                    tracing::info!(endpoint = %name, "endpoint settings updated");
+                }
+                Some(_) => {}
+                None => {
+                    let running = self.spawn(Arc::clone(endpoint));
+                    self.workers.insert(name.to_owned(), running);
+                }
+            }
+        }
+    }
+
+    fn spawn(&self, endpoint: Arc<Endpoint>) -> Running {
+        let (settings, receiver) = watch::channel(Arc::clone(&endpoint));
+        let slots = Arc::new(Semaphore::new(endpoint.concurrency));
+        let stop = CancellationToken::new();
+        let shared = worker::Shared {
+            name: endpoint.name.clone(),
+            endpoint: receiver,
+            outbox: self.context.outbox.clone(),
+            dead_letters: self.context.dead_letters.clone(),
+            metrics: Arc::clone(&self.context.metrics),
+            http: self.context.http.clone(),
+            plugins: Arc::clone(&self.context.plugins),
+            slots: Arc::clone(&slots),
+            stop: stop.clone(),
+        };
+        Running {
+            settings,
+            slots,
+            concurrency: endpoint.concurrency,
+            stop,
+            task: tokio::spawn(worker::run(Arc::new(shared))),
+        }
+    }
+
+    /// Drops deliveries for endpoints that were removed while the router was not running.
+    async fn purge_unknown(&self, config: &Config) {
+        let outbox = self.context.outbox.clone();
+        let counts = tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox)).await;
+        let Ok(Ok(counts)) = counts else {
+            return;
+        };
+        for (name, count) in counts {
+            if config.endpoints.iter().any(|e| e.name == name) {
+                tracing::info!(endpoint = %name, pending = count, "resuming undelivered events");
+            } else if self.context.outbox.purge(&name).await.is_ok() {
+                tracing::warn!(endpoint = %name, "endpoint no longer configured; {count} undelivered events for it dropped");
+            }
+        }
+    }
+}
+
+/// Changes how many requests a worker may have in flight.
+fn resize(running: &mut Running, concurrency: usize) {
+    if concurrency > running.concurrency {
+        running.slots.add_permits(concurrency - running.concurrency);
+    } else {
+        running.slots.forget_permits(running.concurrency - concurrency);
+    }
+    running.concurrency = concurrency;
+}

@@ -1,0 +1,125 @@
+//! When to try a failed delivery again, and when to give up.
+
+use std::time::{Duration, SystemTime};
+
+use reqwest::header::{HeaderMap, RETRY_AFTER};
+
+/// The retry budget of an endpoint.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included.
+    pub max_attempts: u32,
+    /// No attempt is started later than this after the first.
+    pub max_elapsed: Duration,
+    /// Delay before attempt n+1 (n = 0 is the first attempt); the last one repeats.
+    pub schedule: Vec<Duration>,
+    /// Spread of each delay, as a fraction of it (0.2 = ±10 %).
+    pub jitter: f64,
+}
+
+impl Default for RetryPolicy {
+    /// The Standard Webhooks schedule: at once, 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h.
+    fn default() -> Self {
+        Self {
+            max_attempts: 8,
+            max_elapsed: Duration::from_secs(36 * 3600),
+            schedule: [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+                .into_iter()
+                .map(Duration::from_secs)
+                .collect(),
+            jitter: 0.2,
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The wait before the next attempt after `attempts` have failed, or `None` when the budget
+    /// is spent. `elapsed` is the time since the first attempt; `retry_after` is what the
+    /// endpoint asked for (it is honoured, as a minimum).
+    pub fn next_delay(
+        &self,
+        attempts: u32,
+        elapsed: Duration,
+        retry_after: Option<Duration>,
+    ) -> Option<Duration> {
+        if attempts >= self.max_attempts {
+            return None;
+        }
+        let base = self
+            .schedule
+            .get(attempts as usize)
+            .or(self.schedule.last())
+            .copied()
+            .unwrap_or_default();
+        let spread = 1.0 + self.jitter * (rand::random::<f64>() - 0.5);
+        let delay = base.mul_f64(spread).max(retry_after.unwrap_or_default());
+        (elapsed + delay <= self.max_elapsed).then_some(delay)
+    }
+}
+
+/// Reads `Retry-After`: seconds, or an HTTP date.
+pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
+    if let Ok(seconds) = text.parse::<u64>() {
+        return Some(Duration::from_secs(seconds));
+    }
+    let when = httpdate::parse_http_date(text).ok()?;
+    Some(when.duration_since(SystemTime::now()).unwrap_or_default())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy(schedule: &[u64], max_attempts: u32) -> RetryPolicy {
+        RetryPolicy {
+            max_attempts,
+            max_elapsed: Duration::from_secs(100),
+            schedule: schedule.iter().map(|s| Duration::from_secs(*s)).collect(),
+            jitter: 0.0,
+        }
+    }
+
+    #[test]
+    fn follows_the_schedule_then_repeats_its_last_step() {
+        let p = policy(&[0, 5, 10], 5);
+        let next = |n| p.next_delay(n, Duration::ZERO, None);
+        assert_eq!(next(1), Some(Duration::from_secs(5)));
+        assert_eq!(next(2), Some(Duration::from_secs(10)));
+        assert_eq!(next(4), Some(Duration::from_secs(10)));
+        assert_eq!(next(5), None, "budget spent");
+    }
+
+    #[test]
+    fn gives_up_past_max_elapsed_and_honours_retry_after() {
+        let p = policy(&[0, 50], 10);
+        assert_eq!(p.next_delay(1, Duration::from_secs(60), None), None);
+        assert_eq!(
+            p.next_delay(1, Duration::ZERO, Some(Duration::from_secs(70))),
+            Some(Duration::from_secs(70))
+        );
+    }
+
+    #[test]
+    fn jitter_stays_within_its_spread() {
+        let p = RetryPolicy {
+            jitter: 0.2,
+            ..policy(&[0, 10], 3)
+        };
+        for _ in 0..100 {
+            let d = p.next_delay(1, Duration::ZERO, None).unwrap().as_secs_f64();
+            assert!((9.0..=11.0).contains(&d), "{d}");
+        }
+    }
+
+    #[test]
+    fn parses_retry_after_seconds_and_dates() {
+        let mut headers = HeaderMap::new();
+        headers.insert(RETRY_AFTER, "7".parse().unwrap());
+        assert_eq!(retry_after(&headers), Some(Duration::from_secs(7)));
+        let later = SystemTime::now() + Duration::from_secs(120);
+        headers.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
+        let got = retry_after(&headers).unwrap().as_secs();
+        assert!((118..=120).contains(&got), "{got}");
+    }
+}

@@ -1,0 +1,220 @@
+//! One endpoint's delivery loop: loads its deliveries from the outbox, sends them concurrently
+//! across workflows and in order within one, and retries or dead-letters failures.
+//!
+//! The outbox is the queue: the worker keeps at most [`LOADED`] deliveries in memory and reads
+//! more as they complete, so an endpoint that is down for hours costs disk, not memory, and
+//! never holds up another endpoint (each has its own worker).
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesUnordered;
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::http::{Failure, HttpSender};
+use crate::config::Endpoint;
+use crate::plugins::{PluginStage, Request, Verdict};
+use crate::state::dead_letter::{DeadLetter, DeadLetters};
+use crate::state::outbox::{Outbox, PendingDelivery, now_ms};
+use crate::telemetry::Metrics;
+
+/// Deliveries held in memory per endpoint at most.
+pub const LOADED: usize = 4096;
+
+/// What a worker needs, shared by its delivery tasks.
+pub(super) struct Shared {
+    pub name: String,
+    pub endpoint: watch::Receiver<Arc<Endpoint>>,
+    pub outbox: Outbox,
+    pub dead_letters: DeadLetters,
+    pub metrics: Arc<Metrics>,
+    pub http: HttpSender,
+    pub plugins: Arc<PluginStage>,
+    pub slots: Arc<Semaphore>,
+    /// Stop starting attempts; attempts under way finish.
+    pub stop: CancellationToken,
+}
+
+/// How one delivery ended.
+enum End {
+    /// Delivered, dropped or dead-lettered: removed from the outbox.
+    Done,
+    /// The worker is stopping: left in the outbox for the next run.
+    Left,
+}
+
+/// Runs until `shared.stop` is cancelled and the attempts under way have finished.
+pub(super) async fn run(shared: Arc<Shared>) {
+    let mut accepted = shared.outbox.accepted();
+    let mut queues: HashMap<String, VecDeque<PendingDelivery>> = HashMap::new();
+    let mut busy: HashSet<String> = HashSet::new();
+    let mut running: FuturesUnordered<BoxFuture<'static, (String, End)>> = FuturesUnordered::new();
+    let mut loaded = 0usize;
+    let mut cursor = 0u64;
+    let mut caught_up = false;
+    loop {
+        if !caught_up && loaded < LOADED && !shared.stop.is_cancelled() {
+            let batch = load(&shared, cursor, LOADED - loaded).await;
+            caught_up = batch.len() < LOADED - loaded;
+            for delivery in batch {
+                cursor = delivery.seq;
+                loaded += 1;
+                let key = delivery.event.ordering_key();
+                if busy.insert(key.clone()) {
+                    running.push(Box::pin(deliver(Arc::clone(&shared), key, delivery)));
+                } else {
+                    queues.entry(key).or_default().push_back(delivery);
+                }
+            }
+        }
+        tokio::select! {
+            Some((key, end)) = running.next() => {
+                loaded -= 1;
+                if matches!(end, End::Left) {
+                    continue;
+                }
+                match queues.get_mut(&key).and_then(VecDeque::pop_front) {
+                    Some(next) => running.push(Box::pin(deliver(Arc::clone(&shared), key, next))),
+                    None => {
+                        queues.remove(&key);
+                        busy.remove(&key);
+                    }
+                }
+            }
+            changed = accepted.changed(), if caught_up && !shared.stop.is_cancelled() => {
+                caught_up = changed.is_err();
+            }
+            () = shared.stop.cancelled(), if !shared.stop.is_cancelled() => {}
+            else => break,
+        }
+        if shared.stop.is_cancelled() && running.is_empty() {
+            break;
+        }
+    }
+}
+
+async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery> {
+    let outbox = shared.outbox.clone();
+    let name = shared.name.clone();
+    let loaded = tokio::task::spawn_blocking(move || outbox.pending(&name, cursor, limit)).await;
+    match loaded {
+        Ok(Ok(batch)) => batch,
+        Ok(Err(e)) => {
+            tracing::error!(endpoint = %shared.name, "cannot read the outbox: {e}");
+            Vec::new()
+        }
+        Err(e) => {
+            tracing::error!(endpoint = %shared.name, "outbox read task failed: {e}");
+            Vec::new()
+        }
+    }
+}
+
+/// Delivers one event to the endpoint: render, plugins, then attempts until done.
+async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery) -> (String, End) {
+    let endpoint = shared.endpoint.borrow().clone();
+    let request = match shared.plugins.process(&endpoint, &delivery.event).await {
+        Verdict::Deliver(request) => request,
+        Verdict::Drop { by } => {
+            let labels = crate::telemetry::DropLabel {
+                endpoint: shared.name.clone(),
+                by,
+            };
+            shared.metrics.dropped.get_or_create(&labels).inc();
+            shared.outbox.complete(&shared.name, delivery.seq);
+            return (key, End::Done);
+        }
+    };
+    let webhook_id = format!("msg_{}", delivery.event.id);
+    let labels = Metrics::endpoint(&shared.name);
+    let started = Instant::now();
+    // Attempts made before a restart count against the budget; time is measured from now.
+    let elapsed_before = Duration::from_millis(match delivery.first_attempt_ms {
+        0 => 0,
+        first => now_ms().saturating_sub(first),
+    });
+    loop {
+        if shared.stop.is_cancelled() {
+            return (key, End::Left);
+        }
+        let outcome = {
+            let Ok(_slot) = shared.slots.acquire().await else {
+                return (key, End::Left);
+            };
+            let endpoint = shared.endpoint.borrow().clone();
+            shared.http.post(&endpoint, &request, &webhook_id).await
+        };
+        delivery.attempts += 1;
+        if delivery.first_attempt_ms == 0 {
+            delivery.first_attempt_ms = now_ms();
+        }
+        let failure = match outcome {
+            Ok(_) => {
+                let latency = now_ms().saturating_sub(delivery.accepted_ms) as f64 / 1000.0;
+                shared.metrics.delivered.get_or_create(&labels).inc();
+                shared.metrics.delivery_latency.get_or_create(&labels).observe(latency);
+                shared.outbox.complete(&shared.name, delivery.seq);
+                return (key, End::Done);
+            }
+            Err(failure) => failure,
+        };
+        let retry_policy = shared.endpoint.borrow().retry.clone();
+        let delay = match &failure {
+            Failure::Retry { retry_after, .. } => {
+                retry_policy.next_delay(delivery.attempts, elapsed_before + started.elapsed(), *retry_after)
+            }
+            Failure::Final(_) => None,
+        };
+        let Some(delay) = delay else {
+            dead_letter(&shared, &delivery, &request, &webhook_id, failure.error());
+            return (key, End::Done);
+        };
+        tracing::warn!(
+            endpoint = %shared.name,
+            webhook_id,
+            attempt = delivery.attempts,
+            retry_in = ?delay,
+            "delivery failed: {}",
+            failure.error()
+        );
+        shared.metrics.retried.get_or_create(&labels).inc();
+        shared
+            .outbox
+            .attempted(&shared.name, delivery.seq, delivery.attempts, delivery.first_attempt_ms);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = shared.stop.cancelled() => return (key, End::Left),
+        }
+    }
+}
+
+fn dead_letter(shared: &Shared, delivery: &PendingDelivery, request: &Request, webhook_id: &str, error: &str) {
+    tracing::error!(
+        endpoint = %shared.name,
+        webhook_id,
+        attempts = delivery.attempts,
+        "delivery given up, written to {}: {error}",
+        shared.dead_letters.path().display()
+    );
+    let letter = DeadLetter {
+        time: k8s_openapi::jiff::Timestamp::now().to_string(),
+        endpoint: &shared.name,
+        webhook_id,
+        attempts: delivery.attempts,
+        last_error: error,
+        payload: std::str::from_utf8(&request.payload.body).ok(),
+        event: &delivery.event,
+    };
+    match shared.dead_letters.write(&letter) {
+        Ok(()) => {
+            shared.metrics.dead_letter(&shared.name);
+            shared.outbox.complete(&shared.name, delivery.seq);
+        }
+        // Left in the outbox: delivered again on the next start rather than lost.
+        Err(e) => tracing::error!(endpoint = %shared.name, "cannot write the dead letter, kept in the outbox: {e}"),
+    }
+}

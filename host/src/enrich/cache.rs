@@ -1,0 +1,74 @@
+//! The Workflows the enrich stage knows, fed by the source's Workflow items.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use super::workflow::Workflow;
+use crate::event::WorkflowFacts;
+
+/// How many deleted Workflows are kept for Events that arrive after the deletion.
+const DELETED_KEPT: usize = 1024;
+
+/// A Workflow with its facts computed once, when it changed.
+#[derive(Debug)]
+pub struct Cached {
+    /// The object.
+    pub workflow: Workflow,
+    /// Its facts.
+    pub facts: WorkflowFacts,
+}
+
+/// Workflows by namespace/name and by uid, plus the most recently deleted ones.
+#[derive(Debug, Default)]
+pub struct WorkflowCache {
+    by_name: HashMap<(String, String), Arc<Cached>>,
+    deleted: VecDeque<Arc<Cached>>,
+}
+
+impl WorkflowCache {
+    /// Stores the latest version of a Workflow.
+    pub fn apply(&mut self, workflow: Workflow) {
+        let facts = workflow.facts();
+        let key = (facts.namespace.clone(), facts.name.clone());
+        self.by_name.insert(key, Arc::new(Cached { workflow, facts }));
+    }
+
+    /// Forgets a Workflow, keeping it a while for late Events.
+    pub fn delete(&mut self, workflow: &Workflow) {
+        let key = (
+            workflow.metadata.namespace.clone().unwrap_or_default(),
+            workflow.metadata.name.clone().unwrap_or_default(),
+        );
+        if let Some(cached) = self.by_name.remove(&key) {
+            if self.deleted.len() == DELETED_KEPT {
+                self.deleted.pop_front();
+            }
+            self.deleted.push_back(cached);
+        }
+    }
+
+    /// The Workflow `namespace/name`; when `uid` is known it must match, so that a re-created
+    /// Workflow of the same name is not mistaken for the old one.
+    pub fn get(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Arc<Cached>> {
+        let matches = |c: &Arc<Cached>| {
+            c.facts.namespace == namespace
+                && c.facts.name == name
+                && uid.is_none_or(|uid| c.facts.uid == uid)
+        };
+        self.by_name
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .filter(|c| matches(c))
+            .or_else(|| self.deleted.iter().rev().find(|c| matches(c)))
+            .cloned()
+    }
+
+    /// How many live Workflows are cached.
+    pub fn len(&self) -> usize {
+        self.by_name.len()
+    }
+
+    /// Whether no live Workflow is cached.
+    pub fn is_empty(&self) -> bool {
+        self.by_name.is_empty()
+    }
+}

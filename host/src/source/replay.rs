@@ -1,0 +1,165 @@
+//! Replays a recording: a JSON Lines file of Kubernetes objects, in the order they happened.
+//!
+//! Each line is an object as `kubectl get -o json` prints it (`kind: Event`, `kind: Workflow`,
+//! or a `List` of them), or a watch event `{"type": "ADDED|MODIFIED|DELETED", "object": {..}}`
+//! as `kubectl get -w -o json` and `kfp-event-router record` write. Workflows update the
+//! enrichment cache; Events that are new occurrences become [`SourceItem::Event`]s. A line that
+//! cannot be read is logged with its `file:line` and skipped: the rest still flows.
+//!
+//! The checkpoint is the line number of the last event sent, so a replay that was stopped
+//! resumes after the last accepted event rather than from the top.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::Event;
+use serde_json::Value;
+use tokio::io::AsyncBufReadExt;
+use tokio::sync::mpsc;
+
+use super::occurrence::Occurrences;
+use super::{Checkpoint, SourceItem, is_workflow_event};
+use crate::enrich::workflow::Workflow;
+
+/// A recording to replay.
+#[derive(Clone, Debug)]
+pub struct Replay {
+    path: PathBuf,
+    rate: Option<f64>,
+}
+
+/// What a finished replay did.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReplaySummary {
+    /// Event occurrences sent on.
+    pub events: u64,
+    /// Events already accepted by an earlier run, not sent again.
+    pub resumed_past: u64,
+    /// Lines that could not be read.
+    pub skipped_lines: u64,
+}
+
+/// One object of a recording line.
+enum Object {
+    Event(Box<Event>),
+    Workflow(Box<Workflow>),
+}
+
+impl Replay {
+    /// Replays `path`, at most `rate` events per second when given.
+    pub fn new(path: impl Into<PathBuf>, rate: Option<f64>) -> Self {
+        Self {
+            path: path.into(),
+            rate,
+        }
+    }
+
+    /// The key this recording's checkpoint is stored under.
+    pub fn checkpoint_key(&self) -> String {
+        let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
+        format!("replay:{}", path.display())
+    }
+
+    /// Sends the recording's items to `out`, skipping events up to line `resume_after`.
+    /// Returns when the file ends or `out` is closed.
+    pub async fn run(
+        self,
+        resume_after: Option<u64>,
+        out: mpsc::Sender<SourceItem>,
+    ) -> std::io::Result<ReplaySummary> {
+        let file = tokio::fs::File::open(&self.path).await.map_err(|e| {
+            std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
+        })?;
+        let mut lines = tokio::io::BufReader::with_capacity(1 << 16, file).lines();
+        let mut pace = self.rate.map(|rate| {
+            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+            tick
+        });
+        let key = self.checkpoint_key();
+        let resume_after = resume_after.unwrap_or(0);
+        let mut seen = Occurrences::new(usize::MAX);
+        let mut summary = ReplaySummary::default();
+        let mut number = 0u64;
+        while let Some(line) = lines.next_line().await? {
+            number += 1;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let objects = match parse_line(&line) {
+                Ok(objects) => objects,
+                Err(e) => {
+                    tracing::warn!("{}:{number}: line skipped: {e}", self.path.display());
+                    summary.skipped_lines += 1;
+                    continue;
+                }
+            };
+            for (deleted, object) in objects {
+                let item = match object {
+                    Object::Workflow(wf) if deleted => SourceItem::WorkflowDeleted(wf),
+                    Object::Workflow(wf) => SourceItem::WorkflowApplied(wf),
+                    Object::Event(event) => {
+                        if deleted || !is_workflow_event(&event) || !seen.is_new(&event) {
+                            continue;
+                        }
+                        if number <= resume_after {
+                            summary.resumed_past += 1;
+                            continue;
+                        }
+                        if let Some(pace) = &mut pace {
+                            pace.tick().await;
+                        }
+                        summary.events += 1;
+                        let checkpoint = Some(Checkpoint {
+                            key: key.clone(),
+                            value: number.to_string(),
+                        });
+                        SourceItem::Event { event, checkpoint }
+                    }
+                };
+                if out.send(item).await.is_err() {
+                    return Ok(summary);
+                }
+            }
+        }
+        Ok(summary)
+    }
+}
+
+/// Reads one line into its objects, each with whether it was deleted. Kinds other than Event
+/// and Workflow are passed over.
+fn parse_line(line: &str) -> Result<Vec<(bool, Object)>, String> {
+    let mut value: Value = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
+    let watch_type = value.get("type").and_then(Value::as_str).map(str::to_owned);
+    let (deleted, object) = match (watch_type, value.get_mut("object")) {
+        (Some(kind), Some(object)) => (kind == "DELETED", object.take()),
+        _ => (false, value),
+    };
+    let mut objects = Vec::new();
+    collect(object, deleted, &mut objects)?;
+    Ok(objects)
+}
+
+fn collect(mut object: Value, deleted: bool, out: &mut Vec<(bool, Object)>) -> Result<(), String> {
+    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    match kind {
+        "Event" => {
+            let event = serde_json::from_value(object).map_err(|e| format!("invalid Event: {e}"))?;
+            out.push((deleted, Object::Event(Box::new(event))));
+        }
+        "Workflow" => {
+            let wf = serde_json::from_value(object).map_err(|e| format!("invalid Workflow: {e}"))?;
+            out.push((deleted, Object::Workflow(Box::new(wf))));
+        }
+        kind if kind.ends_with("List") => {
+            if let Some(Value::Array(items)) = object.get_mut("items").map(Value::take) {
+                for item in items {
+                    collect(item, deleted, out)?;
+                }
+            }
+        }
+        "" => return Err("the object has no `kind`".into()),
+        _ => {}
+    }
+    Ok(())
+}

@@ -1,0 +1,414 @@
+//! The outbox: every accepted event waits on disk until each of its endpoints has it.
+//!
+//! Tables of one [redb] database:
+//! - `events`: sequence number -> the stored event (JSON);
+//! - `remaining`: sequence number -> endpoints still to deliver it;
+//! - `pending`: (endpoint, sequence number) -> attempts made and when the first was;
+//! - `checkpoints`: source position key -> value.
+//!
+//! All writes go through one writer thread that commits whatever has queued up in one
+//! transaction (group commit). Accepts and checkpoints are committed durably before their
+//! callers continue; completions are committed lazily, which after a crash can only mean a
+//! delivery is repeated (at least once), never lost.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+
+use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::event::RouterEvent;
+use crate::source::Checkpoint;
+
+const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
+const PENDING: TableDefinition<(&str, u64), (u32, u64)> = TableDefinition::new("pending");
+const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+
+/// How many queued writes one transaction takes at most.
+const GROUP_COMMIT: usize = 8192;
+
+/// An outbox error.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The database failed.
+    #[error("outbox database: {0}")]
+    Database(#[from] redb::Error),
+    /// The writer thread has stopped (the router is shutting down).
+    #[error("the outbox writer has stopped")]
+    Stopped,
+}
+
+/// An outbox result.
+pub type Result<T, E = OutboxError> = std::result::Result<T, E>;
+
+/// An event as stored: what was accepted, and when.
+#[derive(Debug, Serialize, Deserialize)]
+struct Stored {
+    accepted_ms: u64,
+    event: RouterEvent,
+}
+
+/// One event waiting for one endpoint.
+#[derive(Clone, Debug)]
+pub struct PendingDelivery {
+    /// Position in the outbox; deliveries of an endpoint are loaded in this order.
+    pub seq: u64,
+    /// Attempts already made (before a restart, too).
+    pub attempts: u32,
+    /// When the first attempt was made (Unix ms), or 0 when none was.
+    pub first_attempt_ms: u64,
+    /// When the event was accepted (Unix ms).
+    pub accepted_ms: u64,
+    /// The event.
+    pub event: Arc<RouterEvent>,
+}
+
+/// An event to accept, with the endpoints it goes to.
+#[derive(Debug)]
+pub struct Accept {
+    /// The event.
+    pub event: RouterEvent,
+    /// Names of the endpoints that want it.
+    pub endpoints: Vec<String>,
+}
+
+enum Write {
+    Accept(Vec<Accept>, Option<Checkpoint>, oneshot::Sender<()>),
+    Attempted { endpoint: String, seq: u64, attempts: u32, first_ms: u64 },
+    Complete { endpoint: String, seq: u64 },
+    ClearCheckpoint(String, oneshot::Sender<()>),
+    Purge(String, oneshot::Sender<u64>),
+    Flush(oneshot::Sender<()>),
+}
+
+/// A handle to the outbox; cheap to clone.
+#[derive(Clone)]
+pub struct Outbox {
+    db: Arc<Database>,
+    writes: mpsc::UnboundedSender<Write>,
+    last_seq: watch::Receiver<u64>,
+    depth: Arc<AtomicI64>,
+}
+
+impl Outbox {
+    /// Opens (or creates) the outbox at `path` and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Self> {
+        Ok(Self::open_db(path)?)
+    }
+
+    fn open_db(path: &Path) -> Result<Self, redb::Error> {
+        let db = Arc::new(Database::create(path)?);
+        let txn = db.begin_write()?;
+        txn.open_table(EVENTS)?;
+        txn.open_table(REMAINING)?;
+        let depth = txn.open_table(PENDING)?.len()?;
+        txn.open_table(CHECKPOINTS)?;
+        txn.commit()?;
+        let next = {
+            let read = db.begin_read()?;
+            let events = read.open_table(EVENTS)?;
+            events.last()?.map_or(1, |(k, _)| k.value() + 1)
+        };
+        let (writes, queue) = mpsc::unbounded_channel();
+        let (seq_tx, last_seq) = watch::channel(next - 1);
+        let depth = Arc::new(AtomicI64::new(depth as i64));
+        let writer = Writer {
+            db: Arc::clone(&db),
+            next,
+            seq: seq_tx,
+            depth: Arc::clone(&depth),
+        };
+        std::thread::Builder::new()
+            .name("outbox-writer".into())
+            .spawn(move || writer.run(queue))
+            .expect("spawning a thread");
+        Ok(Self {
+            db,
+            writes,
+            last_seq,
+            depth,
+        })
+    }
+
+    /// Stores `events` and `checkpoint` durably, in one transaction, then returns.
+    pub async fn accept(&self, events: Vec<Accept>, checkpoint: Option<Checkpoint>) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Accept(events, checkpoint, done))?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
+    /// Records a failed attempt, so a restart keeps counting from there.
+    pub fn attempted(&self, endpoint: &str, seq: u64, attempts: u32, first_ms: u64) {
+        let _ = self.send(Write::Attempted {
+            endpoint: endpoint.to_owned(),
+            seq,
+            attempts,
+            first_ms,
+        });
+    }
+
+    /// Removes a delivery that is done (delivered, dropped or dead-lettered).
+    pub fn complete(&self, endpoint: &str, seq: u64) {
+        let _ = self.send(Write::Complete {
+            endpoint: endpoint.to_owned(),
+            seq,
+        });
+    }
+
+    /// Removes every delivery of an endpoint that no longer exists; returns how many.
+    pub async fn purge(&self, endpoint: &str) -> Result<u64> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Purge(endpoint.to_owned(), done))?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
+    /// Forgets a source position.
+    pub async fn clear_checkpoint(&self, key: &str) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::ClearCheckpoint(key.to_owned(), done))?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
+    /// Makes every write so far durable.
+    pub async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Flush(done))?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
+    /// The stored value of a source position.
+    pub fn checkpoint(&self, key: &str) -> Result<Option<String>> {
+        Ok(self.read_checkpoint(key)?)
+    }
+
+    fn read_checkpoint(&self, key: &str) -> Result<Option<String>, redb::Error> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(CHECKPOINTS)?;
+        Ok(table.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Up to `limit` deliveries of `endpoint` after sequence number `after`, in order.
+    pub fn pending(
+        &self,
+        endpoint: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>> {
+        Ok(self.read_pending(endpoint, after, limit)?)
+    }
+
+    fn read_pending(
+        &self,
+        endpoint: &str,
+        after: u64,
+        limit: usize,
+    ) -> Result<Vec<PendingDelivery>, redb::Error> {
+        let read = self.db.begin_read()?;
+        let pending = read.open_table(PENDING)?;
+        let events = read.open_table(EVENTS)?;
+        let mut out = Vec::new();
+        for row in pending.range((endpoint, after.saturating_add(1))..=(endpoint, u64::MAX))? {
+            if out.len() == limit {
+                break;
+            }
+            let (key, value) = row?;
+            let seq = key.value().1;
+            let (attempts, first_attempt_ms) = value.value();
+            let Some(bytes) = events.get(seq)? else {
+                continue;
+            };
+            let stored: Stored = match serde_json::from_slice(bytes.value()) {
+                Ok(stored) => stored,
+                Err(e) => {
+                    tracing::error!(seq, "outbox entry unreadable, skipped: {e}");
+                    continue;
+                }
+            };
+            out.push(PendingDelivery {
+                seq,
+                attempts,
+                first_attempt_ms,
+                accepted_ms: stored.accepted_ms,
+                event: Arc::new(stored.event),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Deliveries waiting, over all endpoints.
+    pub fn depth(&self) -> i64 {
+        self.depth.load(Ordering::Relaxed)
+    }
+
+    /// Changes whenever events are accepted; holds the last sequence number.
+    pub fn accepted(&self) -> watch::Receiver<u64> {
+        self.last_seq.clone()
+    }
+
+    fn send(&self, write: Write) -> Result<()> {
+        self.writes.send(write).map_err(|_| OutboxError::Stopped)
+    }
+}
+
+/// Owns every write transaction.
+struct Writer {
+    db: Arc<Database>,
+    next: u64,
+    seq: watch::Sender<u64>,
+    depth: Arc<AtomicI64>,
+}
+
+/// Replies to send once a transaction has committed.
+#[derive(Default)]
+struct Replies {
+    done: Vec<oneshot::Sender<()>>,
+    purged: Vec<(oneshot::Sender<u64>, u64)>,
+}
+
+impl Writer {
+    fn run(mut self, mut queue: mpsc::UnboundedReceiver<Write>) {
+        while let Some(first) = queue.blocking_recv() {
+            let mut batch = vec![first];
+            while batch.len() < GROUP_COMMIT {
+                match queue.try_recv() {
+                    Ok(write) => batch.push(write),
+                    Err(_) => break,
+                }
+            }
+            let last_seq = self.next;
+            match self.commit(batch) {
+                Ok(replies) => {
+                    if self.next != last_seq {
+                        self.seq.send_replace(self.next - 1);
+                    }
+                    for done in replies.done {
+                        let _ = done.send(());
+                    }
+                    for (done, n) in replies.purged {
+                        let _ = done.send(n);
+                    }
+                }
+                // Callers waiting on this batch see `Stopped`; the writer carries on, since a
+                // full disk or similar may clear.
+                Err(e) => {
+                    self.next = last_seq;
+                    tracing::error!("outbox write failed: {e}");
+                }
+            }
+        }
+    }
+
+    fn commit(&mut self, batch: Vec<Write>) -> Result<Replies, redb::Error> {
+        let mut txn = self.db.begin_write()?;
+        let durable = batch.iter().any(|w| !matches!(w, Write::Complete { .. } | Write::Attempted { .. }));
+        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
+            .map_err(redb::Error::from)?;
+        let mut replies = Replies::default();
+        let mut depth = 0i64;
+        let now = now_ms();
+        {
+            let mut events = txn.open_table(EVENTS)?;
+            let mut remaining = txn.open_table(REMAINING)?;
+            let mut pending = txn.open_table(PENDING)?;
+            let mut checkpoints = txn.open_table(CHECKPOINTS)?;
+            for write in batch {
+                match write {
+                    Write::Accept(accepts, checkpoint, done) => {
+                        for accept in accepts.into_iter().filter(|a| !a.endpoints.is_empty()) {
+                            let seq = self.next;
+                            self.next += 1;
+                            let stored = Stored {
+                                accepted_ms: now,
+                                event: accept.event,
+                            };
+                            let bytes = serde_json::to_vec(&stored).expect("events serialise");
+                            events.insert(seq, bytes.as_slice())?;
+                            remaining.insert(seq, accept.endpoints.len() as u32)?;
+                            for endpoint in &accept.endpoints {
+                                pending.insert((endpoint.as_str(), seq), (0, 0))?;
+                            }
+                            depth += accept.endpoints.len() as i64;
+                        }
+                        if let Some(c) = checkpoint {
+                            checkpoints.insert(c.key.as_str(), c.value.as_str())?;
+                        }
+                        replies.done.push(done);
+                    }
+                    Write::Attempted { endpoint, seq, attempts, first_ms } => {
+                        if pending.get((endpoint.as_str(), seq))?.is_some() {
+                            pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
+                        }
+                    }
+                    Write::Complete { endpoint, seq } => {
+                        if pending.remove((endpoint.as_str(), seq))?.is_some() {
+                            depth -= 1;
+                            release(&mut events, &mut remaining, seq)?;
+                        }
+                    }
+                    Write::Purge(endpoint, done) => {
+                        let seqs: Vec<u64> = pending
+                            .extract_from_if((endpoint.as_str(), 0)..=(endpoint.as_str(), u64::MAX), |_, _| true)?
+                            .map(|row| row.map(|(k, _)| k.value().1))
+                            .collect::<Result<_, _>>()?;
+                        for &seq in &seqs {
+                            release(&mut events, &mut remaining, seq)?;
+                        }
+                        depth -= seqs.len() as i64;
+                        replies.purged.push((done, seqs.len() as u64));
+                    }
+                    Write::ClearCheckpoint(key, done) => {
+                        checkpoints.remove(key.as_str())?;
+                        replies.done.push(done);
+                    }
+                    Write::Flush(done) => replies.done.push(done),
+                }
+            }
+        }
+        txn.commit()?;
+        self.depth.fetch_add(depth, Ordering::Relaxed);
+        Ok(replies)
+    }
+}
+
+/// One endpoint is done with `seq`: drop the event when it was the last.
+fn release(
+    events: &mut redb::Table<u64, &[u8]>,
+    remaining: &mut redb::Table<u64, u32>,
+    seq: u64,
+) -> Result<(), redb::Error> {
+    let left = remaining.get(seq)?.map_or(0, |v| v.value()).saturating_sub(1);
+    if left == 0 {
+        remaining.remove(seq)?;
+        events.remove(seq)?;
+    } else {
+        remaining.insert(seq, left)?;
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// Counts deliveries per endpoint, for startup logs.
+pub fn count_by_endpoint(outbox: &Outbox) -> Result<HashMap<String, u64>> {
+    Ok(count_rows(outbox)?)
+}
+
+fn count_rows(outbox: &Outbox) -> Result<HashMap<String, u64>, redb::Error> {
+    let read = outbox.db.begin_read()?;
+    let pending = read.open_table(PENDING)?;
+    let mut counts = HashMap::new();
+    for row in pending.iter()? {
+        let (key, _) = row?;
+        *counts.entry(key.value().0.to_owned()).or_insert(0) += 1;
+    }
+    Ok(counts)
+}
