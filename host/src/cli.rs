@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `receive`.
+//! The command line: `run`, `validate`, `receive`, `record`, `plugin test`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -8,9 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{CONFIG_ENV, Config, ConfigError};
 use crate::config::secret::Secret;
+use crate::config::{CONFIG_ENV, Config, ConfigError};
 use crate::deliver::signing::SigningKey;
+use crate::format::Format;
+use crate::plugins::tester::TestOptions;
 use crate::telemetry::LogFormat;
 
 /// Routes Kubeflow Pipelines run events to webhooks, through WebAssembly plugins.
@@ -55,6 +57,55 @@ pub enum Command {
         #[arg(long)]
         exit_after: Option<u64>,
     },
+    /// Record a namespace's live Workflows and workflow-controller Events as a recording that
+    /// `source.kind = "replay"` reads: what exists first (as ADDED), then every change, until
+    /// Ctrl-C or `--duration`. Uses KUBECONFIG / ~/.kube/config, or the pod's ServiceAccount.
+    Record {
+        /// The namespace; defaults to POD_NAMESPACE, else the kubeconfig context's.
+        #[arg(long, short = 'n')]
+        namespace: Option<String>,
+        /// The file to write (JSON Lines); `-` for standard output.
+        #[arg(long, short = 'o')]
+        output: PathBuf,
+        /// Stop after this long, e.g. `10m`; runs until Ctrl-C otherwise.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<std::time::Duration>,
+    },
+    /// Work with WebAssembly plugins.
+    Plugin {
+        /// What to do with plugins.
+        #[command(subcommand)]
+        command: PluginCommand,
+    },
+}
+
+/// The `plugin` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PluginCommand {
+    /// Run a plugin over a recording and print, per event, the input payload, the plugin's
+    /// action and its output. Exits with 1 when a call failed.
+    Test {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// A recording: the JSON Lines of Kubernetes objects that `replay` reads.
+        #[arg(long)]
+        events: PathBuf,
+        /// A TOML file with the plugin's configuration, or a router config whose
+        /// `[plugins.config.<name>]` is used; `{}` when absent.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The payload format rendered before the plugin: `kfp`, `extended` or `cloudevents`.
+        #[arg(long, default_value = "kfp", value_parser = parse_format)]
+        format: Format,
+        /// The endpoint name the plugin is told about.
+        #[arg(long, default_value = "test")]
+        endpoint: String,
+    },
+}
+
+fn parse_format(text: &str) -> Result<Format, String> {
+    serde_json::from_value(serde_json::Value::String(text.to_owned()))
+        .map_err(|_| format!("unknown format {text:?}: use kfp, extended or cloudevents"))
 }
 
 /// Exit status when deliveries were given up (written to the dead-letter file).
@@ -71,7 +122,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 return Ok(ExitCode::SUCCESS);
             }
             let summary = crate::router::run(config, shutdown_signal()).await?;
-            tracing::info!(events = summary.events, dead_lettered = summary.dead_lettered, "router stopped");
+            tracing::info!(
+                events = summary.events,
+                dead_lettered = summary.dead_lettered,
+                "router stopped"
+            );
             Ok(match summary.dead_lettered {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::from(EXIT_DEAD_LETTERS),
@@ -79,7 +134,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Validate { config } => match Config::load(&config) {
             Ok(config) => {
-                println!("{}: ok ({} endpoints)", config.path.display(), config.endpoints.len());
+                println!(
+                    "{}: ok ({} endpoints)",
+                    config.path.display(),
+                    config.endpoints.len()
+                );
                 Ok(ExitCode::SUCCESS)
             }
             Err(e) => {
@@ -87,15 +146,64 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 Ok(ExitCode::FAILURE)
             }
         },
-        Command::Receive { listen, secret_env, exit_after } => {
+        Command::Receive {
+            listen,
+            secret_env,
+            exit_after,
+        } => {
             let key = secret_env
                 .map(|name| {
-                    let value = std::env::var(&name).with_context(|| format!("environment variable {name} is not set"))?;
+                    let value = std::env::var(&name)
+                        .with_context(|| format!("environment variable {name} is not set"))?;
                     SigningKey::from_secret(&Secret::new(value)).map_err(anyhow::Error::msg)
                 })
                 .transpose()?;
             crate::receive::serve(listen, key, exit_after, shutdown_signal()).await?;
             Ok(ExitCode::SUCCESS)
+        }
+        Command::Record {
+            namespace,
+            output,
+            duration,
+        } => {
+            let options = crate::source::kubernetes::record::RecordOptions {
+                namespace,
+                output,
+                duration,
+            };
+            let path = options.output.clone();
+            let summary =
+                crate::source::kubernetes::record::record(options, shutdown_signal()).await?;
+            eprintln!(
+                "{}: {} Workflow and {} Event lines",
+                path.display(),
+                summary.workflows,
+                summary.events
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Test {
+                    plugin,
+                    events,
+                    config,
+                    format,
+                    endpoint,
+                },
+        } => {
+            let options = TestOptions {
+                plugin,
+                events,
+                config,
+                format,
+                endpoint,
+            };
+            let summary = crate::plugins::tester::run(options, &mut std::io::stdout()).await?;
+            Ok(match summary.failed {
+                0 => ExitCode::SUCCESS,
+                _ => ExitCode::FAILURE,
+            })
         }
     }
 }

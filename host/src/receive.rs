@@ -38,16 +38,32 @@ pub async fn serve(
         exit_after,
         done: shutdown.clone(),
     });
-    let app = Router::new().fallback(handle).with_state(Arc::clone(&state));
+    let app = Router::new()
+        .fallback(handle)
+        .with_state(Arc::clone(&state));
     axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await?;
     Ok(state.received.load(Ordering::Relaxed))
 }
 
-async fn handle(State(state): State<Arc<Receiver>>, uri: Uri, headers: HeaderMap, body: Bytes) -> StatusCode {
-    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("");
-    let (id, timestamp, signature) = (header("webhook-id"), header("webhook-timestamp"), header("webhook-signature"));
+async fn handle(
+    State(state): State<Arc<Receiver>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let header = |name: &str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    };
+    let (id, timestamp, signature) = (
+        header("webhook-id"),
+        header("webhook-timestamp"),
+        header("webhook-signature"),
+    );
     let verdict = match (&state.key, signature) {
         (None, _) => "not checked",
         (Some(_), "") => "MISSING",

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
 use axum::Router;
 use axum::extract::State;
@@ -11,6 +11,7 @@ use axum::response::IntoResponse;
 use axum::routing::get;
 use tokio::task::JoinHandle;
 
+use crate::plugins::PluginStage;
 use crate::state::Outbox;
 use crate::telemetry::Metrics;
 
@@ -18,7 +19,9 @@ use crate::telemetry::Metrics;
 #[derive(Clone)]
 pub struct Health {
     ready: Arc<AtomicBool>,
+    role: Arc<AtomicU8>,
     outbox: Outbox,
+    plugins: Option<Arc<PluginStage>>,
 }
 
 impl Health {
@@ -26,14 +29,42 @@ impl Health {
     pub fn new(outbox: Outbox) -> Self {
         Self {
             ready: Arc::default(),
+            role: Arc::default(),
             outbox,
+            plugins: None,
         }
+    }
+
+    /// Also reports the plugins: loaded, failing repeatedly, and missing.
+    pub fn with_plugins(mut self, plugins: Arc<PluginStage>) -> Self {
+        self.plugins = Some(plugins);
+        self
+    }
+
+    /// Sets the leader-election role `/readyz` reports (`None`: not elected).
+    pub fn set_role(&self, role: Option<Role>) {
+        let value = match role {
+            None => 0,
+            Some(Role::Standby) => 1,
+            Some(Role::Leader) => 2,
+        };
+        self.role.store(value, Ordering::Relaxed);
     }
 
     /// Marks the router ready (its stages are running) or not (starting, stopping).
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::Relaxed);
     }
+}
+
+/// A replica's part in leader election. A standby is ready (it serves probes and takes over
+/// when the leader goes), so rolling updates of a two-replica Deployment go through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Holds the lease: watches and delivers.
+    Leader,
+    /// Waits to take over.
+    Standby,
 }
 
 #[derive(Clone)]
@@ -67,19 +98,37 @@ pub async fn start(
 }
 
 async fn metrics_text(State(served): State<Served>) -> impl IntoResponse {
-    served.metrics.outbox_depth.set(served.health.outbox.depth());
+    served
+        .metrics
+        .outbox_depth
+        .set(served.health.outbox.depth());
     (
-        [(header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
         served.metrics.render(),
     )
 }
 
 async fn readyz(State(served): State<Served>) -> impl IntoResponse {
     let ready = served.health.ready.load(Ordering::Relaxed);
-    let body = serde_json::json!({
+    let mut body = serde_json::json!({
         "ready": ready,
         "outbox_depth": served.health.outbox.depth(),
     });
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    match served.health.role.load(Ordering::Relaxed) {
+        1 => body["role"] = "standby".into(),
+        2 => body["role"] = "leader".into(),
+        _ => {}
+    }
+    if let Some(plugins) = &served.health.plugins {
+        body["plugins"] = plugins.status();
+    }
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, axum::Json(body))
 }

@@ -26,7 +26,9 @@ pub fn init_logging(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        // A closed stderr must not take the router down with it.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Human => builder.try_init(),
         LogFormat::Json => builder.json().try_init(),
@@ -47,6 +49,32 @@ pub struct DropLabel {
     pub endpoint: String,
     /// What dropped it, e.g. a plugin's name.
     pub by: String,
+}
+
+/// Labels naming a plugin.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLabel {
+    /// The plugin's name.
+    pub plugin: String,
+}
+
+/// Labels of one plugin call's outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginCallLabel {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `pass`, `drop`, `replace`, or a failure: `error`, `trap`, `timeout`, `memory_limit`,
+    /// `output_limit`, `invalid_output`; `missing` when a chain named it but it was not loaded.
+    pub outcome: String,
+}
+
+/// Labels of a plugin (re)load.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PluginLoadLabel {
+    /// The plugin's name.
+    pub plugin: String,
+    /// `loaded`, `reloaded`, `rejected` or `removed`.
+    pub result: String,
 }
 
 /// A label pair list, for small families.
@@ -71,8 +99,27 @@ pub struct Metrics {
     pub outbox_depth: Gauge,
     /// Config reloads by result (`applied`, `rejected`).
     pub config_reloads: Family<Labels, Counter>,
+    /// Run transitions by the path that reported them: `events`, `workflows` (derived from
+    /// status), `both-deduplicated` (an Event for a transition already delivered).
+    pub transitions: Family<Labels, Counter>,
+    /// Plugin calls by plugin and outcome.
+    pub plugin_calls: Family<PluginCallLabel, Counter>,
+    /// Seconds one plugin call took, per plugin.
+    pub plugin_call_seconds: Family<PluginLabel, Histogram>,
+    /// Plugin loads, reloads, rejections and removals, per plugin.
+    pub plugin_loads: Family<PluginLoadLabel, Counter>,
+    /// 1 while a plugin is failing (its last calls all failed), per plugin.
+    pub plugin_failing: Family<PluginLabel, Gauge>,
+    /// The kubernetes source's metrics: API requests, leadership, watch errors.
+    pub kube: KubeMetrics,
     /// Dead letters over all endpoints, for the run summary.
     dead_lettered_total: Counter,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
 }
 
 impl Default for Metrics {
@@ -91,30 +138,84 @@ impl Metrics {
         let dead_lettered = Family::default();
         let dropped = Family::default();
         let delivery_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 2.0, 20))
+            Histogram::new(exponential_buckets(0.0005, 1.5, 30))
         });
         let outbox_depth = Gauge::default();
         let config_reloads = Family::default();
+        let kube = KubeMetrics::register(&mut registry);
+        let plugin_calls = Family::default();
+        let plugin_call_seconds = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_002, 4.0, 12))
+        });
+        let plugin_loads = Family::default();
+        let plugin_failing = Family::default();
         registry.register(
             "events_received",
             "Events accepted into the outbox",
             events_received.clone(),
         );
-        registry.register("events_delivered", "Deliveries answered with 2xx", delivered.clone());
-        registry.register("delivery_retries", "Failed attempts that will be retried", retried.clone());
+        registry.register(
+            "events_delivered",
+            "Deliveries answered with 2xx",
+            delivered.clone(),
+        );
+        registry.register(
+            "delivery_retries",
+            "Failed attempts that will be retried",
+            retried.clone(),
+        );
         registry.register(
             "events_dead_lettered",
             "Deliveries given up and written to the dead-letter file",
             dead_lettered.clone(),
         );
-        registry.register("events_dropped", "Deliveries a plugin chose not to send", dropped.clone());
+        registry.register(
+            "events_dropped",
+            "Deliveries a plugin chose not to send",
+            dropped.clone(),
+        );
         registry.register(
             "delivery_latency_seconds",
             "Time from acceptance to successful delivery",
             delivery_latency.clone(),
         );
-        registry.register("outbox_depth", "Deliveries waiting in the outbox", outbox_depth.clone());
-        registry.register("config_reloads", "Config reloads by result", config_reloads.clone());
+        registry.register(
+            "outbox_depth",
+            "Deliveries waiting in the outbox",
+            outbox_depth.clone(),
+        );
+        registry.register(
+            "config_reloads",
+            "Config reloads by result",
+            config_reloads.clone(),
+        );
+        let transitions = Family::default();
+        registry.register(
+            "transitions",
+            "Run transitions by the path that reported them; workflows minus both-deduplicated \
+             is what Events alone would have lost",
+            transitions.clone(),
+        );
+        registry.register(
+            "plugin_calls",
+            "Plugin calls by plugin and outcome",
+            plugin_calls.clone(),
+        );
+        registry.register(
+            "plugin_call_duration_seconds",
+            "Time one plugin call took",
+            plugin_call_seconds.clone(),
+        );
+        registry.register(
+            "plugin_loads",
+            "Plugin loads, reloads, rejections and removals",
+            plugin_loads.clone(),
+        );
+        registry.register(
+            "plugin_failing",
+            "1 while a plugin's recent calls all failed",
+            plugin_failing.clone(),
+        );
         Self {
             registry,
             events_received,
@@ -125,13 +226,21 @@ impl Metrics {
             delivery_latency,
             outbox_depth,
             config_reloads,
+            plugin_calls,
+            plugin_call_seconds,
+            plugin_loads,
+            plugin_failing,
+            transitions,
+            kube,
             dead_lettered_total: Counter::default(),
         }
     }
 
     /// Counts a dead letter for `endpoint`.
     pub fn dead_letter(&self, endpoint: &str) {
-        self.dead_lettered.get_or_create(&Self::endpoint(endpoint)).inc();
+        self.dead_lettered
+            .get_or_create(&Self::endpoint(endpoint))
+            .inc();
         self.dead_lettered_total.inc();
     }
 
@@ -153,10 +262,105 @@ impl Metrics {
         out
     }
 
+    /// Counts one plugin call's outcome.
+    pub fn plugin_call(&self, plugin: &str, outcome: &str) {
+        let labels = PluginCallLabel {
+            plugin: plugin.to_owned(),
+            outcome: outcome.to_owned(),
+        };
+        self.plugin_calls.get_or_create(&labels).inc();
+    }
+
+    /// Counts a plugin load, reload, rejection or removal.
+    pub fn plugin_load(&self, plugin: &str, result: &str) {
+        let labels = PluginLoadLabel {
+            plugin: plugin.to_owned(),
+            result: result.to_owned(),
+        };
+        self.plugin_loads.get_or_create(&labels).inc();
+    }
+
+    /// The labels of one plugin.
+    pub fn plugin(name: &str) -> PluginLabel {
+        PluginLabel {
+            plugin: name.to_owned(),
+        }
+    }
+
     /// The labels of one endpoint.
     pub fn endpoint(name: &str) -> EndpointLabel {
         EndpointLabel {
             endpoint: name.to_owned(),
         }
+    }
+}
+
+/// Labels of one Kubernetes API request.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KubeRequestLabel {
+    /// `get`, `list`, `watch`, `create`, `update`, `patch` or `delete`.
+    pub verb: String,
+    /// The resource, e.g. `events` or `workflows.argoproj.io`.
+    pub resource: String,
+}
+
+/// The kubernetes source's metrics.
+pub struct KubeMetrics {
+    /// Kubernetes API requests, by verb and resource (`kfp_event_router_kube_requests_total`).
+    pub requests: Family<KubeRequestLabel, Counter>,
+    /// 1 while this replica holds the leader lease, 0 on standby.
+    pub leader: Gauge,
+    /// Watch errors (each is retried after a backoff), by resource.
+    pub watch_errors: Family<Labels, Counter>,
+    /// Events passed over because they were delivered already (relists, restarts, updates that
+    /// are not new occurrences) or predate the first start.
+    pub skipped: Counter,
+}
+
+impl KubeMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let metrics = Self {
+            requests: Family::default(),
+            leader: Gauge::default(),
+            watch_errors: Family::default(),
+            skipped: Counter::default(),
+        };
+        registry.register(
+            "kube_requests",
+            "Kubernetes API requests by verb and resource",
+            metrics.requests.clone(),
+        );
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease",
+            metrics.leader.clone(),
+        );
+        registry.register(
+            "kube_watch_errors",
+            "Kubernetes watch errors (retried), by resource",
+            metrics.watch_errors.clone(),
+        );
+        registry.register(
+            "kube_events_skipped",
+            "Events passed over as delivered already or older than the first start",
+            metrics.skipped.clone(),
+        );
+        metrics
+    }
+
+    /// Counts one API request.
+    pub fn request(&self, verb: &str, resource: &str) {
+        let labels = KubeRequestLabel {
+            verb: verb.to_owned(),
+            resource: resource.to_owned(),
+        };
+        self.requests.get_or_create(&labels).inc();
+    }
+
+    /// Counts one watch error on `resource`.
+    pub fn watch_error(&self, resource: &'static str) {
+        self.watch_errors
+            .get_or_create(&vec![("resource", resource)])
+            .inc();
     }
 }

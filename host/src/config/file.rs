@@ -32,6 +32,9 @@ pub struct ConfigFile {
     /// A folder where every file holds one subscriber URL, as the Go `kfp-event-handler`'s
     /// ConfigMap does. Each becomes an endpoint named after the file, with the `kfp` format.
     pub subscribers_dir: Option<Spanned<PathBuf>>,
+    /// WebAssembly plugins that filter and rewrite payloads before they are sent.
+    #[serde(default)]
+    pub plugins: PluginsSection,
 }
 
 /// `[source]`: where events come from.
@@ -39,11 +42,76 @@ pub struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub struct SourceSection {
     /// `replay`: read a recorded JSON Lines file of Events and Workflows.
+    /// `kubernetes`: watch the workflow-controller's Events in a cluster.
     pub kind: Spanned<SourceKind>,
     /// For `replay`: the recording to read.
     pub path: Option<Spanned<PathBuf>>,
     /// For `replay`: events per second to replay at; unlimited when absent.
     pub rate: Option<Spanned<f64>>,
+    /// Which paths report run transitions: `events` (Kubernetes Events), `workflows`
+    /// (derived from Workflow status changes) or `both` (each transition once, from whichever
+    /// path reports it first, so what Events lose still arrives). Defaults to `both` for
+    /// `kubernetes`, and to `events` for `replay`, which replays what was recorded.
+    pub from: Option<crate::enrich::Paths>,
+    /// For `kubernetes`: the namespaces to watch Events and Workflows in. `[]` (the default)
+    /// is the router's own namespace (`POD_NAMESPACE`, else the kubeconfig context's);
+    /// `["a", "b"]` watches those, one watch each; `["*"]` watches every namespace with one
+    /// cluster-wide watch (which needs a ClusterRole).
+    pub namespaces: Option<Spanned<Vec<String>>>,
+    /// For `kubernetes`: what to do with the Events that already exist the very first time the
+    /// router starts (no checkpoint yet). `"none"` (the default) delivers none of them; a window
+    /// such as `"1h"` delivers those that happened within it, oldest first. Later starts resume
+    /// from the checkpoint whatever this says: what happened while the router was down is
+    /// delivered, and what it had accepted is not delivered again.
+    pub history: Option<Spanned<String>>,
+    /// For `kubernetes`: the ConfigMap, in the router's own namespace, that mirrors the
+    /// checkpoint (the last delivered Event of each watch), so that it survives losing the pod
+    /// and a new leader resumes where the old one stopped. Defaults to
+    /// `"kfp-event-router-state"`; `""` keeps the checkpoint in `state.dir` only.
+    pub checkpoint_configmap: Option<Spanned<String>>,
+    /// For `kubernetes`: at most how often the checkpoint ConfigMap is written, e.g. `"5s"`
+    /// (the default). It is written only when the delivered position moved.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub checkpoint_interval: Option<Duration>,
+    /// For `kubernetes`: how long an Event whose Workflow is not in the cache yet waits for the
+    /// Workflow watch to bring it, before the router GETs it. Defaults to `"500ms"`. A Workflow
+    /// found gone (deleted, archived) is not looked up again: its Events are delivered with
+    /// what the Event itself says.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub workflow_wait: Option<Duration>,
+    /// For `kubernetes`: `[source.leader_election]`, so that several replicas are safe.
+    pub leader_election: Option<LeaderElectionSection>,
+}
+
+/// `[source.leader_election]`: with several replicas, only the holder of a
+/// `coordination.k8s.io` Lease in the router's own namespace watches and delivers; the others
+/// stand by (`/readyz` reports `"role": "leader"` or `"standby"`; both are ready) and one takes
+/// over within `lease_duration` when the leader goes away, resuming from the checkpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LeaderElectionSection {
+    /// Whether to elect a leader. Defaults to `true`. Turn it off only when a single replica
+    /// runs: two routers without it both deliver every event.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// The Lease's name. Defaults to `"kfp-event-router"`.
+    pub lease_name: Option<Spanned<String>>,
+    /// How long a leader's claim lasts without renewal, e.g. `"15s"` (the default; at least
+    /// `"1s"`). The leader renews every third of it and steps down when it could not renew
+    /// for two thirds of it; a standby looks every fifth of it.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub lease_duration: Option<Duration>,
+    /// This replica's name in the Lease. Defaults to `POD_NAME`, else the host name with a
+    /// random suffix.
+    pub identity: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+fn optional_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    duration(de).map(Some)
 }
 
 /// The kinds of source.
@@ -52,6 +120,9 @@ pub struct SourceSection {
 pub enum SourceKind {
     /// A recorded file (JSON Lines of Kubernetes objects or watch events).
     Replay,
+    /// A cluster: the workflow-controller's Events and the Workflows, through the Kubernetes
+    /// API, as the pod's ServiceAccount (in a cluster) or from `KUBECONFIG` / `~/.kube/config`.
+    Kubernetes,
 }
 
 /// `[state]`: the router's durable state.
@@ -128,6 +199,10 @@ pub struct EndpointSection {
     /// How failed deliveries are retried.
     #[serde(default)]
     pub retry: RetrySection,
+    /// Plugins run for this endpoint only, in order, after the global `plugins.chain`,
+    /// e.g. `["teams-card"]`. Each must be a file `<name>.wasm` in `plugins.dir`.
+    #[serde(default)]
+    pub plugins: Vec<Spanned<String>>,
 }
 
 fn default_timeout() -> Duration {
@@ -188,14 +263,165 @@ fn default_max_elapsed() -> Duration {
 }
 
 fn default_schedule() -> Vec<Duration> {
-    [0, 5, 5 * 60, 30 * 60, 2 * 3600, 5 * 3600, 10 * 3600, 10 * 3600]
-        .into_iter()
-        .map(Duration::from_secs)
-        .collect()
+    [
+        0,
+        5,
+        5 * 60,
+        30 * 60,
+        2 * 3600,
+        5 * 3600,
+        10 * 3600,
+        10 * 3600,
+    ]
+    .into_iter()
+    .map(Duration::from_secs)
+    .collect()
 }
 
 fn default_jitter() -> f64 {
     0.2
+}
+
+/// `[plugins]`: WebAssembly components (`wasm32-wasip2`, world `kfp:event-router/plugin`) that
+/// see each payload before it is sent and pass, drop or replace it.
+///
+/// Each plugin runs sandboxed: no files, no environment, no network; its CPU time, memory and
+/// output are bounded per call. The limits below are defaults for every plugin;
+/// `[plugins.settings.<name>]` overrides them for one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginsSection {
+    /// Folder of plugin components, `*.wasm`; a plugin's name is its file stem
+    /// (`/plugins/teams-card.wasm` is `teams-card`). Required when a chain names a plugin.
+    /// Watched: adding, replacing or removing a file takes effect without a restart (a
+    /// Kubernetes ConfigMap or Secret volume works, `..data` swaps included). A new file that
+    /// does not load is rejected and the previous version of that plugin keeps serving.
+    pub dir: Option<Spanned<PathBuf>>,
+    /// The global chain: plugins run for every endpoint, in order, before the endpoint's own
+    /// `plugins`. Empty by default.
+    #[serde(default)]
+    pub chain: Vec<Spanned<String>>,
+    /// What happens to an event when a plugin call fails (the plugin returned an error,
+    /// trapped, ran out of time or memory, or produced too much output): `pass` (default:
+    /// carry on with the payload as it was before that plugin), `drop` (send nothing to that
+    /// endpoint) or `dead-letter` (write it to the dead-letter file, unsent).
+    #[serde(default)]
+    pub on_error: crate::config::OnError,
+    /// CPU time one call may take, e.g. `"250ms"`. Defaults to `"100ms"`. Enforced with a
+    /// granularity of 10 ms.
+    #[serde(
+        default = "default_plugin_timeout",
+        deserialize_with = "plugin_timeout"
+    )]
+    pub timeout: Duration,
+    /// Memory (linear memories and tables) one plugin instance may use, e.g. `"64MiB"` or a
+    /// number of bytes. Defaults to `"32MiB"`.
+    #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
+    pub max_memory: u64,
+    /// Largest output a call may return (body plus headers), e.g. `"4MiB"`. Defaults to
+    /// `"1MiB"`; a larger output fails the call.
+    #[serde(default = "default_max_output", deserialize_with = "byte_size")]
+    pub max_output: u64,
+    /// `[plugins.config.<name>]`: each plugin's configuration, handed to its `init` as JSON
+    /// (`{}` when absent). Changing it in a running router re-initialises that plugin.
+    #[serde(default)]
+    pub config: BTreeMap<String, toml::Table>,
+    /// `[plugins.settings.<name>]`: per-plugin overrides of `on_error`, `timeout`,
+    /// `max_memory` and `max_output`.
+    #[serde(default)]
+    pub settings: BTreeMap<String, PluginSettingsSection>,
+}
+
+/// `[plugins.settings.<name>]`: limits and failure policy of one plugin; absent keys take the
+/// `[plugins]` value.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSettingsSection {
+    /// `pass`, `drop` or `dead-letter`, as `plugins.on_error`.
+    pub on_error: Option<crate::config::OnError>,
+    /// CPU time one call may take, as `plugins.timeout`.
+    #[serde(default, deserialize_with = "optional_plugin_timeout")]
+    pub timeout: Option<Duration>,
+    /// Memory one instance may use, as `plugins.max_memory`.
+    #[serde(default, deserialize_with = "optional_byte_size")]
+    pub max_memory: Option<u64>,
+    /// Largest output of one call, as `plugins.max_output`.
+    #[serde(default, deserialize_with = "optional_byte_size")]
+    pub max_output: Option<u64>,
+}
+
+fn default_plugin_timeout() -> Duration {
+    Duration::from_millis(100)
+}
+
+fn default_max_memory() -> u64 {
+    32 << 20
+}
+
+fn default_max_output() -> u64 {
+    1 << 20
+}
+
+/// Deserialises a size: a number of bytes, or a string such as `"512KiB"`, `"32MiB"`, `"1GiB"`
+/// (`KB`/`MB`/`GB` are powers of 1000).
+fn byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Size {
+        Bytes(u64),
+        Text(String),
+    }
+    let bytes = match Size::deserialize(de)? {
+        Size::Bytes(n) => n,
+        Size::Text(text) => parse_byte_size(&text).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "invalid size {text:?}: use a number of bytes or e.g. \"512KiB\", \"32MiB\", \"1GiB\""
+            ))
+        })?,
+    };
+    match bytes {
+        0 => Err(serde::de::Error::custom("the size must be above 0")),
+        n => Ok(n),
+    }
+}
+
+fn optional_byte_size<'de, D: Deserializer<'de>>(de: D) -> Result<Option<u64>, D::Error> {
+    byte_size(de).map(Some)
+}
+
+/// A plugin call's time budget: a duration of at least 1 ms.
+fn plugin_timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
+    match duration(de)? {
+        d if d < Duration::from_millis(1) => {
+            Err(serde::de::Error::custom("the timeout must be at least 1ms"))
+        }
+        d => Ok(d),
+    }
+}
+
+fn optional_plugin_timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration>, D::Error> {
+    plugin_timeout(de).map(Some)
+}
+
+/// Parses `"32MiB"`, `"512 KiB"`, `"4MB"` or `"1000"` into bytes.
+pub fn parse_byte_size(text: &str) -> Option<u64> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let number: u64 = number.parse().ok()?;
+    let factor: u64 = match unit.trim() {
+        "" | "B" => 1,
+        "KiB" => 1 << 10,
+        "MiB" => 1 << 20,
+        "GiB" => 1 << 30,
+        "KB" | "kB" => 1_000,
+        "MB" => 1_000_000,
+        "GB" => 1_000_000_000,
+        _ => return None,
+    };
+    number.checked_mul(factor)
 }
 
 /// Deserialises a human duration such as `"10s"`, `"5m"` or `"36h"`.

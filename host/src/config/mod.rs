@@ -8,7 +8,7 @@ pub mod file;
 pub mod secret;
 pub mod watch;
 
-use std::collections::{BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
 use std::ops::Range;
@@ -22,7 +22,7 @@ use url::Url;
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::signing::SigningKey;
 use crate::format::Format;
-use file::{ConfigFile, EndpointSection, HeaderValue, SourceKind};
+use file::{ConfigFile, EndpointSection, HeaderValue, PluginsSection, SourceKind};
 
 /// Environment variable naming the config file when `--config` is not given.
 pub const CONFIG_ENV: &str = "KFP_EVENT_ROUTER_CONFIG";
@@ -34,12 +34,16 @@ pub struct Config {
     pub path: PathBuf,
     /// Where events come from.
     pub source: SourceConfig,
+    /// Which paths report run transitions (`source.from`).
+    pub paths: crate::enrich::Paths,
     /// Folder of the outbox, checkpoints and dead letters.
     pub state_dir: PathBuf,
     /// Address of the metrics and health server.
     pub listen: SocketAddr,
     /// Every endpoint: the `[[endpoints]]` tables, then one per file of `subscribers_dir`.
     pub endpoints: Vec<Arc<Endpoint>>,
+    /// The plugins: their folder, the global chain, limits and configurations.
+    pub plugins: PluginsConfig,
     /// Files and folders whose change means the config must be read again.
     pub watched: BTreeSet<PathBuf>,
 }
@@ -54,6 +58,8 @@ pub enum SourceConfig {
         /// Events per second, or unlimited.
         rate: Option<f64>,
     },
+    /// Watch a cluster.
+    Kubernetes(crate::source::kubernetes::KubernetesSettings),
 }
 
 /// One webhook receiver, checked and with its secrets resolved.
@@ -79,13 +85,18 @@ pub struct Endpoint {
     pub concurrency: usize,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// Plugins run for this endpoint, after the global chain.
+    pub plugins: Vec<String>,
 }
 
 impl Endpoint {
     /// Whether this endpoint wants events of this reason from this namespace.
     pub fn accepts(&self, reason: &str, namespace: &str) -> bool {
         self.event_types.as_ref().is_none_or(|t| t.contains(reason))
-            && self.namespaces.as_ref().is_none_or(|n| n.contains(namespace))
+            && self
+                .namespaces
+                .as_ref()
+                .is_none_or(|n| n.contains(namespace))
     }
 
     /// An endpoint with default settings, as made for each subscriber file.
@@ -101,8 +112,80 @@ impl Endpoint {
             timeout: Duration::from_secs(15),
             concurrency: 64,
             retry: RetryPolicy::default(),
+            plugins: Vec::new(),
         }
     }
+}
+
+/// What happens to an event when a plugin call fails.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Carry on with the payload as it was before the failing plugin.
+    #[default]
+    Pass,
+    /// Send nothing to that endpoint.
+    Drop,
+    /// Write the event to the dead-letter file, unsent.
+    DeadLetter,
+}
+
+/// The limits and failure policy of one plugin.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PluginSettings {
+    /// What a failed call means for the event.
+    pub on_error: OnError,
+    /// CPU time one call may take.
+    pub timeout: Duration,
+    /// Bytes of memory one instance may use.
+    pub max_memory: usize,
+    /// Bytes one call may return (body and headers).
+    pub max_output: usize,
+}
+
+impl Default for PluginSettings {
+    fn default() -> Self {
+        Self {
+            on_error: OnError::Pass,
+            timeout: Duration::from_millis(100),
+            max_memory: 32 << 20,
+            max_output: 1 << 20,
+        }
+    }
+}
+
+/// The checked `[plugins]` section.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PluginsConfig {
+    /// Folder of `*.wasm` plugins, when configured.
+    pub dir: Option<PathBuf>,
+    /// The global chain, run for every endpoint before its own plugins.
+    pub chain: Vec<String>,
+    /// Settings of plugins without `[plugins.settings.<name>]`.
+    pub defaults: PluginSettings,
+    /// Settings of the plugins that override some.
+    pub settings: BTreeMap<String, PluginSettings>,
+    /// Each plugin's configuration, handed to its `init`.
+    pub config: BTreeMap<String, serde_json::Value>,
+}
+
+impl PluginsConfig {
+    /// The settings of plugin `name`.
+    pub fn settings(&self, name: &str) -> PluginSettings {
+        self.settings.get(name).copied().unwrap_or(self.defaults)
+    }
+
+    /// The JSON text handed to plugin `name`'s `init`: its configuration, or `{}`.
+    pub fn init_config(&self, name: &str) -> String {
+        self.config
+            .get(name)
+            .map_or_else(|| "{}".to_owned(), serde_json::Value::to_string)
+    }
+}
+
+/// The file of plugin `name` in `dir`.
+pub fn plugin_path(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!("{name}.wasm"))
 }
 
 /// Why a config could not be used.
@@ -231,6 +314,7 @@ impl Checker<'_> {
     fn build(&mut self, file: ConfigFile) -> Config {
         let mut watched = BTreeSet::from([self.path.to_owned()]);
         let source = self.source(&file.source);
+        let plugins = self.plugins(&file.plugins);
         let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
         let mut names = HashSet::new();
         for (i, section) in file.endpoints.iter().enumerate() {
@@ -243,6 +327,11 @@ impl Checker<'_> {
                     ),
                 );
             }
+            self.chain(
+                &format!("endpoints[{i}].plugins"),
+                &section.plugins,
+                &file.plugins,
+            );
             if let Some(endpoint) = self.endpoint(i, section, &mut watched) {
                 endpoints.push(Arc::new(endpoint));
             }
@@ -264,17 +353,146 @@ impl Checker<'_> {
         }
         Config {
             path: self.path.to_owned(),
+            paths: file
+                .source
+                .from
+                .unwrap_or(match file.source.kind.get_ref() {
+                    SourceKind::Replay => crate::enrich::Paths::Events,
+                    SourceKind::Kubernetes => crate::enrich::Paths::Both,
+                }),
             source,
             state_dir: file.state.dir,
             listen: file.server.listen,
             endpoints,
+            plugins,
             watched,
+        }
+    }
+
+    fn plugins(&mut self, section: &PluginsSection) -> PluginsConfig {
+        if let Some(dir) = &section.dir
+            && !dir.get_ref().is_dir()
+        {
+            let message = format!(
+                "plugins.dir: {} is not a readable folder",
+                dir.get_ref().display()
+            );
+            self.problem(dir.span(), message);
+        }
+        self.chain("plugins.chain", &section.chain, section);
+        let defaults = PluginSettings {
+            on_error: section.on_error,
+            timeout: section.timeout,
+            max_memory: usize::try_from(section.max_memory).unwrap_or(usize::MAX),
+            max_output: usize::try_from(section.max_output).unwrap_or(usize::MAX),
+        };
+        let settings = section
+            .settings
+            .iter()
+            .map(|(name, s)| {
+                let size = |v: Option<u64>, default| {
+                    v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+                };
+                let resolved = PluginSettings {
+                    on_error: s.on_error.unwrap_or(defaults.on_error),
+                    timeout: s.timeout.unwrap_or(defaults.timeout),
+                    max_memory: size(s.max_memory, defaults.max_memory),
+                    max_output: size(s.max_output, defaults.max_output),
+                };
+                (name.clone(), resolved)
+            })
+            .collect();
+        let config = section
+            .config
+            .iter()
+            .map(|(name, table)| {
+                let json = serde_json::to_value(table).unwrap_or(serde_json::Value::Null);
+                (name.clone(), json)
+            })
+            .collect();
+        PluginsConfig {
+            dir: section.dir.as_ref().map(|d| d.get_ref().clone()),
+            chain: section.chain.iter().map(|n| n.get_ref().clone()).collect(),
+            defaults,
+            settings,
+            config,
+        }
+    }
+
+    /// Checks that every plugin a chain names is a file of `plugins.dir`.
+    fn chain(&mut self, key: &str, names: &[toml::Spanned<String>], section: &PluginsSection) {
+        for (i, name) in names.iter().enumerate() {
+            let text = name.get_ref();
+            let message = if text.is_empty() || text.starts_with('.') || text.contains(['/', '\\'])
+            {
+                format!(
+                    "{key}[{i}]: {text:?} is not a plugin name (the file stem of a .wasm in plugins.dir)"
+                )
+            } else {
+                match &section.dir {
+                    None => format!(
+                        "{key}[{i}]: plugin {text:?} needs plugins.dir, the folder of plugins"
+                    ),
+                    Some(dir)
+                        if dir.get_ref().is_dir()
+                            && !plugin_path(dir.get_ref(), text).is_file() =>
+                    {
+                        format!(
+                            "{key}[{i}]: no plugin {text:?}: {} does not exist{}",
+                            plugin_path(dir.get_ref(), text).display(),
+                            available(dir.get_ref())
+                        )
+                    }
+                    Some(_) => continue,
+                }
+            };
+            self.problem(name.span(), message);
         }
     }
 
     fn source(&mut self, section: &file::SourceSection) -> SourceConfig {
         match section.kind.get_ref() {
+            SourceKind::Kubernetes => {
+                if let Some(key) = [
+                    ("path", section.path.as_ref().map(|p| p.span())),
+                    ("rate", section.rate.as_ref().map(|r| r.span())),
+                ]
+                .into_iter()
+                .find_map(|(key, span)| Some((key, span?)))
+                {
+                    self.problem(
+                        key.1,
+                        format!("source.{}: only for kind = \"replay\"", key.0),
+                    );
+                }
+                SourceConfig::Kubernetes(self.kubernetes(section))
+            }
             SourceKind::Replay => {
+                let kube_only = [
+                    ("namespaces", section.namespaces.as_ref().map(|v| v.span())),
+                    ("history", section.history.as_ref().map(|v| v.span())),
+                    (
+                        "checkpoint_configmap",
+                        section.checkpoint_configmap.as_ref().map(|v| v.span()),
+                    ),
+                ];
+                for (key, span) in kube_only {
+                    if let Some(span) = span {
+                        self.problem(
+                            span,
+                            format!("source.{key}: only for kind = \"kubernetes\""),
+                        );
+                    }
+                }
+                if section.checkpoint_interval.is_some()
+                    || section.workflow_wait.is_some()
+                    || section.leader_election.is_some()
+                {
+                    self.problem(
+                        section.kind.span(),
+                        "source: checkpoint_interval, workflow_wait and leader_election are only for kind = \"kubernetes\"",
+                    );
+                }
                 let path = match &section.path {
                     Some(path) if !path.get_ref().is_file() => {
                         let message = format!(
@@ -305,6 +523,108 @@ impl Checker<'_> {
                 SourceConfig::Replay { path, rate }
             }
         }
+    }
+
+    /// Checks the `kubernetes` keys of `[source]`.
+    fn kubernetes(
+        &mut self,
+        section: &file::SourceSection,
+    ) -> crate::source::kubernetes::KubernetesSettings {
+        use crate::source::kubernetes::{KubernetesSettings, Namespaces, leader::LeaderSettings};
+        let mut settings = KubernetesSettings::default();
+        if let Some(namespaces) = &section.namespaces {
+            let names = namespaces.get_ref();
+            settings.namespaces = match names.as_slice() {
+                [] => Namespaces::Own,
+                [all] if all == "*" => Namespaces::All,
+                names => {
+                    let mut seen = HashSet::new();
+                    for name in names {
+                        let problem = if name == "*" {
+                            Some("\"*\" (every namespace) must be the only entry".to_owned())
+                        } else if !is_dns_label(name) {
+                            Some(format!("{name:?} is not a namespace name"))
+                        } else if !seen.insert(name.as_str()) {
+                            Some(format!("{name:?} is listed twice"))
+                        } else {
+                            None
+                        };
+                        if let Some(problem) = problem {
+                            self.problem(
+                                namespaces.span(),
+                                format!("source.namespaces: {problem}"),
+                            );
+                        }
+                    }
+                    Namespaces::Listed(names.to_vec())
+                }
+            };
+        }
+        if let Some(history) = &section.history {
+            settings.history = match history.get_ref().as_str() {
+                "none" | "" => None,
+                text => match humantime::parse_duration(text) {
+                    Ok(window) => Some(window),
+                    Err(e) => {
+                        let message = format!(
+                            "source.history: {text:?} is neither \"none\" nor a window such as \"1h\": {e}"
+                        );
+                        self.problem(history.span(), message);
+                        None
+                    }
+                },
+            };
+        }
+        if let Some(name) = &section.checkpoint_configmap {
+            let text = name.get_ref();
+            settings.checkpoint_configmap = match text.as_str() {
+                "" => None,
+                text if is_dns_subdomain(text) => Some(text.to_owned()),
+                text => {
+                    self.problem(
+                        name.span(),
+                        format!("source.checkpoint_configmap: {text:?} is not a ConfigMap name"),
+                    );
+                    None
+                }
+            };
+        }
+        if let Some(interval) = section.checkpoint_interval {
+            settings.checkpoint_interval = interval.max(Duration::from_millis(100));
+        }
+        if let Some(wait) = section.workflow_wait {
+            settings.workflow_wait = wait;
+        }
+        if let Some(election) = &section.leader_election {
+            settings.leader_election = election.enabled.then(|| {
+                let mut leader = LeaderSettings::default();
+                if let Some(name) = &election.lease_name {
+                    if is_dns_subdomain(name.get_ref()) {
+                        leader.lease_name = name.get_ref().clone();
+                    } else {
+                        self.problem(
+                            name.span(),
+                            format!(
+                                "source.leader_election.lease_name: {:?} is not a Lease name",
+                                name.get_ref()
+                            ),
+                        );
+                    }
+                }
+                if let Some(duration) = election.lease_duration {
+                    if duration < Duration::from_secs(1) {
+                        self.problem(
+                            section.kind.span(),
+                            "source.leader_election.lease_duration: must be at least 1s",
+                        );
+                    }
+                    leader.lease_duration = duration.max(Duration::from_secs(1));
+                }
+                leader.identity = election.identity.clone().filter(|i| !i.is_empty());
+                leader
+            });
+        }
+        settings
     }
 
     fn endpoint(
@@ -380,13 +700,24 @@ impl Checker<'_> {
             name: section.name.get_ref().clone(),
             url: url?,
             format: section.format,
-            event_types: section.event_types.as_ref().map(|t| t.iter().cloned().collect()),
-            namespaces: section.namespaces.as_ref().map(|n| n.iter().cloned().collect()),
+            event_types: section
+                .event_types
+                .as_ref()
+                .map(|t| t.iter().cloned().collect()),
+            namespaces: section
+                .namespaces
+                .as_ref()
+                .map(|n| n.iter().cloned().collect()),
             signing_key,
             headers,
             timeout: section.timeout,
             concurrency: concurrency.max(1),
             retry: policy,
+            plugins: section
+                .plugins
+                .iter()
+                .map(|n| n.get_ref().clone())
+                .collect(),
         })
     }
 
@@ -395,7 +726,10 @@ impl Checker<'_> {
         let entries = match std::fs::read_dir(dir.get_ref()) {
             Ok(entries) => entries,
             Err(e) => {
-                let message = format!("subscribers_dir: cannot read {}: {e}", dir.get_ref().display());
+                let message = format!(
+                    "subscribers_dir: cannot read {}: {e}",
+                    dir.get_ref().display()
+                );
                 self.problem(dir.span(), message);
                 return Vec::new();
             }
@@ -413,7 +747,11 @@ impl Checker<'_> {
         files.sort();
         let mut endpoints = Vec::new();
         for file in files {
-            let name = file.file_name().unwrap_or_default().to_string_lossy().into_owned();
+            let name = file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
             let url = std::fs::read_to_string(&file)
                 .map_err(|e| format!("cannot read: {e}"))
                 .and_then(|text| parse_url(text.trim()));
@@ -431,13 +769,50 @@ impl Checker<'_> {
     }
 }
 
+/// `" (plugins there: a, b)"`, listing the `.wasm` files of `dir`.
+fn available(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            (path.extension()? == "wasm" && !stem.starts_with('.')).then_some(stem)
+        })
+        .collect();
+    names.sort();
+    match names.is_empty() {
+        true => " (there are no plugins there)".to_owned(),
+        false => format!(" (plugins there: {})", names.join(", ")),
+    }
+}
+
+/// Whether `name` is a DNS label, as namespace names are (RFC 1123, at most 63 characters).
+fn is_dns_label(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// Whether `name` is a DNS subdomain, as most object names are (at most 253 characters).
+fn is_dns_subdomain(name: &str) -> bool {
+    name.len() <= 253 && name.split('.').all(is_dns_label)
+}
+
 /// Parses a webhook URL. The message never repeats the URL, which may hold a token.
 fn parse_url(text: &str) -> Result<Url, String> {
     let url = Url::parse(text).map_err(|e| format!("invalid URL: {e}"))?;
     match url.scheme() {
         "http" | "https" if url.host().is_some() => Ok(url),
         "http" | "https" => Err("invalid URL: it has no host".into()),
-        other => Err(format!("invalid URL: scheme {other:?} is not http or https")),
+        other => Err(format!(
+            "invalid URL: scheme {other:?} is not http or https"
+        )),
     }
 }
 

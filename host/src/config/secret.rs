@@ -72,7 +72,10 @@ mod tests {
         let err = SecretSource::Env("KFP_ROUTER_TEST_UNSET_VAR".into())
             .resolve()
             .unwrap_err();
-        assert_eq!(err, "environment variable KFP_ROUTER_TEST_UNSET_VAR is not set");
+        assert_eq!(
+            err,
+            "environment variable KFP_ROUTER_TEST_UNSET_VAR is not set"
+        );
     }
 
     #[test]

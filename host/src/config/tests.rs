@@ -1,0 +1,552 @@
+//! Parsing `router.toml`: defaults, every key of the documented contract, and diagnostics
+//! that point at the right `line:col`.
+
+use std::path::Path;
+
+use super::secret::Secret;
+use super::*;
+
+/// A folder with a recording, a secret file and a token file that configs can point at.
+struct Files {
+    dir: tempfile::TempDir,
+}
+
+impl Files {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("run.jsonl"), "").unwrap();
+        std::fs::write(
+            dir.path().join("signing"),
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("token"), "Bearer t0ken\n").unwrap();
+        Self { dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// `name` as a TOML string.
+    fn toml(&self, name: &str) -> String {
+        format!("{:?}", self.path(name).display().to_string())
+    }
+
+    fn source(&self) -> String {
+        format!(
+            "[source]\nkind = \"replay\"\npath = {}\n",
+            self.toml("run.jsonl")
+        )
+    }
+
+    fn parse(&self, text: &str) -> Result<Config, ConfigError> {
+        Config::parse(&self.path("router.toml"), text)
+    }
+
+    /// The problems of a config that must not parse.
+    fn problems(&self, text: &str) -> Vec<Diagnostic> {
+        match self.parse(text) {
+            Ok(_) => panic!("expected problems in:\n{text}"),
+            Err(ConfigError::Invalid(problems)) => problems,
+            Err(e) => panic!("unexpected error {e}"),
+        }
+    }
+}
+
+/// The 1-based (line, column) of the first `needle` in `text`.
+fn place(text: &str, needle: &str) -> (usize, usize) {
+    let offset = text
+        .find(needle)
+        .unwrap_or_else(|| panic!("{needle} not in {text}"));
+    line_column(text, offset)
+}
+
+fn assert_at(problem: &Diagnostic, text: &str, needle: &str, message: &str) {
+    let (line, column) = place(text, needle);
+    assert_eq!(
+        (problem.line, problem.column),
+        (Some(line), Some(column)),
+        "{problem}"
+    );
+    assert!(
+        problem.message.contains(message),
+        "{:?} lacks {message:?}",
+        problem.message
+    );
+}
+
+#[test]
+fn defaults() {
+    let files = Files::new();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://127.0.0.1:8080/kfp\"\n",
+        files.source()
+    );
+    let config = files.parse(&text).unwrap();
+    assert_eq!(
+        config.source,
+        SourceConfig::Replay {
+            path: files.path("run.jsonl"),
+            rate: None
+        }
+    );
+    assert_eq!(config.state_dir, Path::new("/var/lib/kfp-event-router"));
+    assert_eq!(config.listen, "127.0.0.1:9090".parse().unwrap());
+    assert_eq!(config.endpoints.len(), 1);
+    let e = &config.endpoints[0];
+    assert_eq!(e.name, "a");
+    assert_eq!(e.url.as_str(), "http://127.0.0.1:8080/kfp");
+    assert_eq!(e.format, Format::Kfp);
+    assert_eq!(e.timeout, Duration::from_secs(15));
+    assert_eq!(e.concurrency, 64);
+    assert_eq!(e.event_types, None);
+    assert_eq!(e.namespaces, None);
+    assert_eq!(e.signing_key, None);
+    assert!(e.headers.is_empty());
+    assert_eq!(e.retry, RetryPolicy::default());
+    let schedule: Vec<u64> = e.retry.schedule.iter().map(Duration::as_secs).collect();
+    assert_eq!(
+        schedule,
+        [0, 5, 300, 1800, 7200, 18000, 36000, 36000],
+        "the Standard Webhooks schedule"
+    );
+    assert_eq!(e.retry.max_attempts, 8);
+    assert_eq!(e.retry.max_elapsed, Duration::from_secs(36 * 3600));
+    assert!(e.accepts("AnyReason", "any-namespace"));
+    assert!(config.watched.contains(&files.path("router.toml")));
+}
+
+#[test]
+fn every_key_of_the_contract_parses() {
+    let files = Files::new();
+    let subscribers = files.path("subscribers");
+    std::fs::create_dir(&subscribers).unwrap();
+    std::fs::write(
+        subscribers.join("legacy-team"),
+        "https://legacy.example.com/hook\n",
+    )
+    .unwrap();
+    std::fs::write(subscribers.join(".hidden"), "not even a url").unwrap();
+    let text = format!(
+        r#"subscribers_dir = {subscribers}
+
+[source]
+kind = "replay"
+path = {recording}
+rate = 50.0
+
+[state]
+dir = "/tmp/router-state"
+
+[server]
+listen = "0.0.0.0:9191"
+
+[[endpoints]]
+name = "all"
+url = "https://hooks.example.com/kfp?token=abc"
+format = "cloudevents"
+event_types = ["WorkflowFailed", "WorkflowSucceeded"]
+namespaces = ["kubeflow", "team-a"]
+signing_secret = {{ file = {signing} }}
+headers = {{ "X-Team" = "ml", Authorization = {{ file = {token} }}, "X-Path" = {{ env = "PATH" }} }}
+timeout = "5s"
+concurrency = 8
+[endpoints.retry]
+max_attempts = 3
+max_elapsed = "1h"
+schedule = ["0s", "1s", "5s"]
+jitter = 0.5
+
+[[endpoints]]
+name = "extended"
+url = "http://127.0.0.1:8080/x"
+format = "extended"
+"#,
+        subscribers = files.toml("subscribers"),
+        recording = files.toml("run.jsonl"),
+        signing = files.toml("signing"),
+        token = files.toml("token"),
+    );
+    let config = files.parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        config.source,
+        SourceConfig::Replay {
+            path: files.path("run.jsonl"),
+            rate: Some(50.0)
+        }
+    );
+    assert_eq!(config.state_dir, Path::new("/tmp/router-state"));
+    assert_eq!(config.listen, "0.0.0.0:9191".parse().unwrap());
+    let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+    assert_eq!(
+        names,
+        ["all", "extended", "legacy-team"],
+        "tables first, then one per subscriber file"
+    );
+
+    let all = &config.endpoints[0];
+    assert_eq!(all.url.as_str(), "https://hooks.example.com/kfp?token=abc");
+    assert_eq!(all.format, Format::Cloudevents);
+    assert!(all.accepts("WorkflowFailed", "team-a"));
+    assert!(!all.accepts("WorkflowRunning", "team-a"), "event_types");
+    assert!(!all.accepts("WorkflowFailed", "default"), "namespaces");
+    let key = SigningKey::from_secret(&Secret::new(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
+    ))
+    .unwrap();
+    assert_eq!(
+        all.signing_key.as_ref(),
+        Some(&key),
+        "trimmed file contents"
+    );
+    assert_eq!(all.headers["x-team"], "ml");
+    assert!(!all.headers["x-team"].is_sensitive());
+    assert_eq!(all.headers["authorization"], "Bearer t0ken");
+    assert!(
+        all.headers["authorization"].is_sensitive(),
+        "secret headers are marked sensitive"
+    );
+    assert_eq!(
+        all.headers["x-path"],
+        std::env::var("PATH").unwrap().as_str()
+    );
+    assert!(all.headers["x-path"].is_sensitive());
+    assert_eq!(all.timeout, Duration::from_secs(5));
+    assert_eq!(all.concurrency, 8);
+    assert_eq!(all.retry.max_attempts, 3);
+    assert_eq!(all.retry.max_elapsed, Duration::from_secs(3600));
+    assert_eq!(all.retry.schedule, [0, 1, 5].map(Duration::from_secs));
+    assert_eq!(all.retry.jitter, 0.5);
+
+    assert_eq!(config.endpoints[1].format, Format::Extended);
+    let legacy = &config.endpoints[2];
+    assert_eq!(
+        **legacy,
+        Endpoint::subscriber(
+            "legacy-team".into(),
+            "https://legacy.example.com/hook".parse().unwrap()
+        )
+    );
+    assert_eq!(legacy.format, Format::Kfp);
+
+    for watched in [
+        files.path("router.toml"),
+        files.path("signing"),
+        files.path("token"),
+        subscribers,
+    ] {
+        assert!(
+            config.watched.contains(&watched),
+            "{} is watched",
+            watched.display()
+        );
+    }
+}
+
+#[test]
+fn unknown_keys_are_errors_at_their_place() {
+    let files = Files::new();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\nformt = \"kfp\"\n",
+        files.source()
+    );
+    let problems = files.problems(&text);
+    assert_eq!(problems.len(), 1);
+    assert_at(&problems[0], &text, "formt", "unknown field `formt`");
+    assert_eq!(
+        problems[0].to_string(),
+        format!(
+            "{}:8:1: {}",
+            files.path("router.toml").display(),
+            problems[0].message
+        )
+    );
+
+    let text = format!(
+        "{}\n[state]\ndir = \"/x\"\nlisten = \"127.0.0.1:1\"\n",
+        files.source()
+    );
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "listen",
+        "unknown field `listen`",
+    );
+}
+
+#[test]
+fn values_are_checked_at_their_place() {
+    let files = Files::new();
+    let text = format!(
+        r#"{}rate = 0.0
+
+[[endpoints]]
+name = "a"
+url = "hooks.example.com/no-scheme"
+concurrency = 0
+signing_secret = {{ env = "KFP_ROUTER_UNIT_TEST_UNSET" }}
+headers = {{ "bad header" = "x" }}
+[endpoints.retry]
+max_attempts = 0
+
+[[endpoints]]
+name = "a"
+url = "ftp://example.com/"
+"#,
+        files.source()
+    );
+    let problems = files.problems(&text);
+    let messages: Vec<String> = problems.iter().map(ToString::to_string).collect();
+    assert_eq!(problems.len(), 8, "{messages:#?}");
+    assert_at(&problems[0], &text, "0.0", "source.rate: must be above 0");
+    assert_at(
+        &problems[1],
+        &text,
+        "\"hooks.example.com",
+        "endpoints[0].url: invalid URL",
+    );
+    assert_at(
+        &problems[2],
+        &text,
+        "{ env",
+        "KFP_ROUTER_UNIT_TEST_UNSET is not set",
+    );
+    assert_at(
+        &problems[3],
+        &text,
+        "\"x\"",
+        "endpoints[0].headers.bad header: not a valid header name",
+    );
+    assert_at(
+        &problems[4],
+        &text,
+        "0\nsigning",
+        "endpoints[0].concurrency: must be at least 1",
+    );
+    assert_at(
+        &problems[5],
+        &text,
+        "0\n\n[[endpoints]]\nname = \"a\"\nurl = \"ftp",
+        "endpoints[0].retry.max_attempts: must be at least 1",
+    );
+    let second = text.rfind("\"a\"").unwrap();
+    assert_eq!((problems[6].line, problems[6].column), {
+        let (l, c) = line_column(&text, second);
+        (Some(l), Some(c))
+    });
+    assert!(
+        problems[6]
+            .message
+            .contains("another endpoint is already named \"a\"")
+    );
+    assert_at(
+        &problems[7],
+        &text,
+        "\"ftp:",
+        "scheme \"ftp\" is not http or https",
+    );
+}
+
+#[test]
+fn bad_durations_and_types_point_at_the_value() {
+    let files = Files::new();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\ntimeout = \"5 parsecs\"\n",
+        files.source()
+    );
+    let problems = files.problems(&text);
+    assert_at(
+        &problems[0],
+        &text,
+        "\"5 parsecs\"",
+        "invalid duration \"5 parsecs\"",
+    );
+
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\nformat = \"xml\"\n",
+        files.source()
+    );
+    let problems = files.problems(&text);
+    assert_at(&problems[0], &text, "\"xml\"", "xml");
+}
+
+#[test]
+fn urls_and_secrets_never_appear_in_messages() {
+    let files = Files::new();
+    std::fs::write(files.path("bad-secret"), "whsec_SECRET-not-base64!!").unwrap();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http//hooks.example.com/SECRET-TOKEN\"\nsigning_secret = {{ file = {} }}\n",
+        files.source(),
+        files.toml("bad-secret")
+    );
+    let problems = files.problems(&text);
+    assert_eq!(problems.len(), 2);
+    for p in &problems {
+        assert!(!p.to_string().contains("SECRET"), "{p}");
+    }
+    assert!(
+        parse_url("http://[::1")
+            .unwrap_err()
+            .starts_with("invalid URL")
+    );
+    assert_eq!(
+        parse_url("https://h.example/SECRET").unwrap().path(),
+        "/SECRET"
+    );
+    assert!(
+        !parse_url("mailto:SECRET@example.com")
+            .unwrap_err()
+            .contains("SECRET")
+    );
+}
+
+#[test]
+fn subscribers_dir_problems_name_the_file() {
+    let files = Files::new();
+    let subscribers = files.path("subscribers");
+    std::fs::create_dir(&subscribers).unwrap();
+    std::fs::write(subscribers.join("broken"), "not a url\n").unwrap();
+    std::fs::write(subscribers.join("a"), "http://h/a\n").unwrap();
+    let text = format!(
+        "subscribers_dir = {}\n{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\n",
+        files.toml("subscribers"),
+        files.source()
+    );
+    let problems = files.problems(&text);
+    let broken = problems
+        .iter()
+        .find(|p| p.path == subscribers.join("broken"))
+        .expect("the broken file");
+    assert_eq!((broken.line, broken.column), (None, None));
+    assert!(
+        broken
+            .message
+            .starts_with("subscriber \"broken\": invalid URL"),
+        "{broken}"
+    );
+    let clash = problems
+        .iter()
+        .find(|p| p.message.contains("has the name of an endpoint"))
+        .unwrap();
+    assert_at(clash, &text, "\"", "subscribers_dir");
+
+    let text = format!(
+        "subscribers_dir = \"/nonexistent/kfp-subscribers\"\n{}",
+        files.source()
+    );
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "\"/nonexistent",
+        "cannot read /nonexistent/kfp-subscribers",
+    );
+}
+
+#[test]
+fn a_misplaced_top_level_key_gets_a_hint() {
+    let files = Files::new();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\n[endpoints.retry]\nmax_attempts = 2\nsubscribers_dir = \"/x\"\n",
+        files.source()
+    );
+    let problems = files.problems(&text);
+    assert_at(
+        &problems[0],
+        &text,
+        "subscribers_dir",
+        "unknown field `subscribers_dir`",
+    );
+    assert!(
+        problems[0]
+            .message
+            .contains("`subscribers_dir` is a top-level key"),
+        "{}",
+        problems[0]
+    );
+    assert_eq!(
+        hint("unknown field `bogus`\n"),
+        "unknown field `bogus`",
+        "no hint for other keys"
+    );
+}
+
+#[test]
+fn the_replay_source_needs_a_readable_path() {
+    let files = Files::new();
+    let text = "[source]\nkind = \"replay\"\n";
+    assert_at(
+        &files.problems(text)[0],
+        text,
+        "\"replay\"",
+        "needs the path of a recording",
+    );
+    let text = "[source]\nkind = \"replay\"\npath = \"/nonexistent/run.jsonl\"\n";
+    assert_at(
+        &files.problems(text)[0],
+        text,
+        "\"/nonexistent",
+        "is not a readable file",
+    );
+}
+
+#[test]
+fn line_and_column_count_characters() {
+    assert_eq!(line_column("abc", 0), (1, 1));
+    assert_eq!(line_column("abc", 2), (1, 3));
+    assert_eq!(line_column("a\nbc", 2), (2, 1));
+    assert_eq!(
+        line_column("a\n\u{e9}\u{e9}=x", "a\n\u{e9}\u{e9}".len()),
+        (2, 3),
+        "é is one column"
+    );
+    assert_eq!(line_column("a\r\nb", 3), (2, 1));
+    assert_eq!(line_column("ab", 99), (1, 3), "clamped to the end");
+    let d = Diagnostic {
+        path: "r.toml".into(),
+        line: None,
+        column: None,
+        message: "m".into(),
+    };
+    assert_eq!(d.to_string(), "r.toml: m");
+    let e = ConfigError::Invalid(vec![
+        Diagnostic {
+            line: Some(1),
+            column: Some(2),
+            ..d.clone()
+        },
+        d,
+    ]);
+    assert_eq!(e.to_string(), "r.toml:1:2: m\nr.toml: m");
+}
+
+#[test]
+fn secrets_come_from_env_or_file_and_nothing_else() {
+    let parse = |value: &str| {
+        let text = format!(
+            "[source]\nkind = \"replay\"\n[[endpoints]]\nname = \"a\"\nurl = \"http://h/\"\nsigning_secret = {value}\n"
+        );
+        toml::from_str::<ConfigFile>(&text).map(|f| {
+            f.endpoints[0]
+                .signing_secret
+                .as_ref()
+                .unwrap()
+                .get_ref()
+                .clone()
+        })
+    };
+    assert_eq!(
+        parse("{ env = \"HOOK_SECRET\" }").unwrap(),
+        secret::SecretSource::Env("HOOK_SECRET".into())
+    );
+    assert_eq!(
+        parse("{ file = \"/var/run/secrets/hook\" }").unwrap(),
+        secret::SecretSource::File("/var/run/secrets/hook".into())
+    );
+    assert!(
+        parse("\"whsec_inline\"").is_err(),
+        "an inline secret is refused"
+    );
+    assert!(parse("{ env = \"A\", file = \"/b\" }").is_err());
+    assert!(parse("{ vault = \"x\" }").is_err());
+}

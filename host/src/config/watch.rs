@@ -40,7 +40,10 @@ pub fn spawn(
                 () = changed.notified() => {}
                 () = updates.closed() => break,
             }
-            while tokio::time::timeout(QUIET, changed.notified()).await.is_ok() {}
+            while tokio::time::timeout(QUIET, changed.notified())
+                .await
+                .is_ok()
+            {}
             match Config::load(&current.path) {
                 Ok(new) if new == *current => {}
                 Ok(new) => {
@@ -89,7 +92,9 @@ fn watch_folders(
             Ok(()) => {
                 folders.insert(folder);
             }
-            Err(e) => tracing::warn!(folder = %folder.display(), "cannot watch for config changes: {e}"),
+            Err(e) => {
+                tracing::warn!(folder = %folder.display(), "cannot watch for config changes: {e}")
+            }
         }
     }
     folders

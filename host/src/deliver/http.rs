@@ -9,7 +9,12 @@ use crate::config::Endpoint;
 use crate::plugins::Request;
 
 /// Headers the router sets itself, which plugins may not override.
-const RESERVED: [&str; 4] = ["content-type", "webhook-id", "webhook-timestamp", "webhook-signature"];
+const RESERVED: [&str; 4] = [
+    "content-type",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+];
 
 /// Why an attempt did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -57,7 +62,12 @@ impl Default for HttpSender {
 impl HttpSender {
     /// POSTs `request` to `endpoint`, signed when the endpoint has a key. Errors never include
     /// the URL, which may hold a token.
-    pub async fn post(&self, endpoint: &Endpoint, request: &Request, webhook_id: &str) -> Result<u16, Failure> {
+    pub async fn post(
+        &self,
+        endpoint: &Endpoint,
+        request: &Request,
+        webhook_id: &str,
+    ) -> Result<u16, Failure> {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_secs() as i64);
@@ -67,7 +77,9 @@ impl HttpSender {
             if RESERVED.contains(&name.to_ascii_lowercase().as_str()) {
                 continue;
             }
-            if let (Ok(name), Ok(value)) = (HeaderName::try_from(name), HeaderValue::try_from(value)) {
+            if let (Ok(name), Ok(value)) =
+                (HeaderName::try_from(name), HeaderValue::try_from(value))
+            {
                 headers.insert(name, value);
             }
         }
@@ -76,7 +88,10 @@ impl HttpSender {
         headers.insert("webhook-id", header(webhook_id));
         headers.insert("webhook-timestamp", header(&timestamp.to_string()));
         if let Some(key) = &endpoint.signing_key {
-            headers.insert("webhook-signature", header(&key.sign(webhook_id, timestamp, &body)));
+            headers.insert(
+                "webhook-signature",
+                header(&key.sign(webhook_id, timestamp, &body)),
+            );
         }
         let response = self
             .client
@@ -93,8 +108,8 @@ impl HttpSender {
         let status = response.status();
         let wait = retry_after(response.headers());
         // Reading the body lets the connection be reused; a short excerpt explains failures.
-        let text = response.text().await.unwrap_or_default();
-        let excerpt: String = text.chars().take(200).collect();
+        let body = response.bytes().await.unwrap_or_default();
+        let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
         let code = status.as_u16();
         match code {
             200..=299 => Ok(code),

@@ -11,7 +11,11 @@ pub mod signing;
 pub mod worker;
 
 use std::collections::HashMap;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures::FutureExt;
 
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
@@ -89,8 +93,11 @@ impl Deliverer {
 
     /// Starts, updates and stops workers to match `config`.
     async fn apply(&mut self, config: &Config) {
-        let wanted: HashMap<&str, &Arc<Endpoint>> =
-            config.endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+        let wanted: HashMap<&str, &Arc<Endpoint>> = config
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
         let gone: Vec<String> = self
             .workers
             .keys()
@@ -103,8 +110,12 @@ impl Deliverer {
             let _ = running.task.await;
             match self.context.outbox.purge(&name).await {
                 Ok(0) => tracing::info!(endpoint = %name, "endpoint removed"),
-                Ok(n) => tracing::warn!(endpoint = %name, "endpoint removed; {n} undelivered events for it dropped"),
-                Err(e) => tracing::error!(endpoint = %name, "endpoint removed; cannot clear its deliveries: {e}"),
+                Ok(n) => {
+                    tracing::warn!(endpoint = %name, "endpoint removed; {n} undelivered events for it dropped")
+                }
+                Err(e) => {
+                    tracing::error!(endpoint = %name, "endpoint removed; cannot clear its deliveries: {e}")
+                }
             }
         }
         for (name, endpoint) in wanted {
@@ -143,14 +154,16 @@ impl Deliverer {
             slots,
             concurrency: endpoint.concurrency,
             stop,
-            task: tokio::spawn(worker::run(Arc::new(shared))),
+            task: tokio::spawn(supervise(Arc::new(shared))),
         }
     }
 
     /// Drops deliveries for endpoints that were removed while the router was not running.
     async fn purge_unknown(&self, config: &Config) {
         let outbox = self.context.outbox.clone();
-        let counts = tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox)).await;
+        let counts =
+            tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox))
+                .await;
         let Ok(Ok(counts)) = counts else {
             return;
         };
@@ -164,12 +177,36 @@ impl Deliverer {
     }
 }
 
-/// Changes how many requests a worker may have in flight.
+/// Runs a worker, starting it again if it panics: what it had in hand is still in the outbox,
+/// so the new one picks it up, and the endpoint's deliveries never silently stop.
+async fn supervise(shared: Arc<worker::Shared>) {
+    loop {
+        match AssertUnwindSafe(worker::run(Arc::clone(&shared)))
+            .catch_unwind()
+            .await
+        {
+            Ok(()) => return,
+            Err(_) => {
+                tracing::error!(endpoint = %shared.name, "delivery loop panicked; restarting it");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        }
+    }
+}
+
+/// Changes how many requests a worker may have in flight. Permits in use cannot be taken
+/// back at once: a smaller limit takes hold as the requests under way finish.
 fn resize(running: &mut Running, concurrency: usize) {
     if concurrency > running.concurrency {
         running.slots.add_permits(concurrency - running.concurrency);
-    } else {
-        running.slots.forget_permits(running.concurrency - concurrency);
+    } else if concurrency < running.concurrency {
+        let excess = (running.concurrency - concurrency) as u32;
+        let slots = Arc::clone(&running.slots);
+        tokio::spawn(async move {
+            if let Ok(permits) = slots.acquire_many_owned(excess).await {
+                permits.forget();
+            }
+        });
     }
     running.concurrency = concurrency;
 }

@@ -30,9 +30,9 @@ impl SigningKey {
     pub fn from_secret(secret: &Secret) -> Result<Self, String> {
         let text = secret.expose();
         let encoded = text.strip_prefix(PREFIX).unwrap_or(text);
-        let key = STANDARD
-            .decode(encoded)
-            .map_err(|_| "the secret must be base64, optionally prefixed with `whsec_`".to_owned())?;
+        let key = STANDARD.decode(encoded).map_err(|_| {
+            "the secret must be base64, optionally prefixed with `whsec_`".to_owned()
+        })?;
         if key.len() < 16 {
             return Err("the secret must hold at least 16 bytes (24 base64 characters)".into());
         }

@@ -25,6 +25,9 @@ use crate::telemetry::Metrics;
 /// Deliveries held in memory per endpoint at most.
 pub const LOADED: usize = 4096;
 
+/// How often a delivery waiting for a missing plugin looks again, besides on every change.
+const PLUGIN_RECHECK: Duration = Duration::from_secs(30);
+
 /// What a worker needs, shared by its delivery tasks.
 pub(super) struct Shared {
     pub name: String,
@@ -57,7 +60,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut cursor = 0u64;
     let mut caught_up = false;
     loop {
-        if !caught_up && loaded < LOADED && !shared.stop.is_cancelled() {
+        // Read in large batches: refilling one delivery per completion would cost a read
+        // transaction each.
+        if !caught_up && loaded <= LOADED / 2 && !shared.stop.is_cancelled() {
             let batch = load(&shared, cursor, LOADED - loaded).await;
             caught_up = batch.len() < LOADED - loaded;
             for delivery in batch {
@@ -116,20 +121,41 @@ async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery
 
 /// Delivers one event to the endpoint: render, plugins, then attempts until done.
 async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery) -> (String, End) {
-    let endpoint = shared.endpoint.borrow().clone();
-    let request = match shared.plugins.process(&endpoint, &delivery.event).await {
-        Verdict::Deliver(request) => request,
-        Verdict::Drop { by } => {
-            let labels = crate::telemetry::DropLabel {
-                endpoint: shared.name.clone(),
-                by,
-            };
-            shared.metrics.dropped.get_or_create(&labels).inc();
-            shared.outbox.complete(&shared.name, delivery.seq);
-            return (key, End::Done);
+    let webhook_id = format!("msg_{}", delivery.event.id);
+    let request = loop {
+        let endpoint = shared.endpoint.borrow().clone();
+        match shared.plugins.process(&endpoint, &delivery.event).await {
+            Verdict::Deliver(request) => break request,
+            Verdict::Drop { by } => {
+                let labels = crate::telemetry::DropLabel {
+                    endpoint: shared.name.clone(),
+                    by,
+                };
+                shared.metrics.dropped.get_or_create(&labels).inc();
+                shared.outbox.complete(&shared.name, delivery.seq);
+                return (key, End::Done);
+            }
+            Verdict::DeadLetter {
+                plugin,
+                error,
+                payload,
+            } => {
+                let request = Request {
+                    payload,
+                    headers: Vec::new(),
+                };
+                let error = format!("plugin {plugin} failed: {error}");
+                dead_letter(&shared, &delivery, &request, &webhook_id, &error);
+                return (key, End::Done);
+            }
+            Verdict::Wait { reason } => {
+                tracing::warn!(endpoint = %shared.name, webhook_id, "delivery waits in the outbox: {reason}");
+                if !wait_for_plugins(&shared).await {
+                    return (key, End::Left);
+                }
+            }
         }
     };
-    let webhook_id = format!("msg_{}", delivery.event.id);
     let labels = Metrics::endpoint(&shared.name);
     let started = Instant::now();
     // Attempts made before a restart count against the budget; time is measured from now.
@@ -156,7 +182,11 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             Ok(_) => {
                 let latency = now_ms().saturating_sub(delivery.accepted_ms) as f64 / 1000.0;
                 shared.metrics.delivered.get_or_create(&labels).inc();
-                shared.metrics.delivery_latency.get_or_create(&labels).observe(latency);
+                shared
+                    .metrics
+                    .delivery_latency
+                    .get_or_create(&labels)
+                    .observe(latency);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return (key, End::Done);
             }
@@ -164,9 +194,11 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         };
         let retry_policy = shared.endpoint.borrow().retry.clone();
         let delay = match &failure {
-            Failure::Retry { retry_after, .. } => {
-                retry_policy.next_delay(delivery.attempts, elapsed_before + started.elapsed(), *retry_after)
-            }
+            Failure::Retry { retry_after, .. } => retry_policy.next_delay(
+                delivery.attempts,
+                elapsed_before + started.elapsed(),
+                *retry_after,
+            ),
             Failure::Final(_) => None,
         };
         let Some(delay) = delay else {
@@ -182,9 +214,12 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             failure.error()
         );
         shared.metrics.retried.get_or_create(&labels).inc();
-        shared
-            .outbox
-            .attempted(&shared.name, delivery.seq, delivery.attempts, delivery.first_attempt_ms);
+        shared.outbox.attempted(
+            &shared.name,
+            delivery.seq,
+            delivery.attempts,
+            delivery.first_attempt_ms,
+        );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
             () = shared.stop.cancelled() => return (key, End::Left),
@@ -192,7 +227,36 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
     }
 }
 
-fn dead_letter(shared: &Shared, delivery: &PendingDelivery, request: &Request, webhook_id: &str, error: &str) {
+/// Waits for the plugins or the endpoint's settings to change (or [`PLUGIN_RECHECK`] to
+/// pass); false when the worker is stopping.
+async fn wait_for_plugins(shared: &Shared) -> bool {
+    let mut endpoint = shared.endpoint.clone();
+    endpoint.mark_unchanged();
+    let plugins = shared.plugins.changes();
+    let plugins_changed = async {
+        match plugins {
+            Some(mut changes) => {
+                changes.mark_unchanged();
+                let _ = changes.changed().await;
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        () = plugins_changed => true,
+        _ = endpoint.changed() => true,
+        () = tokio::time::sleep(PLUGIN_RECHECK) => true,
+        () = shared.stop.cancelled() => false,
+    }
+}
+
+fn dead_letter(
+    shared: &Shared,
+    delivery: &PendingDelivery,
+    request: &Request,
+    webhook_id: &str,
+    error: &str,
+) {
     tracing::error!(
         endpoint = %shared.name,
         webhook_id,
@@ -215,6 +279,8 @@ fn dead_letter(shared: &Shared, delivery: &PendingDelivery, request: &Request, w
             shared.outbox.complete(&shared.name, delivery.seq);
         }
         // Left in the outbox: delivered again on the next start rather than lost.
-        Err(e) => tracing::error!(endpoint = %shared.name, "cannot write the dead letter, kept in the outbox: {e}"),
+        Err(e) => {
+            tracing::error!(endpoint = %shared.name, "cannot write the dead letter, kept in the outbox: {e}")
+        }
     }
 }

@@ -30,7 +30,8 @@ impl WorkflowCache {
     pub fn apply(&mut self, workflow: Workflow) {
         let facts = workflow.facts();
         let key = (facts.namespace.clone(), facts.name.clone());
-        self.by_name.insert(key, Arc::new(Cached { workflow, facts }));
+        self.by_name
+            .insert(key, Arc::new(Cached { workflow, facts }));
     }
 
     /// Forgets a Workflow, keeping it a while for late Events.

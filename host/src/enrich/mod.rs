@@ -6,54 +6,208 @@
 //! delivered, with what the Event itself says.
 
 pub mod cache;
+pub mod fallback;
 pub mod node;
+pub mod transitions;
 pub mod workflow;
 
+use std::collections::HashMap;
+use std::sync::Arc;
+
 use k8s_openapi::api::core::v1::Event;
+use k8s_openapi::jiff::Timestamp;
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 use crate::event::{EventFacts, NodeFacts, RouterEvent};
 use crate::source::{Checkpoint, SourceItem};
-use cache::WorkflowCache;
+use crate::telemetry::Metrics;
+use cache::{Cached, WorkflowCache};
+use transitions::{Seen, Transition, Transitions};
 
-/// An enriched event, with the source position it was read at.
-#[derive(Debug)]
-pub struct Intake {
-    /// The event.
-    pub event: RouterEvent,
-    /// Where the source resumes once this event is accepted.
-    pub checkpoint: Option<Checkpoint>,
+/// Which paths report run transitions (`source.from`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Paths {
+    /// Kubernetes Events only, as the workflow-controller recorded them.
+    #[default]
+    Events,
+    /// Transitions derived from Workflow status only; Events are not read for delivery.
+    Workflows,
+    /// Both: each transition is delivered once, from whichever path reports it first, so what
+    /// Events lose (rolled up, expired, rate-limited, disabled) still arrives.
+    Both,
 }
 
-/// Joins Events with the Workflows seen so far.
+/// What the enrich stage hands to the accept stage.
 #[derive(Debug, Default)]
+pub struct Intake {
+    /// The event to deliver, if any.
+    pub event: Option<RouterEvent>,
+    /// Where the source resumes once this is accepted.
+    pub checkpoint: Option<Checkpoint>,
+    /// A workflow's last-seen state to store with it (`None`: forget the workflow).
+    pub seen: Option<(String, Option<Seen>)>,
+}
+
+/// Joins Events with the Workflows seen so far, and derives transitions from their status.
+#[derive(Debug)]
 pub struct Enricher {
     workflows: WorkflowCache,
+    paths: Paths,
+    transitions: Transitions,
+    since: Option<Timestamp>,
+    metrics: Arc<Metrics>,
+    fallback: Option<Arc<dyn fallback::WorkflowFallback>>,
 }
 
 impl Enricher {
-    /// Takes one source item; returns the enriched event for an Event item.
-    pub fn apply(&mut self, item: SourceItem) -> Option<Intake> {
+    /// An enricher reporting transitions from `paths`.
+    pub fn new(paths: Paths, metrics: Arc<Metrics>) -> Self {
+        Self {
+            workflows: WorkflowCache::default(),
+            paths,
+            transitions: Transitions::default(),
+            since: None,
+            metrics,
+            fallback: None,
+        }
+    }
+
+    /// Asks `fallback` for the Workflows the cache misses (see [`fallback`]).
+    pub fn with_fallback(mut self, fallback: Arc<dyn fallback::WorkflowFallback>) -> Self {
+        self.fallback = Some(fallback);
+        self
+    }
+
+    /// Resumes from the last-seen state an earlier run stored.
+    pub fn restore(mut self, seen: HashMap<String, Seen>) -> Self {
+        self.transitions = Transitions::restore(seen);
+        self
+    }
+
+    /// Delivers only what happened after `since` for workflows seen for the first time.
+    pub fn since(mut self, since: Option<Timestamp>) -> Self {
+        self.since = since;
+        self
+    }
+
+    /// Takes one source item; returns what to accept for it (an event, or state to store).
+    pub fn apply(&mut self, item: SourceItem) -> Vec<Intake> {
         match item {
-            SourceItem::WorkflowApplied(wf) => self.workflows.apply(*wf),
-            SourceItem::WorkflowDeleted(wf) => self.workflows.delete(&wf),
+            SourceItem::WorkflowApplied(wf) => self.workflow_changed(*wf),
+            SourceItem::WorkflowDeleted(wf) => {
+                self.workflows.delete(&wf);
+                match (self.paths, wf.metadata.uid) {
+                    (Paths::Events, _) | (_, None) => Vec::new(),
+                    (_, Some(uid)) => {
+                        self.transitions.forget(&uid);
+                        vec![Intake {
+                            seen: Some((uid, None)),
+                            ..Intake::default()
+                        }]
+                    }
+                }
+            }
+            SourceItem::Checkpoint(checkpoint) => vec![Intake {
+                checkpoint: Some(checkpoint),
+                ..Intake::default()
+            }],
             SourceItem::Event { event, checkpoint } => {
-                return Some(Intake {
-                    event: self.enrich(&event),
+                let enriched = self.enrich(&event);
+                let (event, seen) = self.report(enriched);
+                vec![Intake {
+                    event,
                     checkpoint,
-                });
+                    seen,
+                }]
             }
         }
-        None
+    }
+
+    /// Caches a new Workflow version; with the status path on, derives its transitions.
+    fn workflow_changed(&mut self, workflow: workflow::Workflow) -> Vec<Intake> {
+        let uid = workflow.metadata.uid.clone().unwrap_or_default();
+        let namespace = workflow.metadata.namespace.clone().unwrap_or_default();
+        let name = workflow.metadata.name.clone().unwrap_or_default();
+        let derived = match self.paths {
+            Paths::Events => Vec::new(),
+            _ => self.transitions.observe(&workflow, self.since),
+        };
+        self.workflows.apply(workflow);
+        if self.paths == Paths::Events {
+            return Vec::new();
+        }
+        let cached = self.workflows.get(&namespace, &name, Some(&uid));
+        let mut intakes: Vec<Intake> = derived
+            .into_iter()
+            .filter_map(|t| {
+                self.count("workflows");
+                Some(Intake {
+                    event: Some(synthesize(cached.as_ref()?, t)),
+                    ..Intake::default()
+                })
+            })
+            .collect();
+        let seen = Some((uid.clone(), self.transitions.get(&uid).cloned()));
+        match intakes.last_mut() {
+            Some(last) => last.seen = seen,
+            None => intakes.push(Intake {
+                seen,
+                ..Intake::default()
+            }),
+        }
+        intakes
+    }
+
+    /// Decides whether a real Event is delivered, by the paths in use; returns it (or `None`
+    /// for a duplicate) with the state to store.
+    fn report(
+        &mut self,
+        event: RouterEvent,
+    ) -> (Option<RouterEvent>, Option<(String, Option<Seen>)>) {
+        let uid = event
+            .workflow
+            .as_ref()
+            .map(|w| w.uid.clone())
+            .or_else(|| event.event.workflow_uid.clone())
+            .filter(|uid| !uid.is_empty());
+        match (self.paths, uid) {
+            (Paths::Events, _) => {
+                self.count("events");
+                (Some(event), None)
+            }
+            (Paths::Workflows, _) => (None, None),
+            (Paths::Both, None) => {
+                self.count("events");
+                (Some(event), None)
+            }
+            (Paths::Both, Some(uid)) => {
+                let node = event.node.as_ref().map(|n| n.full_name.as_str());
+                let news = self.transitions.record(&uid, node, &event.event.reason);
+                self.count(if news { "events" } else { "both-deduplicated" });
+                let seen = Some((uid.clone(), self.transitions.get(&uid).cloned()));
+                (news.then_some(event), seen)
+            }
+        }
+    }
+
+    fn count(&self, path: &'static str) {
+        self.metrics
+            .transitions
+            .get_or_create(&vec![("path", path)])
+            .inc();
     }
 
     /// Builds the router event for `event` from it and its cached Workflow.
     pub fn enrich(&self, event: &Event) -> RouterEvent {
         let facts = event_facts(event);
         let event_reason = facts.reason.clone();
-        let cached =
-            self.workflows
-                .get(&facts.namespace, &facts.workflow_name, facts.workflow_uid.as_deref());
+        let cached = self.workflows.get(
+            &facts.namespace,
+            &facts.workflow_name,
+            facts.workflow_uid.as_deref(),
+        );
         let node = node::node_ref(event).map(|r| {
             let status = cached.as_ref().and_then(|c| {
                 let nodes = &c.workflow.status.as_ref()?.nodes;
@@ -66,13 +220,17 @@ impl Enricher {
                 id: r.id.or_else(|| status.map(|s| s.id.clone())),
                 name: node::short_name(&r.full_name, &facts.workflow_name).to_owned(),
                 display_name: status.and_then(|s| s.display_name.clone()),
-                node_type: r.node_type.or_else(|| status.and_then(|s| s.node_type.clone())),
+                node_type: r
+                    .node_type
+                    .or_else(|| status.and_then(|s| s.node_type.clone())),
                 phase: status
                     .and_then(|s| s.phase.clone())
                     .or_else(|| facts.reason.strip_prefix("WorkflowNode").map(str::to_owned)),
                 message: status.and_then(|s| s.message.clone()).or(r.message),
                 template_name: status.and_then(|s| s.template_name.clone()),
-                started_at: r.start_time.or_else(|| status.and_then(|s| s.started_at.clone())),
+                started_at: r
+                    .start_time
+                    .or_else(|| status.and_then(|s| s.started_at.clone())),
                 finished_at: status.and_then(|s| s.finished_at.clone()),
                 full_name: r.full_name,
             }
@@ -92,15 +250,65 @@ impl Enricher {
     }
 }
 
-/// Runs the stage: reads `input` until it closes, writes enriched events to `output`.
-pub async fn run(mut input: mpsc::Receiver<SourceItem>, output: mpsc::Sender<Intake>) {
-    let mut enricher = Enricher::default();
+/// Runs the stage: reads `input` until it closes, writes what to accept to `output`.
+pub async fn run(
+    mut enricher: Enricher,
+    mut input: mpsc::Receiver<SourceItem>,
+    output: mpsc::Sender<Intake>,
+) {
     while let Some(item) = input.recv().await {
-        if let Some(intake) = enricher.apply(item)
-            && output.send(intake).await.is_err()
-        {
-            return;
+        enricher.prefetch(&item).await;
+        for intake in enricher.apply(item) {
+            if output.send(intake).await.is_err() {
+                return;
+            }
         }
+    }
+}
+
+/// Builds the router event for a transition derived from `cached`'s status.
+fn synthesize(cached: &Cached, t: Transition) -> RouterEvent {
+    let wf = &cached.facts;
+    let status_node = t
+        .node_id
+        .as_ref()
+        .and_then(|id| cached.workflow.status.as_ref()?.nodes.get(id));
+    let node = status_node.map(|n| NodeFacts {
+        id: Some(n.id.clone()),
+        full_name: n.name.clone(),
+        name: node::short_name(&n.name, &wf.name).to_owned(),
+        display_name: n.display_name.clone(),
+        node_type: n.node_type.clone(),
+        phase: t.reason.strip_prefix("WorkflowNode").map(str::to_owned),
+        message: n.message.clone(),
+        template_name: n.template_name.clone(),
+        started_at: n.started_at.clone(),
+        finished_at: n.finished_at.clone(),
+    });
+    let identity = format!(
+        "{}/{}/{}",
+        wf.uid,
+        t.node_id.as_deref().unwrap_or_default(),
+        t.reason
+    );
+    let mut workflow = wf.clone();
+    workflow.phase = phase_at(&t.reason, workflow.phase.take());
+    RouterEvent {
+        id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, identity.as_bytes()).to_string(),
+        event: EventFacts {
+            uid: String::new(),
+            namespace: wf.namespace.clone(),
+            reason: t.reason,
+            message: t.message,
+            severity: t.severity.to_owned(),
+            count: 1,
+            time: t.time,
+            workflow_name: wf.name.clone(),
+            workflow_uid: Some(wf.uid.clone()),
+        },
+        node,
+        workflow: Some(workflow),
+        synthesized: true,
     }
 }
 
@@ -129,7 +337,13 @@ fn event_facts(event: &Event) -> EventFacts {
         .map(|t| t.0.to_string())
         .or_else(|| event.event_time.as_ref().map(|t| t.0.to_string()))
         .or_else(|| event.first_timestamp.as_ref().map(|t| t.0.to_string()))
-        .or_else(|| event.metadata.creation_timestamp.as_ref().map(|t| t.0.to_string()));
+        .or_else(|| {
+            event
+                .metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.to_string())
+        });
     EventFacts {
         uid: event.metadata.uid.clone().unwrap_or_default(),
         namespace: event

@@ -33,7 +33,7 @@ pub struct NodeRef {
     pub id: Option<String>,
     /// The node type, when annotated.
     pub node_type: Option<String>,
-    /// When the node started, when annotated.
+    /// When the node started (RFC 3339), when annotated.
     pub start_time: Option<String>,
     /// The node message after the name in the Event message, e.g. `Error (exit code 1)`.
     pub message: Option<String>,
@@ -48,9 +48,18 @@ pub fn node_ref(event: &Event) -> Option<NodeRef> {
         full_name,
         id: annotation(NODE_ID),
         node_type: annotation(NODE_TYPE),
-        start_time: annotation(NODE_START_TIME),
+        start_time: annotation(NODE_START_TIME).map(|v| rfc3339_from_unix_nanos(&v).unwrap_or(v)),
         message: parsed.and_then(|p| p.1).map(str::to_owned),
     })
+}
+
+/// Argo writes `node-start-time` as Unix nanoseconds; the router's times are RFC 3339, as in
+/// the Workflow status.
+fn rfc3339_from_unix_nanos(text: &str) -> Option<String> {
+    let nanos: i128 = text.trim().parse().ok()?;
+    k8s_openapi::jiff::Timestamp::from_nanosecond(nanos)
+        .ok()
+        .map(|t| t.to_string())
 }
 
 /// The workflow named by a Pod Event's annotation (`nodeEvents.sendAsPod`).

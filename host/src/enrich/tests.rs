@@ -1,0 +1,397 @@
+//! The enrich stage on small in-memory Events and Workflows.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use super::workflow::Workflow;
+use super::*;
+use crate::telemetry::Metrics;
+
+const WF: &str = "wf-abc";
+const WF_UID: &str = "uid-wf-abc";
+
+fn enricher() -> Enricher {
+    Enricher::new(Paths::Events, Arc::new(Metrics::new()))
+}
+
+fn workflow(phase: &str, uid: &str) -> Workflow {
+    serde_json::from_value(json!({
+        "metadata": {
+            "name": WF, "namespace": "kubeflow", "uid": uid,
+            "labels": {"pipeline/runid": format!("run-of-{uid}")}
+        },
+        "status": {
+            "phase": phase,
+            "nodes": {
+                "wf-abc-111": {
+                    "id": "wf-abc-111", "name": "wf-abc.train", "displayName": "train", "type": "Pod",
+                    "phase": "Failed", "message": "Error (exit code 1)", "templateName": "train-tpl",
+                    "startedAt": "2026-11-20T09:15:02Z", "finishedAt": "2026-11-20T09:18:47Z"
+                }
+            }
+        }
+    }))
+    .unwrap()
+}
+
+/// A workflow-controller Event about Workflow `WF`.
+fn event(uid: &str, reason: &str, message: Option<&str>, annotations: Value) -> Event {
+    let mut e = json!({
+        "metadata": {"name": format!("{WF}.{uid}"), "namespace": "kubeflow", "uid": uid, "annotations": annotations},
+        "involvedObject": {"kind": "Workflow", "name": WF, "namespace": "kubeflow", "uid": WF_UID},
+        "reason": reason,
+        "type": "Normal",
+        "count": 1,
+        "lastTimestamp": "2026-11-20T09:15:16Z",
+        "source": {"component": "workflow-controller"}
+    });
+    if let Some(message) = message {
+        e["message"] = json!(message);
+    }
+    serde_json::from_value(e).unwrap()
+}
+
+fn apply(enricher: &mut Enricher, item: SourceItem) {
+    let _ = enricher.apply(item);
+}
+
+#[test]
+fn the_node_annotation_wins_over_the_message() {
+    let e = event(
+        "e1",
+        "WorkflowNodeRunning",
+        Some("Running node wf-abc.something-else"),
+        json!({
+            "workflows.argoproj.io/node-name": "wf-abc.dag.train",
+            "workflows.argoproj.io/node-id": "wf-abc-999",
+            "workflows.argoproj.io/node-type": "Pod",
+            "workflows.argoproj.io/node-start-time": "1795166102000000000"
+        }),
+    );
+    let out = enricher().enrich(&e);
+    let node = out.node.as_ref().unwrap();
+    assert_eq!(node.full_name, "wf-abc.dag.train");
+    assert_eq!(out.node_name(), "train");
+    assert_eq!(node.id.as_deref(), Some("wf-abc-999"));
+    assert_eq!(node.node_type.as_deref(), Some("Pod"));
+    assert_eq!(
+        node.phase.as_deref(),
+        Some("Running"),
+        "from the reason when the Workflow is unknown"
+    );
+    assert_eq!(
+        node.started_at.as_deref(),
+        Some("2026-11-20T09:15:02Z"),
+        "the annotation's Unix nanoseconds, as RFC 3339"
+    );
+}
+
+#[test]
+fn without_annotations_the_message_names_the_node() {
+    let e = event(
+        "e2",
+        "WorkflowNodeFailed",
+        Some("Failed node wf-abc.train: Error (exit code 1)"),
+        json!(null),
+    );
+    let out = enricher().enrich(&e);
+    let node = out.node.as_ref().unwrap();
+    assert_eq!(out.node_name(), "train");
+    assert_eq!(node.full_name, "wf-abc.train");
+    assert_eq!(node.message.as_deref(), Some("Error (exit code 1)"));
+    assert_eq!(node.phase.as_deref(), Some("Failed"));
+    assert_eq!(node.id, None);
+}
+
+#[test]
+fn roll_ups_root_nodes_and_workflow_events() {
+    let rollup = event(
+        "e3",
+        "WorkflowNodeRunning",
+        Some("(combined from similar events): Running node wf-abc.for-loop-2(1:b)"),
+        json!(null),
+    );
+    assert_eq!(enricher().enrich(&rollup).node_name(), "for-loop-2(1:b)");
+
+    let root = event(
+        "e4",
+        "WorkflowNodeFailed",
+        Some("Failed node wf-abc"),
+        json!(null),
+    );
+    let out = enricher().enrich(&root);
+    assert_eq!(
+        out.node.as_ref().unwrap().full_name,
+        WF,
+        "the root is a node"
+    );
+    assert_eq!(out.node_name(), "", "whose step name is empty");
+
+    let running = event(
+        "e5",
+        "WorkflowRunning",
+        Some("Workflow Running"),
+        json!(null),
+    );
+    let out = enricher().enrich(&running);
+    assert_eq!(out.node, None);
+    assert_eq!(out.node_name(), "");
+
+    let failed = event("e6", "WorkflowFailed", None, json!(null));
+    let out = enricher().enrich(&failed);
+    assert_eq!(out.node, None);
+    assert_eq!(out.event.message, "");
+    assert_eq!(out.event.reason, "WorkflowFailed");
+}
+
+#[test]
+fn the_cached_workflow_gives_run_id_and_node_status() {
+    let mut enricher = enricher();
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    let e = event(
+        "e7",
+        "WorkflowNodeFailed",
+        Some("Failed node wf-abc.train: Error (exit code 1)"),
+        json!({"workflows.argoproj.io/node-name": "wf-abc.train", "workflows.argoproj.io/node-id": "wf-abc-111"}),
+    );
+    let out = enricher.enrich(&e);
+    assert_eq!(out.run_id(), format!("run-of-{WF_UID}"));
+    let wf = out.workflow.as_ref().unwrap();
+    assert_eq!(wf.uid, WF_UID);
+    assert_eq!(wf.phase.as_deref(), Some("Running"));
+    let node = out.node.as_ref().unwrap();
+    assert_eq!(node.display_name.as_deref(), Some("train"));
+    assert_eq!(node.template_name.as_deref(), Some("train-tpl"));
+    assert_eq!(
+        node.node_type.as_deref(),
+        Some("Pod"),
+        "from the status when not annotated"
+    );
+    assert_eq!(node.started_at.as_deref(), Some("2026-11-20T09:15:02Z"));
+    assert_eq!(node.finished_at.as_deref(), Some("2026-11-20T09:18:47Z"));
+    assert_eq!(out.event.time.as_deref(), Some("2026-11-20T09:15:16Z"));
+    assert_eq!(out.event.workflow_uid.as_deref(), Some(WF_UID));
+    assert_eq!(out.ordering_key(), WF_UID);
+
+    // Found by full name when the Event has no node id.
+    let e = event(
+        "e8",
+        "WorkflowNodeFailed",
+        Some("Failed node wf-abc.train: Error (exit code 1)"),
+        json!(null),
+    );
+    assert_eq!(
+        enricher.enrich(&e).node.unwrap().id.as_deref(),
+        Some("wf-abc-111")
+    );
+}
+
+#[test]
+fn pod_events_sent_as_pod_join_their_workflow_by_annotation() {
+    let mut enricher = enricher();
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    let pod_event: Event = serde_json::from_value(json!({
+        "metadata": {
+            "name": "wf-abc-train-111.1", "namespace": "kubeflow", "uid": "pod-ev-1",
+            "annotations": {
+                "workflows.argoproj.io/workflow-name": WF,
+                "workflows.argoproj.io/workflow-uid": WF_UID,
+                "workflows.argoproj.io/node-name": "wf-abc.train",
+                "workflows.argoproj.io/node-id": "wf-abc-111"
+            }
+        },
+        "involvedObject": {"kind": "Pod", "name": "wf-abc-train-111", "namespace": "kubeflow", "uid": "pod-uid"},
+        "reason": "WorkflowNodeFailed",
+        "message": "Failed node wf-abc.train: Error (exit code 1)",
+        "type": "Warning",
+        "reportingComponent": "workflow-controller"
+    }))
+    .unwrap();
+    assert!(crate::source::is_workflow_event(&pod_event));
+    let out = enricher.enrich(&pod_event);
+    assert_eq!(
+        out.event.workflow_name, WF,
+        "from the annotation, not the Pod's name"
+    );
+    assert_eq!(out.event.workflow_uid.as_deref(), Some(WF_UID));
+    assert_eq!(out.run_id(), format!("run-of-{WF_UID}"));
+    assert_eq!(out.node_name(), "train");
+    assert_eq!(out.event.severity, "Warning");
+
+    let mut other_pod = pod_event.clone();
+    other_pod.metadata.annotations = None;
+    assert!(
+        !crate::source::is_workflow_event(&other_pod),
+        "a Pod event without the annotation"
+    );
+}
+
+#[test]
+fn a_deleted_workflow_still_enriches_late_events() {
+    let mut enricher = enricher();
+    let wf = workflow("Succeeded", WF_UID);
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(wf.clone())),
+    );
+    apply(&mut enricher, SourceItem::WorkflowDeleted(Box::new(wf)));
+    let out = enricher.enrich(&event(
+        "e9",
+        "WorkflowSucceeded",
+        Some("Workflow completed"),
+        json!(null),
+    ));
+    assert_eq!(
+        out.run_id(),
+        format!("run-of-{WF_UID}"),
+        "from the recently deleted cache"
+    );
+    assert_eq!(out.workflow.unwrap().phase.as_deref(), Some("Succeeded"));
+}
+
+#[test]
+fn a_recreated_workflow_of_the_same_name_is_told_apart_by_uid() {
+    let mut enricher = enricher();
+    let old = workflow("Failed", WF_UID);
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(old.clone())),
+    );
+    apply(&mut enricher, SourceItem::WorkflowDeleted(Box::new(old)));
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", "uid-new"))),
+    );
+    let late = enricher.enrich(&event("e10", "WorkflowFailed", None, json!(null)));
+    assert_eq!(
+        late.run_id(),
+        format!("run-of-{WF_UID}"),
+        "the old run's late Event"
+    );
+    let mut new = event(
+        "e11",
+        "WorkflowRunning",
+        Some("Workflow Running"),
+        json!(null),
+    );
+    new.involved_object.uid = Some("uid-new".into());
+    assert_eq!(enricher.enrich(&new).run_id(), "run-of-uid-new");
+}
+
+#[test]
+fn an_unknown_workflow_gives_an_empty_run_id_but_the_event_is_delivered() {
+    let mut enricher = enricher();
+    let item = SourceItem::Event {
+        event: Box::new(event(
+            "e12",
+            "WorkflowNodeSucceeded",
+            Some("Succeeded node wf-abc.prep"),
+            json!(null),
+        )),
+        checkpoint: None,
+    };
+    let out: Vec<RouterEvent> = enricher
+        .apply(item)
+        .into_iter()
+        .filter_map(|i| i.event)
+        .collect();
+    assert_eq!(out.len(), 1, "delivered all the same");
+    let out = &out[0];
+    assert_eq!(out.workflow, None);
+    assert_eq!(out.run_id(), "");
+    assert_eq!(out.event.workflow_name, WF);
+    assert_eq!(out.node_name(), "prep");
+    assert_eq!(out.event.uid, "e12");
+    assert_eq!(out.event.namespace, "kubeflow");
+    assert_eq!(
+        out.ordering_key(),
+        WF_UID,
+        "the Event's workflow uid orders it"
+    );
+}
+
+#[test]
+fn the_phase_follows_a_final_reason_when_the_cache_lags() {
+    let mut enricher = enricher();
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    let phase = |enricher: &Enricher, reason: &str| {
+        enricher
+            .enrich(&event("e13", reason, None, json!(null)))
+            .workflow
+            .unwrap()
+            .phase
+    };
+    assert_eq!(
+        phase(&enricher, "WorkflowFailed").as_deref(),
+        Some("Failed")
+    );
+    assert_eq!(
+        phase(&enricher, "WorkflowTimedOut").as_deref(),
+        Some("Failed")
+    );
+    assert_eq!(
+        phase(&enricher, "WorkflowSucceeded").as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(
+        phase(&enricher, "WorkflowNodeFailed").as_deref(),
+        Some("Running"),
+        "node events keep it"
+    );
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Error", WF_UID))),
+    );
+    assert_eq!(
+        phase(&enricher, "WorkflowFailed").as_deref(),
+        Some("Error"),
+        "a final cached phase stays"
+    );
+    assert_eq!(
+        phase_at("WorkflowSucceeded", None).as_deref(),
+        Some("Succeeded")
+    );
+    assert_eq!(phase_at("WorkflowRunning", None), None);
+}
+
+#[test]
+fn occurrence_ids_are_stable_and_differ_per_count() {
+    let e = event(
+        "e14",
+        "WorkflowNodeRunning",
+        Some("Running node wf-abc.train"),
+        json!(null),
+    );
+    let id = occurrence_id(&e);
+    assert_eq!(
+        id,
+        occurrence_id(&e.clone()),
+        "the same occurrence, the same id"
+    );
+    assert_eq!(enricher().enrich(&e).id, id);
+    let mut repeat = e.clone();
+    repeat.count = Some(2);
+    assert_ne!(
+        occurrence_id(&repeat),
+        id,
+        "a count bump is a new occurrence"
+    );
+    let other = event(
+        "e15",
+        "WorkflowNodeRunning",
+        Some("Running node wf-abc.train"),
+        json!(null),
+    );
+    assert_ne!(occurrence_id(&other), id);
+    assert!(uuid::Uuid::parse_str(&id).is_ok());
+}

@@ -211,7 +211,11 @@ mod tests {
         }))
         .unwrap();
         let facts = wf.facts();
-        assert_eq!(facts.phase.as_deref(), Some("Running"), "falls back to the label");
+        assert_eq!(
+            facts.phase.as_deref(),
+            Some("Running"),
+            "falls back to the label"
+        );
         assert_eq!(facts.run_name.as_deref(), Some("Run of my pipeline"));
         assert_eq!(facts.pipeline_name.as_deref(), Some("my-pipeline"));
         assert_eq!(facts.recurring_run_name.as_deref(), Some("nightly"));
@@ -223,8 +227,13 @@ mod tests {
 
     #[test]
     fn kfp_v1_pipeline_spec_names_the_pipeline() {
-        let annotations =
-            BTreeMap::from([(PIPELINE_SPEC_ANNOTATION.into(), r#"{"name": "v1 pipe"}"#.into())]);
-        assert_eq!(pipeline_name(&annotations, Some("x-")).as_deref(), Some("v1 pipe"));
+        let annotations = BTreeMap::from([(
+            PIPELINE_SPEC_ANNOTATION.into(),
+            r#"{"name": "v1 pipe"}"#.into(),
+        )]);
+        assert_eq!(
+            pipeline_name(&annotations, Some("x-")).as_deref(),
+            Some("v1 pipe")
+        );
     }
 }

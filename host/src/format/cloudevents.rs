@@ -51,7 +51,10 @@ impl<'a> From<&'a RouterEvent> for CloudEvent<'a> {
 /// -> `org.kubeflow.pipelines.event.<reason in lower case>`.
 fn event_type(reason: &str) -> String {
     const PREFIX: &str = "org.kubeflow.pipelines";
-    if let Some(phase) = reason.strip_prefix("WorkflowNode").filter(|p| !p.is_empty()) {
+    if let Some(phase) = reason
+        .strip_prefix("WorkflowNode")
+        .filter(|p| !p.is_empty())
+    {
         format!("{PREFIX}.run.node.{}", phase.to_lowercase())
     } else if let Some(phase) = reason.strip_prefix("Workflow").filter(|p| !p.is_empty()) {
         format!("{PREFIX}.run.{}", phase.to_lowercase())
@@ -66,12 +69,21 @@ mod tests {
 
     #[test]
     fn reasons_map_to_dotted_types() {
-        assert_eq!(event_type("WorkflowFailed"), "org.kubeflow.pipelines.run.failed");
-        assert_eq!(event_type("WorkflowTimedOut"), "org.kubeflow.pipelines.run.timedout");
+        assert_eq!(
+            event_type("WorkflowFailed"),
+            "org.kubeflow.pipelines.run.failed"
+        );
+        assert_eq!(
+            event_type("WorkflowTimedOut"),
+            "org.kubeflow.pipelines.run.timedout"
+        );
         assert_eq!(
             event_type("WorkflowNodeSucceeded"),
             "org.kubeflow.pipelines.run.node.succeeded"
         );
-        assert_eq!(event_type("SomethingNew"), "org.kubeflow.pipelines.event.somethingnew");
+        assert_eq!(
+            event_type("SomethingNew"),
+            "org.kubeflow.pipelines.event.somethingnew"
+        );
     }
 }

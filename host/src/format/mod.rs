@@ -40,8 +40,14 @@ impl Format {
     pub fn render(self, event: &RouterEvent) -> Payload {
         let (body, content_type) = match self {
             Self::Kfp => (to_json(&kfp::KfpPayload::from(event)), "application/json"),
-            Self::Extended => (to_json(&extended::ExtendedPayload::from(event)), "application/json"),
-            Self::Cloudevents => (to_json(&cloudevents::CloudEvent::from(event)), cloudevents::CONTENT_TYPE),
+            Self::Extended => (
+                to_json(&extended::ExtendedPayload::from(event)),
+                "application/json",
+            ),
+            Self::Cloudevents => (
+                to_json(&cloudevents::CloudEvent::from(event)),
+                cloudevents::CONTENT_TYPE,
+            ),
         };
         Payload {
             body: Bytes::from(body),

@@ -5,7 +5,9 @@
 //! same transaction as the event, so a restarted source resumes after the last accepted event.
 //!
 //! - [`replay`]: a recorded JSON Lines file (`kubectl get -o json` objects or watch events).
+//! - [`kubernetes`]: a cluster's Events and Workflows, watched through the API server.
 
+pub mod kubernetes;
 pub mod occurrence;
 pub mod replay;
 
@@ -30,6 +32,9 @@ pub enum SourceItem {
     WorkflowApplied(Box<Workflow>),
     /// A Workflow was deleted.
     WorkflowDeleted(Box<Workflow>),
+    /// The source moved on without an event to carry its position (e.g. past the Events that
+    /// existed at its first start): store this checkpoint as it is.
+    Checkpoint(Checkpoint),
 }
 
 /// A source's resume position, stored with the events it covers.

@@ -67,9 +67,9 @@ impl Replay {
         resume_after: Option<u64>,
         out: mpsc::Sender<SourceItem>,
     ) -> std::io::Result<ReplaySummary> {
-        let file = tokio::fs::File::open(&self.path).await.map_err(|e| {
-            std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display()))
-        })?;
+        let file = tokio::fs::File::open(&self.path)
+            .await
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         let mut lines = tokio::io::BufReader::with_capacity(1 << 16, file).lines();
         let mut pace = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
@@ -141,14 +141,19 @@ fn parse_line(line: &str) -> Result<Vec<(bool, Object)>, String> {
 }
 
 fn collect(mut object: Value, deleted: bool, out: &mut Vec<(bool, Object)>) -> Result<(), String> {
-    let kind = object.get("kind").and_then(Value::as_str).unwrap_or_default();
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     match kind {
         "Event" => {
-            let event = serde_json::from_value(object).map_err(|e| format!("invalid Event: {e}"))?;
+            let event =
+                serde_json::from_value(object).map_err(|e| format!("invalid Event: {e}"))?;
             out.push((deleted, Object::Event(Box::new(event))));
         }
         "Workflow" => {
-            let wf = serde_json::from_value(object).map_err(|e| format!("invalid Workflow: {e}"))?;
+            let wf =
+                serde_json::from_value(object).map_err(|e| format!("invalid Workflow: {e}"))?;
             out.push((deleted, Object::Workflow(Box::new(wf))));
         }
         kind if kind.ends_with("List") => {

@@ -55,13 +55,16 @@ impl State {
         let lock = File::create(dir.join("lock")).map_err(io)?;
         match lock.try_lock() {
             Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => return Err(StateError::Locked(dir.to_owned())),
+            Err(std::fs::TryLockError::WouldBlock) => {
+                return Err(StateError::Locked(dir.to_owned()));
+            }
             Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
         }
-        let outbox = Outbox::open(&dir.join("outbox.redb")).map_err(|source| StateError::Outbox {
-            dir: dir.to_owned(),
-            source,
-        })?;
+        let outbox =
+            Outbox::open(&dir.join("outbox.redb")).map_err(|source| StateError::Outbox {
+                dir: dir.to_owned(),
+                source,
+            })?;
         Ok(Self {
             outbox,
             dead_letters: DeadLetters::new(dir.join("dead-letter.jsonl")),

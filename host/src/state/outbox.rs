@@ -4,19 +4,23 @@
 //! - `events`: sequence number -> the stored event (JSON);
 //! - `remaining`: sequence number -> endpoints still to deliver it;
 //! - `pending`: (endpoint, sequence number) -> attempts made and when the first was;
-//! - `checkpoints`: source position key -> value.
+//! - `checkpoints`: source position key -> value;
+//! - `workflows`: workflow uid -> what the enrich stage last saw of it (for derived events).
 //!
 //! All writes go through one writer thread that commits whatever has queued up in one
 //! transaction (group commit). Accepts and checkpoints are committed durably before their
-//! callers continue; completions are committed lazily, which after a crash can only mean a
-//! delivery is repeated (at least once), never lost.
+//! callers continue; completions are committed lazily (durably at least every second), which
+//! after a crash can only mean a delivery is repeated (at least once), never lost.
 
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
+use std::time::{Duration, Instant};
 
-use redb::{Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition,
+};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -27,6 +31,19 @@ const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
 const PENDING: TableDefinition<(&str, u64), (u32, u64)> = TableDefinition::new("pending");
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
+const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
+
+/// Completions and attempt counts are committed lazily, but made durable at least this often
+/// while they keep coming, so a crash repeats at most about this much delivery progress even
+/// when no new event arrives (a finished replay, a quiet cluster draining a backlog).
+const DURABLE_EVERY: Duration = Duration::from_secs(1);
+
+/// Memory for the database's page cache. The outbox is read mostly near its head, so a small
+/// cache serves it; redb's default (1 GiB) would be most of the router's memory.
+const CACHE_BYTES: usize = 32 << 20;
+
+/// How long lazy writes (completions) are gathered before they are committed.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// How many queued writes one transaction takes at most.
 const GROUP_COMMIT: usize = 8192;
@@ -76,13 +93,36 @@ pub struct Accept {
     pub endpoints: Vec<String>,
 }
 
+/// Everything one accept stores in one transaction.
+#[derive(Debug, Default)]
+pub struct AcceptBatch {
+    /// Events, each with its endpoints.
+    pub events: Vec<Accept>,
+    /// The source position after them.
+    pub checkpoint: Option<Checkpoint>,
+    /// Workflow states to store (`None` removes one).
+    pub workflows: Vec<(String, Option<Vec<u8>>)>,
+}
+
 enum Write {
-    Accept(Vec<Accept>, Option<Checkpoint>, oneshot::Sender<()>),
-    Attempted { endpoint: String, seq: u64, attempts: u32, first_ms: u64 },
-    Complete { endpoint: String, seq: u64 },
+    Accept(AcceptBatch, oneshot::Sender<()>),
+    Attempted {
+        endpoint: String,
+        seq: u64,
+        attempts: u32,
+        first_ms: u64,
+    },
+    Complete {
+        endpoint: String,
+        seq: u64,
+    },
     ClearCheckpoint(String, oneshot::Sender<()>),
     Purge(String, oneshot::Sender<u64>),
-    Flush(oneshot::Sender<()>),
+    /// Commit durably; with `close`, then stop the writer and release the database.
+    Flush {
+        done: oneshot::Sender<()>,
+        close: bool,
+    },
 }
 
 /// A handle to the outbox; cheap to clone.
@@ -101,12 +141,17 @@ impl Outbox {
     }
 
     fn open_db(path: &Path) -> Result<Self, redb::Error> {
-        let db = Arc::new(Database::create(path)?);
+        let db = Arc::new(
+            Database::builder()
+                .set_cache_size(CACHE_BYTES)
+                .create(path)?,
+        );
         let txn = db.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(REMAINING)?;
         let depth = txn.open_table(PENDING)?.len()?;
         txn.open_table(CHECKPOINTS)?;
+        txn.open_table(WORKFLOWS)?;
         txn.commit()?;
         let next = {
             let read = db.begin_read()?;
@@ -121,6 +166,7 @@ impl Outbox {
             next,
             seq: seq_tx,
             depth: Arc::clone(&depth),
+            last_durable: Instant::now(),
         };
         std::thread::Builder::new()
             .name("outbox-writer".into())
@@ -134,10 +180,10 @@ impl Outbox {
         })
     }
 
-    /// Stores `events` and `checkpoint` durably, in one transaction, then returns.
-    pub async fn accept(&self, events: Vec<Accept>, checkpoint: Option<Checkpoint>) -> Result<()> {
+    /// Stores a batch durably, in one transaction, then returns.
+    pub async fn accept(&self, batch: AcceptBatch) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.send(Write::Accept(events, checkpoint, done))?;
+        self.send(Write::Accept(batch, done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
@@ -176,7 +222,19 @@ impl Outbox {
     /// Makes every write so far durable.
     pub async fn flush(&self) -> Result<()> {
         let (done, wait) = oneshot::channel();
-        self.send(Write::Flush(done))?;
+        self.send(Write::Flush { done, close: false })?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
+    /// Makes every write durable, stops the writer and closes the database once no other
+    /// handle to it is left, so that the state folder can be opened again in this process.
+    pub async fn close(self) -> Result<()> {
+        let Self { db, writes, .. } = self;
+        drop(db);
+        let (done, wait) = oneshot::channel();
+        writes
+            .send(Write::Flush { done, close: true })
+            .map_err(|_| OutboxError::Stopped)?;
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
@@ -189,6 +247,22 @@ impl Outbox {
         let read = self.db.begin_read()?;
         let table = read.open_table(CHECKPOINTS)?;
         Ok(table.get(key)?.map(|v| v.value().to_owned()))
+    }
+
+    /// Every stored workflow state, by uid.
+    pub fn workflows(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        Ok(self.read_workflows()?)
+    }
+
+    fn read_workflows(&self) -> Result<Vec<(String, Vec<u8>)>, redb::Error> {
+        let read = self.db.begin_read()?;
+        let table = read.open_table(WORKFLOWS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (uid, state) = row?;
+            out.push((uid.value().to_owned(), state.value().to_vec()));
+        }
+        Ok(out)
     }
 
     /// Up to `limit` deliveries of `endpoint` after sequence number `after`, in order.
@@ -254,12 +328,31 @@ impl Outbox {
     }
 }
 
+/// Takes queued writes into `batch`, up to [`GROUP_COMMIT`].
+fn drain(queue: &mut mpsc::UnboundedReceiver<Write>, batch: &mut Vec<Write>) {
+    while batch.len() < GROUP_COMMIT {
+        match queue.try_recv() {
+            Ok(write) => batch.push(write),
+            Err(_) => break,
+        }
+    }
+}
+
+impl Write {
+    /// Whether nobody waits for this write: it may be committed a little later.
+    fn is_lazy(&self) -> bool {
+        matches!(self, Write::Complete { .. } | Write::Attempted { .. })
+    }
+}
+
 /// Owns every write transaction.
 struct Writer {
     db: Arc<Database>,
     next: u64,
     seq: watch::Sender<u64>,
     depth: Arc<AtomicI64>,
+    /// When a transaction was last committed durably.
+    last_durable: Instant,
 }
 
 /// Replies to send once a transaction has committed.
@@ -271,25 +364,34 @@ struct Replies {
 
 impl Writer {
     fn run(mut self, mut queue: mpsc::UnboundedReceiver<Write>) {
+        let mut closing = Vec::new();
         while let Some(first) = queue.blocking_recv() {
             let mut batch = vec![first];
-            while batch.len() < GROUP_COMMIT {
-                match queue.try_recv() {
-                    Ok(write) => batch.push(write),
-                    Err(_) => break,
-                }
+            drain(&mut queue, &mut batch);
+            // Nobody waits on completions: gather them a moment, so that a steady trickle
+            // costs a few transactions per second rather than one per delivery.
+            if batch.len() < GROUP_COMMIT / 8 && batch.iter().all(Write::is_lazy) {
+                std::thread::sleep(GATHER);
+                drain(&mut queue, &mut batch);
             }
+            let close = batch
+                .iter()
+                .any(|w| matches!(w, Write::Flush { close: true, .. }));
             let last_seq = self.next;
             match self.commit(batch) {
                 Ok(replies) => {
                     if self.next != last_seq {
                         self.seq.send_replace(self.next - 1);
                     }
-                    for done in replies.done {
-                        let _ = done.send(());
-                    }
                     for (done, n) in replies.purged {
                         let _ = done.send(n);
+                    }
+                    if close {
+                        closing = replies.done;
+                        break;
+                    }
+                    for done in replies.done {
+                        let _ = done.send(());
                     }
                 }
                 // Callers waiting on this batch see `Stopped`; the writer carries on, since a
@@ -300,13 +402,23 @@ impl Writer {
                 }
             }
         }
+        // Release the database before saying it is closed.
+        drop(self);
+        for done in closing {
+            let _ = done.send(());
+        }
     }
 
     fn commit(&mut self, batch: Vec<Write>) -> Result<Replies, redb::Error> {
         let mut txn = self.db.begin_write()?;
-        let durable = batch.iter().any(|w| !matches!(w, Write::Complete { .. } | Write::Attempted { .. }));
-        txn.set_durability(if durable { Durability::Immediate } else { Durability::None })
-            .map_err(redb::Error::from)?;
+        let durable =
+            !batch.iter().all(Write::is_lazy) || self.last_durable.elapsed() >= DURABLE_EVERY;
+        txn.set_durability(if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        })
+        .map_err(redb::Error::from)?;
         let mut replies = Replies::default();
         let mut depth = 0i64;
         let now = now_ms();
@@ -315,9 +427,21 @@ impl Writer {
             let mut remaining = txn.open_table(REMAINING)?;
             let mut pending = txn.open_table(PENDING)?;
             let mut checkpoints = txn.open_table(CHECKPOINTS)?;
+            let mut workflows = txn.open_table(WORKFLOWS)?;
             for write in batch {
                 match write {
-                    Write::Accept(accepts, checkpoint, done) => {
+                    Write::Accept(accepted, done) => {
+                        let AcceptBatch {
+                            events: accepts,
+                            checkpoint,
+                            workflows: states,
+                        } = accepted;
+                        for (uid, state) in states {
+                            match state {
+                                Some(bytes) => workflows.insert(uid.as_str(), bytes.as_slice())?,
+                                None => workflows.remove(uid.as_str())?,
+                            };
+                        }
                         for accept in accepts.into_iter().filter(|a| !a.endpoints.is_empty()) {
                             let seq = self.next;
                             self.next += 1;
@@ -338,7 +462,12 @@ impl Writer {
                         }
                         replies.done.push(done);
                     }
-                    Write::Attempted { endpoint, seq, attempts, first_ms } => {
+                    Write::Attempted {
+                        endpoint,
+                        seq,
+                        attempts,
+                        first_ms,
+                    } => {
                         if pending.get((endpoint.as_str(), seq))?.is_some() {
                             pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
                         }
@@ -351,7 +480,10 @@ impl Writer {
                     }
                     Write::Purge(endpoint, done) => {
                         let seqs: Vec<u64> = pending
-                            .extract_from_if((endpoint.as_str(), 0)..=(endpoint.as_str(), u64::MAX), |_, _| true)?
+                            .extract_from_if(
+                                (endpoint.as_str(), 0)..=(endpoint.as_str(), u64::MAX),
+                                |_, _| true,
+                            )?
                             .map(|row| row.map(|(k, _)| k.value().1))
                             .collect::<Result<_, _>>()?;
                         for &seq in &seqs {
@@ -364,11 +496,14 @@ impl Writer {
                         checkpoints.remove(key.as_str())?;
                         replies.done.push(done);
                     }
-                    Write::Flush(done) => replies.done.push(done),
+                    Write::Flush { done, .. } => replies.done.push(done),
                 }
             }
         }
         txn.commit()?;
+        if durable {
+            self.last_durable = Instant::now();
+        }
         self.depth.fetch_add(depth, Ordering::Relaxed);
         Ok(replies)
     }
@@ -380,7 +515,10 @@ fn release(
     remaining: &mut redb::Table<u64, u32>,
     seq: u64,
 ) -> Result<(), redb::Error> {
-    let left = remaining.get(seq)?.map_or(0, |v| v.value()).saturating_sub(1);
+    let left = remaining
+        .get(seq)?
+        .map_or(0, |v| v.value())
+        .saturating_sub(1);
     if left == 0 {
         remaining.remove(seq)?;
         events.remove(seq)?;

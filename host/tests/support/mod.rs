@@ -1,6 +1,9 @@
 //! Shared parts of the integration tests: a real HTTP sink, the router binary, built plugins.
 #![allow(dead_code, missing_docs)]
 
+pub mod kube_api;
+pub mod recording;
+pub mod router;
 pub mod sink;
 
 use std::path::{Path, PathBuf};

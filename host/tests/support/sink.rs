@@ -26,7 +26,10 @@ impl Received {
     }
 
     pub fn header(&self, name: &str) -> &str {
-        self.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 }
 
@@ -40,7 +43,11 @@ pub struct Reply {
 
 impl Reply {
     pub fn status(status: u16) -> Self {
-        Self { status, headers: Vec::new(), delay: Duration::ZERO }
+        Self {
+            status,
+            headers: Vec::new(),
+            delay: Duration::ZERO,
+        }
     }
 
     pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -83,10 +90,14 @@ impl Sink {
 
     /// Starts a sink on `addr` (to come back on the same port after a restart).
     pub async fn start_on(addr: SocketAddr) -> Self {
-        let listener = tokio::net::TcpListener::bind(addr).await.expect("binding the sink");
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .expect("binding the sink");
         let addr = listener.local_addr().unwrap();
         let inner = Arc::new(Mutex::new(Inner::default()));
-        let app = Router::new().fallback(handle).with_state(Arc::clone(&inner));
+        let app = Router::new()
+            .fallback(handle)
+            .with_state(Arc::clone(&inner));
         let task = tokio::spawn(async move {
             let _ = axum::serve(listener, app).await;
         });
@@ -101,12 +112,20 @@ impl Sink {
     /// Answers the next requests to `path` with `replies`, in order.
     pub fn script(&self, path: &str, replies: impl IntoIterator<Item = Reply>) {
         let mut inner = self.inner.lock().unwrap();
-        inner.scripted.entry(path.to_owned()).or_default().extend(replies);
+        inner
+            .scripted
+            .entry(path.to_owned())
+            .or_default()
+            .extend(replies);
     }
 
     /// Answers every request to `path` (after any scripted ones) with `reply`.
     pub fn always(&self, path: &str, reply: Reply) {
-        self.inner.lock().unwrap().default.insert(path.to_owned(), reply);
+        self.inner
+            .lock()
+            .unwrap()
+            .default
+            .insert(path.to_owned(), reply);
     }
 
     /// Every request received so far.
@@ -116,7 +135,10 @@ impl Sink {
 
     /// Requests received so far on `path`.
     pub fn received_on(&self, path: &str) -> Vec<Received> {
-        self.received().into_iter().filter(|r| r.path == path).collect()
+        self.received()
+            .into_iter()
+            .filter(|r| r.path == path)
+            .collect()
     }
 
     /// Waits until `path` has received `n` requests (any answer), or panics after `timeout`.
@@ -127,17 +149,31 @@ impl Sink {
             if got.len() >= n {
                 return got;
             }
-            assert!(Instant::now() < deadline, "{path}: {} of {n} requests after {timeout:?}", got.len());
+            assert!(
+                Instant::now() < deadline,
+                "{path}: {} of {n} requests after {timeout:?}",
+                got.len()
+            );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 }
 
-async fn handle(State(inner): State<Arc<Mutex<Inner>>>, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn handle(
+    State(inner): State<Arc<Mutex<Inner>>>,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     let reply = {
         let mut inner = inner.lock().unwrap();
-        inner.received.push(Received { path: path.clone(), headers, body, at: Instant::now() });
+        inner.received.push(Received {
+            path: path.clone(),
+            headers,
+            body,
+            at: Instant::now(),
+        });
         inner
             .scripted
             .get_mut(&path)

@@ -1,0 +1,340 @@
+//! Router throughput against a raw HTTP client, in one run on one machine.
+//!
+//! `cargo bench -p kfp-event-router --bench throughput` (set `BENCH_EVENTS` to change the
+//! recording size, default 200 000) prints:
+//! - (a) a raw reqwest client posting 1 KB bodies with 64 in flight to a local sink;
+//! - (b) the router replaying a generated recording of the same number of events (~1 KB
+//!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
+//! - the ratio (b)/(a), the router's peak RSS, and its delivery latency (acceptance to 2xx,
+//!   from its own histogram) in a paced run, next to the raw client's request latency;
+//! - (c) the same replay in the `extended` format, without plugins and then through the
+//!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), and the
+//!   ratio of the two.
+//!
+//! The replay source makes no Kubernetes API calls: 0 per event.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::State;
+use futures::StreamExt;
+
+const IN_FLIGHT: usize = 64;
+const BODY: usize = 1024;
+
+fn main() {
+    let events: u64 = std::env::var("BENCH_EVENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200_000);
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    runtime.block_on(async {
+        let sink = CountingSink::start().await;
+        println!("events: {events}, bodies ~{BODY} B, {IN_FLIGHT} in flight, sink on {}", sink.addr);
+
+        let raw = raw_client(&sink, events).await;
+        println!(
+            "(a) raw reqwest:  {:>9.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms",
+            raw.rate, raw.p50_ms, raw.p99_ms
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let recording = dir.path().join("recording.jsonl");
+        generate(&recording, events, 2_000);
+        let before = sink.count();
+        let router = in_background(dir.path(), &recording, &sink, None, None).await;
+        assert_eq!(sink.count() - before, events, "every event reached the sink");
+        println!(
+            "(b) router:       {:>9.0} ev/s    peak RSS {:.1} MiB",
+            router.rate,
+            router.peak_rss_kib as f64 / 1024.0
+        );
+        println!("ratio (b)/(a):    {:.2}", router.rate / raw.rate);
+
+        let extended = in_background(dir.path(), &recording, &sink, None, Some(String::new())).await;
+        let chained = in_background(dir.path(), &recording, &sink, None, Some(plugin_chain())).await;
+        println!(
+            "(c) `extended`, no plugins: {:>7.0} ev/s;  with event-filter -> redact -> teams-card: {:.0} ev/s",
+            extended.rate, chained.rate
+        );
+        println!("ratio chain / no plugins: {:.2}", chained.rate / extended.rate);
+
+        let paced_events = (events / 10).clamp(1_000, 20_000);
+        let paced = dir.path().join("paced.jsonl");
+        generate(&paced, paced_events, 200);
+        let rate = 2_000.0;
+        let latency = in_background(dir.path(), &paced, &sink, Some(rate), None).await;
+        let (p50, p99) = latency.latency_ms.expect("scraped the latency histogram");
+        println!(
+            "paced at {rate:.0} ev/s ({paced_events} events): router delivery latency p50 ~{p50:.2} ms  p99 ~{p99:.2} ms \
+             (acceptance to 2xx; raw request p50 {:.2} ms)",
+            raw.p50_ms
+        );
+        println!("Kubernetes API calls per event: 0 (replay source)");
+    });
+}
+
+/// A sink that answers 200 at once and counts.
+struct CountingSink {
+    addr: SocketAddr,
+    count: Arc<AtomicU64>,
+}
+
+impl CountingSink {
+    async fn start() -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let count = Arc::new(AtomicU64::new(0));
+        let app = Router::new()
+            .fallback(
+                |State(count): State<Arc<AtomicU64>>, _body: axum::body::Bytes| async move {
+                    count.fetch_add(1, Ordering::Relaxed);
+                    "ok"
+                },
+            )
+            .with_state(Arc::clone(&count));
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self { addr, count }
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+struct Raw {
+    rate: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+}
+
+async fn raw_client(sink: &CountingSink, n: u64) -> Raw {
+    let client = reqwest::Client::new();
+    let url = format!("http://{}/raw", sink.addr);
+    let body = bytes::Bytes::from(vec![b'x'; BODY]);
+    let started = Instant::now();
+    let mut latencies: Vec<f64> = futures::stream::iter(0..n)
+        .map(|_| {
+            let (client, url, body) = (client.clone(), url.clone(), body.clone());
+            async move {
+                let t = Instant::now();
+                let response = client
+                    .post(url)
+                    .body(body)
+                    .send()
+                    .await
+                    .expect("sink answers");
+                assert!(response.status().is_success());
+                response.bytes().await.unwrap();
+                t.elapsed().as_secs_f64() * 1000.0
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let rate = n as f64 / started.elapsed().as_secs_f64();
+    latencies.sort_by(f64::total_cmp);
+    let at = |q: f64| latencies[((latencies.len() - 1) as f64 * q) as usize];
+    Raw {
+        rate,
+        p50_ms: at(0.5),
+        p99_ms: at(0.99),
+    }
+}
+
+/// Writes `events` workflow-controller Events over `workflows` Workflows, interleaved, with
+/// messages padded so each `kfp` payload is about 1 KB.
+fn generate(path: &std::path::Path, events: u64, workflows: u64) {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
+    for w in 0..workflows {
+        let wf = serde_json::json!({"kind": "Workflow", "apiVersion": "argoproj.io/v1alpha1",
+            "metadata": {"name": format!("bench-{w}"), "namespace": "kubeflow", "uid": format!("wf-uid-{w}"),
+                         "labels": {"pipeline/runid": format!("run-{w}")}},
+            "status": {"phase": "Running"}});
+        writeln!(out, "{wf}").unwrap();
+    }
+    let padding = "x".repeat(BODY - 250);
+    for i in 0..events {
+        let w = i % workflows;
+        let event = serde_json::json!({"type": "ADDED", "object": {"kind": "Event", "apiVersion": "v1",
+            "metadata": {"name": format!("bench-{w}.{i}"), "namespace": "kubeflow", "uid": format!("ev-{i}")},
+            "involvedObject": {"kind": "Workflow", "name": format!("bench-{w}"), "namespace": "kubeflow", "uid": format!("wf-uid-{w}")},
+            "reason": "WorkflowNodeSucceeded", "type": "Normal", "count": 1,
+            "message": format!("Succeeded node bench-{w}.step-{i} {padding}"),
+            "source": {"component": "workflow-controller"}}});
+        writeln!(out, "{event}").unwrap();
+    }
+    out.flush().unwrap();
+}
+
+/// Runs [`run_router`] off the async threads, which serve the sink meanwhile.
+async fn in_background(
+    dir: &std::path::Path,
+    recording: &std::path::Path,
+    sink: &CountingSink,
+    rate: Option<f64>,
+    plugins: Option<String>,
+) -> RouterRun {
+    let (dir, recording, url) = (
+        dir.to_owned(),
+        recording.to_owned(),
+        format!("http://{}/router", sink.addr),
+    );
+    tokio::task::spawn_blocking(move || {
+        run_router(&dir, &recording, &url, rate, plugins.as_deref())
+    })
+    .await
+    .unwrap()
+}
+
+/// Builds the bundled plugins and returns the `[plugins]` tables of the chain
+/// event-filter -> redact -> teams-card, set so that every event passes the filter.
+fn plugin_chain() -> String {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
+    let built = Command::new("bash")
+        .arg(format!("{root}/plugins/build.sh"))
+        .current_dir(root)
+        .stdout(Stdio::null())
+        .status()
+        .expect("running plugins/build.sh");
+    assert!(built.success(), "plugins/build.sh failed");
+    format!(
+        "[plugins]\ndir = \"{root}/target/plugins\"\nchain = [\"event-filter\", \"redact\", \"teams-card\"]\n\
+         [plugins.config.event-filter]\nreasons = [\"WorkflowNodeSucceeded\"]\n\
+         [plugins.config.redact]\nmask_parameters = [\"p\"]\n\n"
+    )
+}
+
+struct RouterRun {
+    rate: f64,
+    peak_rss_kib: u64,
+    latency_ms: Option<(f64, f64)>,
+}
+
+/// Runs the router binary over `recording` until it exits, watching its memory and metrics.
+fn run_router(
+    dir: &std::path::Path,
+    recording: &std::path::Path,
+    url: &str,
+    rate: Option<f64>,
+    plugins: Option<&str>,
+) -> RouterRun {
+    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let state = tempfile::tempdir_in(dir).unwrap();
+    let config = dir.join("router.toml");
+    let rate_line = rate.map(|r| format!("rate = {r}\n")).unwrap_or_default();
+    std::fs::write(
+        &config,
+        format!(
+            "[source]\nkind = \"replay\"\npath = {recording:?}\n{rate_line}\n[state]\ndir = {:?}\n\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
+             {}[[endpoints]]\nname = \"sink\"\nurl = \"{url}\"\nconcurrency = {IN_FLIGHT}\nformat = \"{}\"\n",
+            state.path(),
+            plugins.unwrap_or_default(),
+            // `Some` plugins (even none) means the `extended` format, which plugins read.
+            if plugins.is_some() { "extended" } else { "kfp" },
+        ),
+    )
+    .unwrap();
+    let started = Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_kfp-event-router"))
+        .args(["run", "--config"])
+        .arg(&config)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the router");
+    let mut peak_rss_kib = 0;
+    let mut latency_ms = None;
+    let mut last_scrape = Instant::now();
+    loop {
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok());
+            peak_rss_kib = peak_rss_kib.max(hwm.unwrap_or(0));
+        }
+        if rate.is_some() && last_scrape.elapsed() > Duration::from_millis(200) {
+            latency_ms = scrape_latency(metrics_port).or(latency_ms);
+            last_scrape = Instant::now();
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(status.success(), "router exited with {status}");
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let events = std::fs::read_to_string(recording)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains("\"Event\""))
+        .count();
+    RouterRun {
+        rate: events as f64 / elapsed,
+        peak_rss_kib,
+        latency_ms,
+    }
+}
+
+/// p50 and p99 of `kfp_event_router_delivery_latency_seconds`, interpolated within buckets.
+fn scrape_latency(port: u16) -> Option<(f64, f64)> {
+    let text = fetch_metrics(port)?;
+    let mut buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter(|l| l.starts_with("kfp_event_router_delivery_latency_seconds_bucket"))
+        .filter_map(|l| {
+            let le = l.split("le=\"").nth(1)?.split('"').next()?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            let count: f64 = l.rsplit(' ').next()?.parse().ok()?;
+            Some((le, count))
+        })
+        .collect();
+    buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let total = buckets.last()?.1;
+    if total == 0.0 {
+        return None;
+    }
+    let quantile = |q: f64| {
+        let target = total * q;
+        let mut lower = (0.0, 0.0);
+        for &(le, count) in &buckets {
+            if count >= target {
+                let upper = if le.is_finite() { le } else { lower.0 };
+                let span = (count - lower.1).max(1.0);
+                return (lower.0 + (upper - lower.0) * (target - lower.1) / span) * 1000.0;
+            }
+            lower = (le, count);
+        }
+        lower.0 * 1000.0
+    };
+    Some((quantile(0.5), quantile(0.99)))
+}
+
+/// Fetches the router's metrics text with a plain blocking request.
+fn fetch_metrics(port: u16) -> Option<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(
+        stream,
+        "GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .ok()?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text).ok()?;
+    Some(text)
+}

@@ -1,0 +1,299 @@
+//! Run events derived from Workflow status, for when Kubernetes Events are lost.
+//!
+//! Events expire, get rolled up into `(combined from similar events)` without their node, can be
+//! rate-limited or turned off; a Workflow's `status.phase` and `status.nodes[*].phase` are the
+//! ground truth. [`Transitions::observe`] compares what was last seen of a workflow with its new
+//! status and yields the events Argo's controller records for the change, with its reasons and
+//! messages (`operator.go`: `markWorkflowPhase`, `recordNodePhaseChangeEvents`):
+//!
+//! - workflow phase -> `WorkflowRunning` ("Workflow Running"), `WorkflowSucceeded` ("Workflow
+//!   completed"), `WorkflowFailed` (the status message), preceded by `WorkflowTimedOut`
+//!   ("Workflow timed out") when the status says a deadline was exceeded;
+//! - node phase -> `WorkflowNode<Phase>` ("<Phase> node <name>[: <message>]"); a node first seen
+//!   completed, or going from Pending straight to completed, also gets its `Running` event first;
+//!   a node first seen Pending, Skipped or Omitted gets none, as in Argo.
+//!
+//! Each (node, reason) is reported once, whichever path sees it first: [`Transitions::record`]
+//! marks a transition a real Event reported, so the status path does not repeat it, and tells
+//! whether that Event repeats one already delivered.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use k8s_openapi::jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+
+use super::workflow::{NodeStatus, Workflow};
+
+/// The reasons already delivered for a workflow, per node, and the phases last seen.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Seen {
+    /// The workflow's phase when last seen.
+    pub phase: Option<String>,
+    /// Workflow-level reasons delivered.
+    pub delivered: BTreeSet<String>,
+    /// Per node (by full name, which Argo keeps unique in a workflow and which every Event
+    /// carries, unlike the id): its phase when last seen and the reasons delivered for it.
+    pub nodes: BTreeMap<String, SeenNode>,
+}
+
+/// What was seen of one node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SeenNode {
+    /// Its phase when last seen.
+    pub phase: String,
+    /// Reasons delivered for it.
+    pub delivered: BTreeSet<String>,
+}
+
+/// One derived event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Transition {
+    /// The reason Argo would record, e.g. `WorkflowNodeSucceeded`.
+    pub reason: String,
+    /// The message Argo would record.
+    pub message: String,
+    /// `Normal` or `Warning`, as Argo chooses.
+    pub severity: &'static str,
+    /// The node id, for node events.
+    pub node_id: Option<String>,
+    /// When it happened, as far as the status tells.
+    pub time: Option<String>,
+}
+
+/// The last-seen state of every workflow, keyed by uid.
+#[derive(Debug, Default)]
+pub struct Transitions {
+    seen: HashMap<String, Seen>,
+}
+
+impl Transitions {
+    /// Starts from state persisted by an earlier run.
+    pub fn restore(seen: HashMap<String, Seen>) -> Self {
+        Self { seen }
+    }
+
+    /// Whether anything was seen of the workflow `uid`.
+    pub fn knows(&self, uid: &str) -> bool {
+        self.seen.contains_key(uid)
+    }
+
+    /// The state of `uid`, to persist.
+    pub fn get(&self, uid: &str) -> Option<&Seen> {
+        self.seen.get(uid)
+    }
+
+    /// Forgets a deleted workflow.
+    pub fn forget(&mut self, uid: &str) {
+        self.seen.remove(uid);
+    }
+
+    /// Takes in a new version of `workflow`; returns the transitions to deliver, in order.
+    ///
+    /// For a workflow seen before, every change is reported. For one never seen, only what
+    /// happened after `since` is (all of it when `since` is `None`): what happened before the
+    /// router watched is history, not news; the rest is recorded as known.
+    pub fn observe(&mut self, workflow: &Workflow, since: Option<Timestamp>) -> Vec<Transition> {
+        let uid = workflow.metadata.uid.clone().unwrap_or_default();
+        let cutoff = match self.seen.contains_key(&uid) {
+            true => None,
+            false => since,
+        };
+        let seen = self.seen.entry(uid).or_default();
+        let status = workflow.status.clone().unwrap_or_default();
+        let phase = status.phase.clone();
+        let mut out = Emitter::new(cutoff);
+        if matches!(
+            phase.as_deref(),
+            Some("Running" | "Succeeded" | "Failed" | "Error")
+        ) {
+            let running = workflow_transition(
+                "WorkflowRunning",
+                "Workflow Running",
+                "Normal",
+                status.started_at.clone(),
+            );
+            out.offer(&mut seen.delivered, running);
+        }
+        // Nodes in the order things happened; each node's Running comes before its outcome.
+        let mut nodes = Emitter::new(cutoff);
+        node_transitions(seen, &status.nodes, &mut nodes);
+        nodes.out.sort_by(|a, b| a.time.cmp(&b.time));
+        out.out.extend(nodes.out);
+        let time = status
+            .finished_at
+            .clone()
+            .or_else(|| status.started_at.clone());
+        match phase.as_deref() {
+            Some("Succeeded") => {
+                let t =
+                    workflow_transition("WorkflowSucceeded", "Workflow completed", "Normal", time);
+                out.offer(&mut seen.delivered, t);
+            }
+            Some("Failed" | "Error") => {
+                if timed_out(&status.message, &status.nodes) {
+                    let t = workflow_transition(
+                        "WorkflowTimedOut",
+                        "Workflow timed out",
+                        "Warning",
+                        time.clone(),
+                    );
+                    out.offer(&mut seen.delivered, t);
+                }
+                let message = status.message.clone().unwrap_or_default();
+                out.offer(
+                    &mut seen.delivered,
+                    workflow_transition("WorkflowFailed", &message, "Warning", time),
+                );
+            }
+            _ => {}
+        }
+        seen.phase = phase;
+        out.out
+    }
+
+    /// Records that a real Event reported `reason` for the node `node` (its full name) or the
+    /// workflow `uid`; returns false when that transition was already delivered (the Event is
+    /// a duplicate).
+    pub fn record(&mut self, uid: &str, node: Option<&str>, reason: &str) -> bool {
+        let seen = self.seen.entry(uid.to_owned()).or_default();
+        match node.filter(|name| !name.is_empty()) {
+            Some(name) => seen
+                .nodes
+                .entry(name.to_owned())
+                .or_default()
+                .delivered
+                .insert(reason.to_owned()),
+            None if reason.starts_with("WorkflowNode") => true,
+            None => seen.delivered.insert(reason.to_owned()),
+        }
+    }
+}
+
+/// Collects the transitions not delivered before; those before the cutoff are only recorded.
+struct Emitter {
+    cutoff: Option<Timestamp>,
+    out: Vec<Transition>,
+}
+
+impl Emitter {
+    fn new(cutoff: Option<Timestamp>) -> Self {
+        Self {
+            cutoff,
+            out: Vec::new(),
+        }
+    }
+
+    /// Marks `t` delivered in `delivered`; keeps it when it is news.
+    fn offer(&mut self, delivered: &mut BTreeSet<String>, t: Transition) {
+        let news = self.cutoff.is_none_or(|cutoff| happened_after(&t, cutoff));
+        if delivered.insert(t.reason.clone()) && news {
+            self.out.push(t);
+        }
+    }
+}
+
+fn workflow_transition(
+    reason: &str,
+    message: &str,
+    severity: &'static str,
+    time: Option<String>,
+) -> Transition {
+    Transition {
+        reason: reason.to_owned(),
+        message: message.to_owned(),
+        severity,
+        node_id: None,
+        time,
+    }
+}
+
+/// Node events for every node whose phase changed.
+fn node_transitions(seen: &mut Seen, nodes: &BTreeMap<String, NodeStatus>, out: &mut Emitter) {
+    let mut ordered: Vec<&NodeStatus> = nodes.values().collect();
+    ordered.sort_by(|a, b| (&a.started_at, &a.name).cmp(&(&b.started_at, &b.name)));
+    for node in ordered {
+        let Some(phase) = node.phase.clone() else {
+            continue;
+        };
+        let id = if node.id.is_empty() {
+            node.name.clone()
+        } else {
+            node.id.clone()
+        };
+        let key = if node.name.is_empty() {
+            id.clone()
+        } else {
+            node.name.clone()
+        };
+        let entry = seen.nodes.entry(key);
+        let is_new = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
+        let known = entry.or_default();
+        let before = std::mem::replace(&mut known.phase, phase.clone());
+        let completed = matches!(phase.as_str(), "Succeeded" | "Failed" | "Error");
+        let changed = is_new || before != phase;
+        if !changed {
+            continue;
+        }
+        if completed && (is_new || before == "Pending" || before == "Running") {
+            out.offer(&mut known.delivered, node_transition(node, &id, "Running"));
+        }
+        let reported = match phase.as_str() {
+            "Running" => true,
+            _ if completed => true,
+            // Argo reports other phases only as a change of a node it already had.
+            _ => !is_new,
+        };
+        if reported {
+            out.offer(&mut known.delivered, node_transition(node, &id, &phase));
+        }
+    }
+}
+
+fn node_transition(node: &NodeStatus, id: &str, phase: &str) -> Transition {
+    let mut message = format!("{phase} node {}", node.name);
+    // The node message belongs to its final phase, not to the Running reported before it.
+    if let Some(text) = node
+        .message
+        .as_deref()
+        .filter(|m| !m.is_empty() && node.phase.as_deref() == Some(phase))
+    {
+        message.push_str(": ");
+        message.push_str(text);
+    }
+    let time = match phase {
+        "Running" | "Pending" => node.started_at.clone(),
+        _ => node.finished_at.clone().or_else(|| node.started_at.clone()),
+    };
+    Transition {
+        reason: format!("WorkflowNode{phase}"),
+        message,
+        severity: if matches!(phase, "Succeeded" | "Running") {
+            "Normal"
+        } else {
+            "Warning"
+        },
+        node_id: Some(id.to_owned()),
+        time,
+    }
+}
+
+/// Whether `transition` happened after `cutoff`; one with no time is taken as news.
+fn happened_after(transition: &Transition, cutoff: Timestamp) -> bool {
+    transition
+        .time
+        .as_deref()
+        .and_then(|t| t.parse::<Timestamp>().ok())
+        .is_none_or(|time| time > cutoff)
+}
+
+/// Whether a failed workflow failed on a deadline (`activeDeadlineSeconds`).
+fn timed_out(message: &Option<String>, nodes: &BTreeMap<String, NodeStatus>) -> bool {
+    let deadline = |m: &str| m.contains("exceeded its deadline") || m.contains("deadline exceeded");
+    message.as_deref().is_some_and(deadline)
+        || nodes
+            .values()
+            .any(|n| n.message.as_deref().is_some_and(deadline))
+}
+
+#[cfg(test)]
+mod tests;

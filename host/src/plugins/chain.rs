@@ -1,0 +1,226 @@
+//! Runs a chain of plugins over one payload, and turns the outcome into a [`Verdict`].
+//!
+//! A [`Snapshot`] is one whole version of the loaded plugins and the global chain: an event
+//! holds one `Arc<Snapshot>` for its whole chain run, so a reload that lands meanwhile is seen
+//! by the next event, never halfway through this one.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::bindings::{self, Action};
+use super::health::PluginHealth;
+use super::plugin::{CallError, LoadedPlugin};
+use super::{Request, Verdict};
+use crate::config::OnError;
+use crate::event::RouterEvent;
+use crate::format::Payload;
+use crate::telemetry::Metrics;
+
+/// Headers plugins may not set: the transport's own (the router's signing and content-type
+/// headers are guarded when sending).
+const REFUSED: [&str; 8] = [
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "keep-alive",
+    "te",
+    "trailer",
+    "upgrade",
+];
+
+/// One version of the loaded plugins and the global chain.
+#[derive(Debug, Default)]
+pub struct Snapshot {
+    /// Loaded plugins by name.
+    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    /// The global chain, run for every endpoint first.
+    pub global: Vec<String>,
+}
+
+impl Snapshot {
+    /// The plugins an endpoint's chain runs, in order: the global chain, then `own`. Err
+    /// names the first that is not loaded.
+    pub fn resolve(&self, own: &[String]) -> Result<Vec<Arc<LoadedPlugin>>, String> {
+        self.global
+            .iter()
+            .chain(own)
+            .map(|name| self.plugins.get(name).cloned().ok_or_else(|| name.clone()))
+            .collect()
+    }
+}
+
+/// Where a chain run reports what happened.
+pub struct Observer<'a> {
+    /// Call outcomes and durations.
+    pub metrics: &'a Metrics,
+    /// Repeated failures.
+    pub health: &'a PluginHealth,
+}
+
+/// The WIT record of `event`, as prepared for `endpoint`.
+pub fn wit_event(event: &RouterEvent, endpoint: &str) -> bindings::Event {
+    let workflow = event.workflow.as_ref();
+    let text = |value: Option<&String>| value.cloned().unwrap_or_default();
+    bindings::Event {
+        reason: event.event.reason.clone(),
+        event_type: event.event.severity.clone(),
+        message: event.event.message.clone(),
+        namespace: event.event.namespace.clone(),
+        workflow_name: event.event.workflow_name.clone(),
+        run_id: event.run_id().to_owned(),
+        run_name: text(workflow.and_then(|w| w.run_name.as_ref())),
+        node_name: event.node_name().to_owned(),
+        node_type: text(event.node.as_ref().and_then(|n| n.node_type.as_ref())),
+        phase: text(workflow.and_then(|w| w.phase.as_ref())),
+        event_time: text(event.event.time.as_ref()),
+        labels: workflow.map_or_else(Vec::new, |w| {
+            w.labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect()
+        }),
+        endpoint: endpoint.to_owned(),
+        synthesized: event.synthesized,
+    }
+}
+
+/// Runs `plugins` in order over `payload`. Blocking: plugin calls are CPU work.
+pub fn run(
+    plugins: &[Arc<LoadedPlugin>],
+    event: &bindings::Event,
+    payload: Payload,
+    observer: &Observer<'_>,
+) -> Verdict {
+    let mut current = bindings::Payload {
+        body: payload.body.to_vec(),
+        content_type: payload.content_type,
+    };
+    let mut headers: Vec<(String, String)> = Vec::new();
+    for plugin in plugins {
+        let name = plugin.name();
+        let started = Instant::now();
+        let result = plugin.call(event, &current);
+        observer
+            .metrics
+            .plugin_call_seconds
+            .get_or_create(&Metrics::plugin(name))
+            .observe(started.elapsed().as_secs_f64());
+        let error = match result {
+            Ok(action) => {
+                note_success(plugin, observer);
+                match action {
+                    Action::Pass => {
+                        observer.metrics.plugin_call(name, "pass");
+                        continue;
+                    }
+                    Action::Drop => {
+                        observer.metrics.plugin_call(name, "drop");
+                        return Verdict::Drop {
+                            by: name.to_owned(),
+                        };
+                    }
+                    Action::Replace(replacement) => {
+                        observer.metrics.plugin_call(name, "replace");
+                        current = bindings::Payload {
+                            body: replacement.body,
+                            content_type: replacement.content_type,
+                        };
+                        for (header, value) in replacement.headers {
+                            if REFUSED.iter().any(|r| header.eq_ignore_ascii_case(r)) {
+                                tracing::debug!(
+                                    plugin = name,
+                                    header,
+                                    "header refused: the router sets it"
+                                );
+                                continue;
+                            }
+                            headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&header));
+                            headers.push((header, value));
+                        }
+                        continue;
+                    }
+                }
+            }
+            Err(error) => error,
+        };
+        note_failure(plugin, &error, event, observer);
+        match plugin.settings().on_error {
+            OnError::Pass => continue,
+            OnError::Drop => {
+                return Verdict::Drop {
+                    by: name.to_owned(),
+                };
+            }
+            OnError::DeadLetter => {
+                return Verdict::DeadLetter {
+                    plugin: name.to_owned(),
+                    error: error.to_string(),
+                    payload: Payload {
+                        body: current.body.into(),
+                        content_type: current.content_type,
+                    },
+                };
+            }
+        }
+    }
+    Verdict::Deliver(Request {
+        payload: Payload {
+            body: current.body.into(),
+            content_type: current.content_type,
+        },
+        headers,
+    })
+}
+
+fn note_success(plugin: &LoadedPlugin, observer: &Observer<'_>) {
+    if observer.health.succeeded(plugin.name()) {
+        observer
+            .metrics
+            .plugin_failing
+            .get_or_create(&Metrics::plugin(plugin.name()))
+            .set(0);
+        tracing::info!(
+            plugin = plugin.name(),
+            version = plugin.version(),
+            "plugin works again"
+        );
+    }
+}
+
+fn note_failure(
+    plugin: &LoadedPlugin,
+    error: &CallError,
+    event: &bindings::Event,
+    observer: &Observer<'_>,
+) {
+    let name = plugin.name();
+    observer.metrics.plugin_call(name, error.outcome());
+    let policy = match plugin.settings().on_error {
+        OnError::Pass => "on_error = pass: the chain goes on without it",
+        OnError::Drop => "on_error = drop: nothing is sent to this endpoint",
+        OnError::DeadLetter => "on_error = dead-letter: written to the dead-letter file",
+    };
+    tracing::error!(
+        plugin = name,
+        version = plugin.version(),
+        endpoint = %event.endpoint,
+        reason = %event.reason,
+        workflow = %event.workflow_name,
+        outcome = error.outcome(),
+        "plugin call failed: {error}; {policy}"
+    );
+    if observer.health.failed(name, &error.to_string()) {
+        observer
+            .metrics
+            .plugin_failing
+            .get_or_create(&Metrics::plugin(name))
+            .set(1);
+        tracing::error!(
+            plugin = name,
+            version = plugin.version(),
+            "plugin is failing: its last calls all failed"
+        );
+    }
+}

@@ -1,0 +1,362 @@
+//! The kubernetes source's checkpoint: where each watch stands, kept locally and in the cluster.
+//!
+//! The value is [`Positions`], JSON under the key [`KEY`]. Locally it is stored in the outbox
+//! with every batch of events it covers (so after a restart nothing accepted is read twice).
+//! The pod's disk may be lost with it, so [`Mirror`] also writes it, at most every few
+//! seconds, into a ConfigMap of the router's own namespace. What it writes there is the
+//! *delivered* position: the last checkpoint all of whose events every endpoint has had, so a
+//! new leader that resumes from it loses nothing even when the old leader's outbox is gone.
+//! On start the newer of the two is taken, per watch.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ConfigMap;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::position::Position;
+use crate::config::Config;
+use crate::source::Checkpoint;
+use crate::state::Outbox;
+
+/// The checkpoint key, in the outbox and in the ConfigMap's `data`.
+pub const KEY: &str = "kubernetes";
+
+/// How many accepted checkpoints the mirror keeps while their events are being delivered;
+/// beyond that it thins them out (it then reports a slightly older position, never a newer one).
+const QUEUED: usize = 4096;
+
+/// A ConfigMap error.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckpointError {
+    /// The API server refused or failed.
+    #[error("checkpoint ConfigMap {name}: {source}")]
+    Api {
+        /// The ConfigMap's name.
+        name: String,
+        /// The API error.
+        source: kube::Error,
+    },
+}
+
+/// A checkpoint result.
+pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+
+/// Where each watch stands, by scope: a namespace, or `*` for the cluster-wide watch.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Positions {
+    /// The position of each watch.
+    pub positions: BTreeMap<String, Position>,
+}
+
+impl Positions {
+    /// Reads a stored value; an unreadable one counts as none (with a warning).
+    pub fn parse(value: &str, from: &str) -> Option<Self> {
+        match serde_json::from_str(value) {
+            Ok(positions) => Some(positions),
+            Err(e) => {
+                tracing::warn!("the checkpoint in {from} is unreadable, ignored: {e}");
+                None
+            }
+        }
+    }
+
+    /// The checkpoint to store.
+    pub fn checkpoint(&self) -> Checkpoint {
+        Checkpoint {
+            key: KEY.to_owned(),
+            value: serde_json::to_string(self).expect("positions serialise"),
+        }
+    }
+
+    /// Per scope, the later of the two.
+    pub fn newest(self, other: Self) -> Self {
+        let mut positions = self.positions;
+        for (scope, theirs) in other.positions {
+            let merged = match positions.remove(&scope) {
+                Some(ours) => ours.max(theirs),
+                None => theirs,
+            };
+            positions.insert(scope, merged);
+        }
+        Self { positions }
+    }
+}
+
+/// A checkpoint the accept stage stored, with the outbox's last sequence number then.
+#[derive(Clone, Debug)]
+pub struct Accepted {
+    /// The checkpoint.
+    pub checkpoint: Checkpoint,
+    /// Every event it covers has a sequence number up to this.
+    pub last_seq: u64,
+}
+
+/// The checkpoint ConfigMap.
+pub struct ConfigMapStore {
+    api: Api<ConfigMap>,
+    name: String,
+    current: Option<ConfigMap>,
+}
+
+impl ConfigMapStore {
+    /// The ConfigMap `name` in `namespace`.
+    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: name.to_owned(),
+            current: None,
+        }
+    }
+
+    fn error(&self, source: kube::Error) -> CheckpointError {
+        CheckpointError::Api {
+            name: self.name.clone(),
+            source,
+        }
+    }
+
+    /// Reads the stored positions; `None` when there are none yet.
+    pub async fn load(&mut self) -> Result<Option<Positions>> {
+        self.current = self
+            .api
+            .get_opt(&self.name)
+            .await
+            .map_err(|e| self.error(e))?;
+        let value = self
+            .current
+            .as_ref()
+            .and_then(|cm| cm.data.as_ref()?.get(KEY).cloned());
+        Ok(value.and_then(|v| Positions::parse(&v, &format!("ConfigMap {}", self.name))))
+    }
+
+    /// Writes `value`: an update of the version last read or written (`resourceVersion`
+    /// conflicts are retried once, after reading it again), or a create.
+    pub async fn save(&mut self, value: &str) -> Result<()> {
+        for attempt in 0..2 {
+            let result = match self.current.clone() {
+                Some(mut cm) => {
+                    cm.data
+                        .get_or_insert_default()
+                        .insert(KEY.to_owned(), value.to_owned());
+                    self.api
+                        .replace(&self.name, &PostParams::default(), &cm)
+                        .await
+                }
+                None => {
+                    let cm = ConfigMap {
+                        metadata: ObjectMeta {
+                            name: Some(self.name.clone()),
+                            labels: Some(BTreeMap::from([(
+                                "app.kubernetes.io/name".to_owned(),
+                                "kfp-event-router".to_owned(),
+                            )])),
+                            ..ObjectMeta::default()
+                        },
+                        data: Some(BTreeMap::from([(KEY.to_owned(), value.to_owned())])),
+                        ..ConfigMap::default()
+                    };
+                    self.api.create(&PostParams::default(), &cm).await
+                }
+            };
+            match result {
+                Ok(cm) => {
+                    self.current = Some(cm);
+                    return Ok(());
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 && attempt == 0 => {
+                    self.current = self
+                        .api
+                        .get_opt(&self.name)
+                        .await
+                        .map_err(|e| self.error(e))?;
+                }
+                Err(e) => return Err(self.error(e)),
+            }
+        }
+        unreachable!("the loop returns")
+    }
+}
+
+/// Reads where to resume: the newer, per watch, of the outbox's checkpoint and the
+/// ConfigMap's (when one is configured and readable).
+pub async fn resume(
+    outbox: &Outbox,
+    store: Option<&mut ConfigMapStore>,
+) -> anyhow::Result<Positions> {
+    let local = outbox
+        .checkpoint(KEY)?
+        .and_then(|v| Positions::parse(&v, "the outbox"))
+        .unwrap_or_default();
+    let cluster = match store {
+        Some(store) => match store.load().await {
+            Ok(found) => found.unwrap_or_default(),
+            Err(e) => {
+                tracing::warn!("{e}; resuming from the local checkpoint only");
+                Positions::default()
+            }
+        },
+        None => Positions::default(),
+    };
+    Ok(local.newest(cluster))
+}
+
+/// Writes the delivered position into the ConfigMap, at most every `interval`.
+pub struct Mirror {
+    store: ConfigMapStore,
+    outbox: Outbox,
+    config: watch::Receiver<Arc<Config>>,
+    accepted: mpsc::Receiver<Accepted>,
+    queue: VecDeque<Accepted>,
+    written: Option<String>,
+    interval: Duration,
+}
+
+impl Mirror {
+    /// A mirror of what the accept stage reports on `accepted`, delivered per `outbox` to the
+    /// endpoints of `config`.
+    pub fn new(
+        store: ConfigMapStore,
+        outbox: Outbox,
+        config: watch::Receiver<Arc<Config>>,
+        accepted: mpsc::Receiver<Accepted>,
+        interval: Duration,
+    ) -> Self {
+        Self {
+            store,
+            outbox,
+            config,
+            accepted,
+            queue: VecDeque::new(),
+            written: None,
+            interval,
+        }
+    }
+
+    /// Mirrors until `stop` is cancelled, then once more (call it after delivery stopped).
+    pub async fn run(mut self, stop: CancellationToken) {
+        let mut tick = tokio::time::interval(self.interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                received = self.accepted.recv() => match received {
+                    Some(accepted) => self.push(accepted),
+                    None => {
+                        // The accept stage is done; nothing more will come but deliveries.
+                        tokio::select! {
+                            () = stop.cancelled() => break,
+                            _ = tick.tick() => self.write().await,
+                        }
+                    }
+                },
+                _ = tick.tick() => self.write().await,
+                () = stop.cancelled() => break,
+            }
+        }
+        while let Ok(accepted) = self.accepted.try_recv() {
+            self.push(accepted);
+        }
+        self.write().await;
+    }
+
+    fn push(&mut self, accepted: Accepted) {
+        if self.queue.len() >= QUEUED {
+            // Keep every other one: reporting a later checkpoint's position only once all of
+            // its events are delivered is never wrong, only later.
+            let mut i = 0;
+            self.queue.retain(|_| {
+                i += 1;
+                i % 2 == 0
+            });
+        }
+        self.queue.push_back(accepted);
+    }
+
+    /// The newest checkpoint whose events every endpoint has had.
+    fn delivered(&mut self) -> Option<Checkpoint> {
+        let lowest_pending = {
+            let config = self.config.borrow();
+            config
+                .endpoints
+                .iter()
+                .filter_map(|e| {
+                    self.outbox
+                        .pending(&e.name, 0, 1)
+                        .ok()?
+                        .first()
+                        .map(|d| d.seq)
+                })
+                .min()
+        };
+        let mut delivered = None;
+        while self
+            .queue
+            .front()
+            .is_some_and(|a| lowest_pending.is_none_or(|low| a.last_seq < low))
+        {
+            delivered = self.queue.pop_front();
+        }
+        delivered.map(|a| a.checkpoint)
+    }
+
+    async fn write(&mut self) {
+        let Some(checkpoint) = self.delivered() else {
+            return;
+        };
+        if self.written.as_deref() == Some(checkpoint.value.as_str()) {
+            return;
+        }
+        match self.store.save(&checkpoint.value).await {
+            Ok(()) => self.written = Some(checkpoint.value),
+            Err(e) => {
+                tracing::warn!("{e}; will try again");
+                // Try again on the next tick.
+                self.queue.push_front(Accepted {
+                    checkpoint,
+                    last_seq: 0,
+                });
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(rv: &str) -> Position {
+        Position {
+            resource_version: rv.into(),
+            ..Position::default()
+        }
+    }
+
+    #[test]
+    fn newest_takes_the_later_position_per_scope() {
+        let local = Positions {
+            positions: BTreeMap::from([("a".into(), at("10")), ("b".into(), at("30"))]),
+        };
+        let cluster = Positions {
+            positions: BTreeMap::from([("a".into(), at("20")), ("c".into(), at("5"))]),
+        };
+        let merged = local.newest(cluster);
+        let rv = |s: &str| merged.positions[s].resource_version.clone();
+        assert_eq!(
+            (rv("a"), rv("b"), rv("c")),
+            ("20".into(), "30".into(), "5".into())
+        );
+    }
+
+    #[test]
+    fn the_value_round_trips() {
+        let p = Positions {
+            positions: BTreeMap::from([("*".into(), at("42"))]),
+        };
+        assert_eq!(Positions::parse(&p.checkpoint().value, "test"), Some(p));
+    }
+}

@@ -1,0 +1,200 @@
+//! Connects to the API server, and counts every request the router makes.
+//!
+//! [`connect`] infers the client configuration as `kubectl` does: `KUBECONFIG` or
+//! `~/.kube/config` when present, else the pod's ServiceAccount. [`CountRequestsLayer`] is a
+//! tower layer on the client's service stack that counts each request by verb and resource in
+//! `kfp_event_router_kube_requests_total`, so the cost of a source is visible, not guessed.
+
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Method, Request};
+use kube::client::ClientBuilder;
+use tower::{Layer, Service};
+
+use crate::telemetry::Metrics;
+
+/// Environment variable naming the router's own namespace (set from the Downward API).
+pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+
+/// Why no client could be made.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Neither a kubeconfig nor an in-cluster ServiceAccount was found.
+    #[error(
+        "cannot find Kubernetes credentials: no usable kubeconfig (KUBECONFIG or ~/.kube/config) \
+         and not running in a pod (no ServiceAccount token, KUBERNETES_SERVICE_HOST unset): {0}"
+    )]
+    Infer(#[source] kube::config::InferConfigError),
+    /// The configuration was found but a client could not be built from it.
+    #[error("cannot build a Kubernetes client: {0}")]
+    Build(#[source] kube::Error),
+}
+
+/// A client and the namespace the router runs in.
+#[derive(Clone)]
+pub struct Connection {
+    /// The client, counting its requests.
+    pub client: kube::Client,
+    /// The router's own namespace: `POD_NAMESPACE`, else the kubeconfig context's (or the
+    /// ServiceAccount's) namespace.
+    pub namespace: String,
+}
+
+/// Infers the client configuration and connects (lazily: no request is made yet).
+pub async fn connect(metrics: Option<Arc<Metrics>>) -> Result<Connection, ClientError> {
+    let config = kube::Config::infer().await.map_err(ClientError::Infer)?;
+    connect_with(config, metrics)
+}
+
+/// Connects with an explicit configuration, e.g. `kube::Config::new(url)` in tests.
+pub fn connect_with(
+    config: kube::Config,
+    metrics: Option<Arc<Metrics>>,
+) -> Result<Connection, ClientError> {
+    let default_namespace = config.default_namespace.clone();
+    let client = ClientBuilder::try_from(config)
+        .map_err(ClientError::Build)?
+        .with_layer(&CountRequestsLayer { metrics })
+        .build();
+    let namespace = std::env::var(POD_NAMESPACE)
+        .ok()
+        .filter(|ns| !ns.is_empty())
+        .unwrap_or(default_namespace);
+    Ok(Connection { client, namespace })
+}
+
+/// Counts requests by verb and resource; see [`classify`].
+#[derive(Clone)]
+pub struct CountRequestsLayer {
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<S> Layer<S> for CountRequestsLayer {
+    type Service = CountRequests<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        CountRequests {
+            inner,
+            metrics: self.metrics.clone(),
+        }
+    }
+}
+
+/// The service [`CountRequestsLayer`] makes.
+#[derive(Clone)]
+pub struct CountRequests<S> {
+    inner: S,
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl<S, B> Service<Request<B>> for CountRequests<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        if let Some(metrics) = &self.metrics {
+            let (verb, resource) = classify(
+                request.method(),
+                request.uri().path(),
+                request.uri().query(),
+            );
+            metrics.kube.request(verb, &resource);
+        }
+        self.inner.call(request)
+    }
+}
+
+/// The Kubernetes verb and resource of a request: `get`, `list`, `watch`, `create`, `update`,
+/// `patch` or `delete`, and e.g. `events`, `workflows.argoproj.io`.
+pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String) {
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // /api/v1/... or /apis/<group>/<version>/...
+    let (group, rest) = match segments.as_slice() {
+        ["api", _version, rest @ ..] => ("", rest),
+        ["apis", group, _version, rest @ ..] => (*group, rest),
+        _ => ("", &[][..]),
+    };
+    let rest = match rest {
+        ["namespaces", _ns, rest @ ..] if !rest.is_empty() => rest,
+        other => other,
+    };
+    let (resource, named) = match rest {
+        [] => ("", false),
+        [resource] => (*resource, false),
+        [resource, ..] => (*resource, true),
+    };
+    let watch = query.is_some_and(|q| q.split('&').any(|p| p == "watch=true" || p == "watch=1"));
+    let verb = match *method {
+        Method::GET if watch => "watch",
+        Method::GET if named => "get",
+        Method::GET => "list",
+        Method::POST => "create",
+        Method::PUT => "update",
+        Method::PATCH => "patch",
+        Method::DELETE => "delete",
+        _ => "other",
+    };
+    let resource = match group {
+        "" => resource.to_owned(),
+        group => format!("{resource}.{group}"),
+    };
+    (verb, resource)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classifies_verbs_and_resources() {
+        let c = |m: Method, p: &str, q: Option<&str>| {
+            let (verb, resource) = classify(&m, p, q);
+            format!("{verb} {resource}")
+        };
+        assert_eq!(
+            c(
+                Method::GET,
+                "/api/v1/namespaces/kubeflow/events",
+                Some("fieldSelector=x&limit=500")
+            ),
+            "list events"
+        );
+        assert_eq!(
+            c(
+                Method::GET,
+                "/api/v1/events",
+                Some("watch=true&resourceVersion=5")
+            ),
+            "watch events"
+        );
+        assert_eq!(
+            c(
+                Method::GET,
+                "/apis/argoproj.io/v1alpha1/namespaces/kubeflow/workflows/wf-1",
+                None
+            ),
+            "get workflows.argoproj.io"
+        );
+        assert_eq!(
+            c(
+                Method::PUT,
+                "/apis/coordination.k8s.io/v1/namespaces/kubeflow/leases/kfp-event-router",
+                None
+            ),
+            "update leases.coordination.k8s.io"
+        );
+        assert_eq!(
+            c(Method::POST, "/api/v1/namespaces/kubeflow/configmaps", None),
+            "create configmaps"
+        );
+    }
+}

@@ -1,0 +1,300 @@
+//! Leader election on a `coordination.k8s.io/v1` Lease, so that `replicas: 2` is safe.
+//!
+//! The protocol is client-go's `leaderelection`, with the verbs the Role grants (`get`,
+//! `create`, `update`; no `patch`): a candidate reads the Lease; when it is free, or its holder
+//! has not renewed it for `leaseDurationSeconds` (measured on the candidate's own clock from
+//! when it saw the last change, so clock skew between nodes does not matter), the candidate
+//! writes itself in as `holderIdentity` with the `resourceVersion` it read: of two candidates,
+//! only one write succeeds; the other gets `409 Conflict`. The leader renews `renewTime` every
+//! third of the lease duration and steps down when it could not renew for two thirds of it,
+//! before anyone else may take over. On shutdown it releases the Lease so a standby takes over
+//! at once.
+//!
+//! Start at [`Elector::acquire`]; it returns a [`Leadership`] that renews in the background.
+
+use std::time::Duration;
+
+use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+use k8s_openapi::jiff::Timestamp;
+use kube::Api;
+use kube::api::{ObjectMeta, PostParams};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// Leader election settings (`[source.leader_election]`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeaderSettings {
+    /// The Lease's name, in the router's own namespace.
+    pub lease_name: String,
+    /// How long a claim lasts without renewal.
+    pub lease_duration: Duration,
+    /// This replica's name; `POD_NAME`, else the host name with a random suffix, when `None`.
+    pub identity: Option<String>,
+}
+
+impl Default for LeaderSettings {
+    fn default() -> Self {
+        Self {
+            lease_name: "kfp-event-router".to_owned(),
+            lease_duration: Duration::from_secs(15),
+            identity: None,
+        }
+    }
+}
+
+/// This replica's default identity: `POD_NAME`, else the host name and a random suffix.
+pub fn default_identity() -> String {
+    if let Some(name) = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()) {
+        return name;
+    }
+    let host = std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "kfp-event-router".to_owned());
+    format!("{host}-{:08x}", rand::random::<u32>())
+}
+
+/// What a candidate saw of the Lease, to tell when its holder stopped renewing.
+#[derive(Debug, PartialEq)]
+struct Observed {
+    holder: Option<String>,
+    renew_time: Option<Timestamp>,
+    resource_version: Option<String>,
+}
+
+/// A candidate for the Lease.
+pub struct Elector {
+    api: Api<Lease>,
+    name: String,
+    identity: String,
+    duration: Duration,
+    observed: Option<(Observed, Instant)>,
+    /// The Lease as last written by us, while we hold it.
+    held: Option<Lease>,
+}
+
+impl Elector {
+    /// A candidate for the Lease `settings.lease_name` in `namespace`.
+    pub fn new(client: kube::Client, namespace: &str, settings: &LeaderSettings) -> Self {
+        Self {
+            api: Api::namespaced(client, namespace),
+            name: settings.lease_name.clone(),
+            identity: settings.identity.clone().unwrap_or_else(default_identity),
+            duration: settings.lease_duration,
+            observed: None,
+            held: None,
+        }
+    }
+
+    /// This candidate's `holderIdentity`.
+    pub fn identity(&self) -> &str {
+        &self.identity
+    }
+
+    /// Waits until this candidate holds the Lease, then keeps renewing it in the background.
+    /// `None` when `stop` was cancelled first.
+    pub async fn acquire(mut self, stop: &CancellationToken) -> Option<Leadership> {
+        let retry = self.duration / 5;
+        loop {
+            match self.try_acquire_or_renew().await {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err(e) => tracing::warn!(lease = %self.name, "leader election: {e}"),
+            }
+            tokio::select! {
+                () = tokio::time::sleep(retry) => {}
+                () = stop.cancelled() => return None,
+            }
+        }
+        tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
+        let lost = CancellationToken::new();
+        let release = CancellationToken::new();
+        let task = tokio::spawn(self.renew(lost.clone(), release.clone()));
+        Some(Leadership {
+            lost,
+            release,
+            task,
+        })
+    }
+
+    /// Renews until the Lease is lost or `release` is cancelled; then releases it.
+    async fn renew(mut self, lost: CancellationToken, release: CancellationToken) {
+        let every = self.duration / 3;
+        let retry = self.duration / 10;
+        let deadline = self.duration * 2 / 3;
+        let mut renewed = Instant::now();
+        let mut wait = every;
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(wait) => {}
+                () = release.cancelled() => {
+                    self.release().await;
+                    return;
+                }
+            }
+            match self.try_acquire_or_renew().await {
+                Ok(true) => {
+                    renewed = Instant::now();
+                    wait = every;
+                }
+                Ok(false) => {
+                    tracing::error!(lease = %self.name, "another replica holds the lease now; stepping down");
+                    break;
+                }
+                Err(e) => {
+                    tracing::warn!(lease = %self.name, "cannot renew the lease: {e}");
+                    wait = retry;
+                }
+            }
+            if renewed.elapsed() > deadline {
+                tracing::error!(lease = %self.name, "could not renew the lease in time; stepping down");
+                break;
+            }
+        }
+        lost.cancel();
+    }
+
+    /// One round of the protocol: true when this candidate holds the Lease afterwards.
+    async fn try_acquire_or_renew(&mut self) -> Result<bool, kube::Error> {
+        let now = Timestamp::now();
+        // While we hold it, renew the version we wrote: one request, no read.
+        if let Some(mut lease) = self.held.take() {
+            let spec = lease.spec.get_or_insert_default();
+            spec.renew_time = Some(MicroTime(now));
+            match self.write(&lease).await {
+                Ok(written) => {
+                    self.held = Some(written);
+                    return Ok(true);
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => {}
+                Err(e) => return Err(e),
+            }
+        }
+        let Some(lease) = self.api.get_opt(&self.name).await? else {
+            let lease = Lease {
+                metadata: ObjectMeta {
+                    name: Some(self.name.clone()),
+                    ..ObjectMeta::default()
+                },
+                spec: Some(self.claim(None, false, now)),
+            };
+            return match self.api.create(&PostParams::default(), &lease).await {
+                Ok(created) => {
+                    self.held = Some(created);
+                    Ok(true)
+                }
+                Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+                Err(e) => Err(e),
+            };
+        };
+        let spec = lease.spec.clone().unwrap_or_default();
+        let holder = spec.holder_identity.clone().filter(|h| !h.is_empty());
+        let observed = Observed {
+            holder: holder.clone(),
+            renew_time: spec.renew_time.as_ref().map(|t| t.0),
+            resource_version: lease.metadata.resource_version.clone(),
+        };
+        let changed = self
+            .observed
+            .as_ref()
+            .is_none_or(|(seen, _)| *seen != observed);
+        if changed {
+            self.observed = Some((observed, Instant::now()));
+        }
+        let ours = holder.as_deref() == Some(self.identity.as_str());
+        if let Some(holder) = &holder
+            && !ours
+        {
+            let duration = spec
+                .lease_duration_seconds
+                .and_then(|s| u64::try_from(s).ok())
+                .map_or(self.duration, Duration::from_secs);
+            let since = self
+                .observed
+                .as_ref()
+                .map_or_else(Instant::now, |(_, at)| *at);
+            if since.elapsed() < duration {
+                tracing::debug!(lease = %self.name, %holder, "the lease is held; standing by");
+                return Ok(false);
+            }
+            tracing::info!(lease = %self.name, %holder, "the leader stopped renewing; taking over");
+        }
+        let mut claimed = lease;
+        claimed.spec = Some(self.claim(Some(&spec), ours, now));
+        match self.write(&claimed).await {
+            Ok(written) => {
+                self.held = Some(written);
+                Ok(true)
+            }
+            Err(kube::Error::Api(status)) if status.code == 409 => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// The spec that makes us the holder of a Lease that had `read` (`ours`: we held it).
+    fn claim(&self, read: Option<&LeaseSpec>, ours: bool, now: Timestamp) -> LeaseSpec {
+        let duration = i32::try_from(self.duration.as_secs().max(1)).unwrap_or(i32::MAX);
+        match read {
+            Some(spec) if ours => LeaseSpec {
+                holder_identity: Some(self.identity.clone()),
+                lease_duration_seconds: Some(duration),
+                renew_time: Some(MicroTime(now)),
+                ..spec.clone()
+            },
+            _ => LeaseSpec {
+                holder_identity: Some(self.identity.clone()),
+                lease_duration_seconds: Some(duration),
+                acquire_time: Some(MicroTime(now)),
+                renew_time: Some(MicroTime(now)),
+                lease_transitions: Some(read.map_or(0, |s| s.lease_transitions.unwrap_or(0) + 1)),
+                ..LeaseSpec::default()
+            },
+        }
+    }
+
+    async fn write(&self, lease: &Lease) -> Result<Lease, kube::Error> {
+        self.api
+            .replace(&self.name, &PostParams::default(), lease)
+            .await
+    }
+
+    /// Gives the Lease up, so that a standby takes over without waiting for it to expire.
+    async fn release(&mut self) {
+        let Some(mut lease) = self.held.take() else {
+            return;
+        };
+        let spec = lease.spec.get_or_insert_default();
+        spec.holder_identity = None;
+        spec.lease_duration_seconds = Some(1);
+        spec.renew_time = Some(MicroTime(Timestamp::now()));
+        match self.write(&lease).await {
+            Ok(_) => tracing::info!(lease = %self.name, "released the lease"),
+            Err(e) => {
+                tracing::warn!(lease = %self.name, "cannot release the lease (it expires by itself): {e}")
+            }
+        }
+    }
+}
+
+/// The Lease, held; renewed in the background until released or lost.
+pub struct Leadership {
+    lost: CancellationToken,
+    release: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl Leadership {
+    /// Cancelled when the Lease is lost: the leader must stop watching and delivering.
+    pub fn lost(&self) -> CancellationToken {
+        self.lost.clone()
+    }
+
+    /// Stops renewing and gives the Lease up.
+    pub async fn release(self) {
+        self.release.cancel();
+        let _ = self.task.await;
+    }
+}
