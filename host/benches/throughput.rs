@@ -57,7 +57,7 @@ fn main() {
         println!("ratio (b)/(a):    {:.2}", router.rate / raw.rate);
 
         let extended = in_background(dir.path(), &recording, &sink, None, Some(String::new())).await;
-        let chained = in_background(dir.path(), &recording, &sink, None, Some(plugin_chain())).await;
+        let chained = in_background(dir.path(), &recording, &sink, None, Some(plugin_chain(dir.path()))).await;
         println!(
             "(c) `extended`, no plugins: {:>7.0} ev/s;  with event-filter -> redact -> teams-card: {:.0} ev/s",
             extended.rate, chained.rate
@@ -192,9 +192,9 @@ async fn in_background(
     .unwrap()
 }
 
-/// Builds the bundled plugins and returns the `[plugins]` tables of the chain
-/// event-filter -> redact -> teams-card, set so that every event passes the filter.
-fn plugin_chain() -> String {
+/// Builds the bundled plugins, puts the chain event-filter -> redact -> teams-card in a folder
+/// of its own, and returns the `[plugins]` tables for it, set so that every event passes.
+fn plugin_chain(dir: &std::path::Path) -> String {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/..");
     let built = Command::new("bash")
         .arg(format!("{root}/plugins/build.sh"))
@@ -203,8 +203,14 @@ fn plugin_chain() -> String {
         .status()
         .expect("running plugins/build.sh");
     assert!(built.success(), "plugins/build.sh failed");
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    for name in ["event-filter", "redact", "teams-card"] {
+        let file = format!("{name}.wasm");
+        std::fs::copy(format!("{root}/target/plugins/{file}"), plugins.join(&file)).unwrap();
+    }
     format!(
-        "[plugins]\ndir = \"{root}/target/plugins\"\nchain = [\"event-filter\", \"redact\", \"teams-card\"]\n\
+        "[plugins]\ndir = {plugins:?}\nchain = [\"event-filter\", \"redact\", \"teams-card\"]\n\
          [plugins.config.event-filter]\nreasons = [\"WorkflowNodeSucceeded\"]\n\
          [plugins.config.redact]\nmask_parameters = [\"p\"]\n\n"
     )

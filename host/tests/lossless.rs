@@ -23,27 +23,8 @@ async fn replay(recording: &Path, from: &str) -> Reported {
 
 /// Replays `recording` with the state folder of `scratch`, so runs can follow each other.
 async fn replay_in(scratch: &Scratch, recording: &Path, from: &str) -> Reported {
-    let sink = Sink::start().await;
-    let config = scratch.write(
-        "router.toml",
-        &format!(
-            "{}[[endpoints]]\nname = \"kfp\"\nurl = \"{}\"\n",
-            scratch
-                .tables(recording, None)
-                .replace("[state]", &format!("from = \"{from}\"\n\n[state]")),
-            sink.url("/kfp")
-        ),
-    );
-    let mut router = RouterProcess::start(&config);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
     let mut reported = Reported::new();
-    for request in sink.received_on("/kfp") {
-        let p = request.json();
+    for p in payloads(scratch, recording, from).await {
         let key = (
             p["EventType"].as_str().unwrap().to_owned(),
             p["NodeName"].as_str().unwrap().to_owned(),
@@ -55,6 +36,26 @@ async fn replay_in(scratch: &Scratch, recording: &Path, from: &str) -> Reported 
         entry.1 = p["Message"].as_str().unwrap().to_owned();
     }
     reported
+}
+
+/// Runs the router over `recording` with `source.from = from` and the state folder of
+/// `scratch`, until it exits; returns the `kfp` payloads the sink received, in order.
+async fn payloads(scratch: &Scratch, recording: &Path, from: &str) -> Vec<serde_json::Value> {
+    let sink = Sink::start().await;
+    let tables = scratch
+        .tables(recording, None)
+        .replace("[state]", &format!("from = \"{from}\"\n\n[state]"));
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{tables}[[endpoints]]\nname = \"kfp\"\nurl = \"{}\"\n",
+            sink.url("/kfp")
+        ),
+    );
+    let mut router = RouterProcess::start(&config);
+    let code = router.exit_code(PATIENCE).await;
+    assert_eq!(code, 0, "logs:\n{}", router.logs());
+    sink.received_on("/kfp").iter().map(|r| r.json()).collect()
 }
 
 /// The quick start recording without its Event lines: Workflows only.
@@ -231,27 +232,8 @@ async fn deliveries(
 ) -> BTreeMap<(String, String, String), usize> {
     let path = scratch.path("generated.jsonl");
     recording.write(&path);
-    let sink = Sink::start().await;
-    let config = scratch.write(
-        "router.toml",
-        &format!(
-            "{}[[endpoints]]\nname = \"kfp\"\nurl = \"{}\"\n",
-            scratch
-                .tables(&path, None)
-                .replace("[state]", &format!("from = \"{from}\"\n\n[state]")),
-            sink.url("/kfp")
-        ),
-    );
-    let mut router = RouterProcess::start(&config);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
     let mut counts = BTreeMap::new();
-    for request in sink.received_on("/kfp") {
-        let p = request.json();
+    for p in payloads(scratch, &path, from).await {
         let key = |k: &str| p[k].as_str().unwrap().to_owned();
         *counts
             .entry((key("WorkflowName"), key("EventType"), key("NodeName")))
