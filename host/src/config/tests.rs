@@ -3,6 +3,10 @@
 
 use std::path::Path;
 
+use super::check::endpoints::parse_url;
+use super::check::hint;
+use super::diagnostic::line_column;
+use super::file::ConfigFile;
 use super::secret::Secret;
 use super::*;
 

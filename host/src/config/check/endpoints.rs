@@ -1,0 +1,174 @@
+//! `[[endpoints]]` and `subscribers_dir`: URLs, secrets, headers, limits and retries.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use reqwest::header::{HeaderMap, HeaderName};
+use url::Url;
+
+use super::Checker;
+use crate::config::file::{EndpointSection, HeaderValue};
+use crate::config::{Diagnostic, Endpoint, secret};
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::signing::SigningKey;
+
+impl Checker<'_> {
+    pub(super) fn endpoint(
+        &mut self,
+        i: usize,
+        section: &EndpointSection,
+        watched: &mut BTreeSet<PathBuf>,
+    ) -> Option<Endpoint> {
+        let key = format!("endpoints[{i}]");
+        let url = match parse_url(section.url.get_ref()) {
+            Ok(url) => Some(url),
+            Err(message) => {
+                self.problem(section.url.span(), format!("{key}.url: {message}"));
+                None
+            }
+        };
+        let signing_key = section.signing_secret.as_ref().and_then(|spanned| {
+            watch_secret(spanned.get_ref(), watched);
+            let parsed = spanned
+                .get_ref()
+                .resolve()
+                .and_then(|secret| SigningKey::from_secret(&secret));
+            parsed
+                .map_err(|e| self.problem(spanned.span(), format!("{key}.signing_secret: {e}")))
+                .ok()
+        });
+        let mut headers = HeaderMap::new();
+        for (name, value) in &section.headers {
+            let name_ok = HeaderName::from_bytes(name.as_bytes());
+            let (text, sensitive) = match value.get_ref() {
+                HeaderValue::Plain(text) => (Ok(text.clone()), false),
+                HeaderValue::Secret(source) => {
+                    watch_secret(source, watched);
+                    (source.resolve().map(|s| s.expose().to_owned()), true)
+                }
+            };
+            let built = name_ok
+                .map_err(|_| "not a valid header name".to_owned())
+                .and_then(|name| {
+                    let mut value = reqwest::header::HeaderValue::from_str(&text?)
+                        .map_err(|_| "not a valid header value".to_owned())?;
+                    value.set_sensitive(sensitive);
+                    Ok((name, value))
+                });
+            match built {
+                Ok((name, value)) => {
+                    headers.insert(name, value);
+                }
+                Err(e) => self.problem(value.span(), format!("{key}.headers.{name}: {e}")),
+            }
+        }
+        let concurrency = *section.concurrency.get_ref();
+        if concurrency == 0 {
+            self.problem(
+                section.concurrency.span(),
+                format!("{key}.concurrency: must be at least 1"),
+            );
+        }
+        let retry = &section.retry;
+        if *retry.max_attempts.get_ref() == 0 {
+            self.problem(
+                retry.max_attempts.span(),
+                format!("{key}.retry.max_attempts: must be at least 1"),
+            );
+        }
+        let policy = RetryPolicy {
+            max_attempts: *retry.max_attempts.get_ref(),
+            max_elapsed: retry.max_elapsed,
+            schedule: retry.schedule.clone(),
+            jitter: retry.jitter.clamp(0.0, 1.0),
+        };
+        Some(Endpoint {
+            name: section.name.get_ref().clone(),
+            url: url?,
+            format: section.format,
+            event_types: section
+                .event_types
+                .as_ref()
+                .map(|t| t.iter().cloned().collect()),
+            namespaces: section
+                .namespaces
+                .as_ref()
+                .map(|n| n.iter().cloned().collect()),
+            signing_key,
+            headers,
+            timeout: section.timeout,
+            concurrency: concurrency.max(1),
+            retry: policy,
+            plugins: section
+                .plugins
+                .iter()
+                .map(|n| n.get_ref().clone())
+                .collect(),
+        })
+    }
+
+    /// One endpoint per regular, non-hidden file of the folder, named after the file.
+    pub(super) fn subscribers(&mut self, dir: &toml::Spanned<PathBuf>) -> Vec<Endpoint> {
+        let entries = match std::fs::read_dir(dir.get_ref()) {
+            Ok(entries) => entries,
+            Err(e) => {
+                let message = format!(
+                    "subscribers_dir: cannot read {}: {e}",
+                    dir.get_ref().display()
+                );
+                self.problem(dir.span(), message);
+                return Vec::new();
+            }
+        };
+        let mut files: Vec<PathBuf> = entries
+            .filter_map(Result::ok)
+            .map(|entry| entry.path())
+            .filter(|path| {
+                let hidden = path
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+                !hidden && path.is_file()
+            })
+            .collect();
+        files.sort();
+        let mut endpoints = Vec::new();
+        for file in files {
+            let name = file
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy()
+                .into_owned();
+            let url = std::fs::read_to_string(&file)
+                .map_err(|e| format!("cannot read: {e}"))
+                .and_then(|text| parse_url(text.trim()));
+            match url {
+                Ok(url) => endpoints.push(Endpoint::subscriber(name, url)),
+                Err(message) => self.problems.push(Diagnostic {
+                    path: file,
+                    line: None,
+                    column: None,
+                    message: format!("subscriber {name:?}: {message}"),
+                }),
+            }
+        }
+        endpoints
+    }
+}
+
+/// Parses a webhook URL. The message never repeats the URL, which may hold a token.
+pub(in crate::config) fn parse_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("invalid URL: {e}"))?;
+    match url.scheme() {
+        "http" | "https" if url.host().is_some() => Ok(url),
+        "http" | "https" => Err("invalid URL: it has no host".into()),
+        other => Err(format!(
+            "invalid URL: scheme {other:?} is not http or https"
+        )),
+    }
+}
+
+fn watch_secret(source: &secret::SecretSource, watched: &mut BTreeSet<PathBuf>) {
+    if let secret::SecretSource::File(path) = source {
+        watched.insert(path.clone());
+    }
+}

@@ -1,0 +1,133 @@
+//! Checks a parsed file and builds the [`Config`] from it, collecting every problem with its
+//! place rather than stopping at the first. One file per part of the config: [`source`],
+//! [`endpoints`], [`plugins`].
+
+pub(super) mod endpoints;
+mod plugins;
+mod source;
+
+use std::collections::{BTreeSet, HashSet};
+use std::ops::Range;
+use std::path::Path;
+use std::sync::Arc;
+
+use super::diagnostic::line_column;
+use super::file::{ConfigFile, SourceKind};
+use super::{Config, ConfigError, Diagnostic, Endpoint};
+
+/// Checks `text`, the contents of the file at `path`.
+pub(super) fn check(path: &Path, text: &str) -> Result<Config, ConfigError> {
+    let mut checker = Checker {
+        path,
+        text,
+        problems: Vec::new(),
+    };
+    let file: ConfigFile = toml::from_str(text).map_err(|e| {
+        let message = hint(e.message());
+        ConfigError::Invalid(vec![checker.at(e.span(), message)])
+    })?;
+    let config = checker.build(file);
+    match checker.problems.is_empty() {
+        true => Ok(config),
+        false => Err(ConfigError::Invalid(checker.problems)),
+    }
+}
+
+/// Adds advice to the parser's messages for the mistakes that are easy to make.
+pub(super) fn hint(message: &str) -> String {
+    let message = message.trim_end().to_owned();
+    if message.contains("unknown field `subscribers_dir`") {
+        return format!(
+            "{message}\n  `subscribers_dir` is a top-level key: move it above the first [table]"
+        );
+    }
+    message
+}
+
+/// Collects every problem of one file while building its [`Config`].
+struct Checker<'a> {
+    path: &'a Path,
+    text: &'a str,
+    problems: Vec<Diagnostic>,
+}
+
+impl Checker<'_> {
+    fn at(&self, span: Option<Range<usize>>, message: String) -> Diagnostic {
+        let (line, column) = match span {
+            Some(span) => {
+                let (l, c) = line_column(self.text, span.start);
+                (Some(l), Some(c))
+            }
+            None => (None, None),
+        };
+        Diagnostic {
+            path: self.path.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    fn problem(&mut self, span: Range<usize>, message: impl Into<String>) {
+        let d = self.at(Some(span), message.into());
+        self.problems.push(d);
+    }
+
+    fn build(&mut self, file: ConfigFile) -> Config {
+        let mut watched = BTreeSet::from([self.path.to_owned()]);
+        let source = self.source(&file.source);
+        let plugins = self.plugins(&file.plugins);
+        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
+        let mut names = HashSet::new();
+        for (i, section) in file.endpoints.iter().enumerate() {
+            if !names.insert(section.name.get_ref().clone()) {
+                self.problem(
+                    section.name.span(),
+                    format!(
+                        "endpoints[{i}].name: another endpoint is already named {:?}",
+                        section.name.get_ref()
+                    ),
+                );
+            }
+            self.chain(
+                &format!("endpoints[{i}].plugins"),
+                &section.plugins,
+                &file.plugins,
+            );
+            if let Some(endpoint) = self.endpoint(i, section, &mut watched) {
+                endpoints.push(Arc::new(endpoint));
+            }
+        }
+        if let Some(dir) = &file.subscribers_dir {
+            watched.insert(dir.get_ref().clone());
+            for endpoint in self.subscribers(dir) {
+                if !names.insert(endpoint.name.clone()) {
+                    self.problem(
+                        dir.span(),
+                        format!(
+                            "subscribers_dir: subscriber file {:?} has the name of an endpoint",
+                            endpoint.name
+                        ),
+                    );
+                }
+                endpoints.push(Arc::new(endpoint));
+            }
+        }
+        Config {
+            path: self.path.to_owned(),
+            paths: file
+                .source
+                .from
+                .unwrap_or(match file.source.kind.get_ref() {
+                    SourceKind::Replay => crate::enrich::Paths::Events,
+                    SourceKind::Kubernetes => crate::enrich::Paths::Both,
+                }),
+            source,
+            state_dir: file.state.dir,
+            listen: file.server.listen,
+            endpoints,
+            plugins,
+            watched,
+        }
+    }
+}

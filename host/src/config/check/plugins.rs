@@ -1,0 +1,114 @@
+//! `[plugins]` and the chains that name plugins: each name must have its file in `dir`.
+
+use std::path::Path;
+
+use super::Checker;
+use crate::config::file::PluginsSection;
+use crate::config::{PluginSettings, PluginsConfig, plugin_path};
+
+impl Checker<'_> {
+    pub(super) fn plugins(&mut self, section: &PluginsSection) -> PluginsConfig {
+        if let Some(dir) = &section.dir
+            && !dir.get_ref().is_dir()
+        {
+            let message = format!(
+                "plugins.dir: {} is not a readable folder",
+                dir.get_ref().display()
+            );
+            self.problem(dir.span(), message);
+        }
+        self.chain("plugins.chain", &section.chain, section);
+        let defaults = PluginSettings {
+            on_error: section.on_error,
+            timeout: section.timeout,
+            max_memory: usize::try_from(section.max_memory).unwrap_or(usize::MAX),
+            max_output: usize::try_from(section.max_output).unwrap_or(usize::MAX),
+        };
+        let settings = section
+            .settings
+            .iter()
+            .map(|(name, s)| {
+                let size = |v: Option<u64>, default| {
+                    v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+                };
+                let resolved = PluginSettings {
+                    on_error: s.on_error.unwrap_or(defaults.on_error),
+                    timeout: s.timeout.unwrap_or(defaults.timeout),
+                    max_memory: size(s.max_memory, defaults.max_memory),
+                    max_output: size(s.max_output, defaults.max_output),
+                };
+                (name.clone(), resolved)
+            })
+            .collect();
+        let config = section
+            .config
+            .iter()
+            .map(|(name, table)| {
+                let json = serde_json::to_value(table).unwrap_or(serde_json::Value::Null);
+                (name.clone(), json)
+            })
+            .collect();
+        PluginsConfig {
+            dir: section.dir.as_ref().map(|d| d.get_ref().clone()),
+            chain: section.chain.iter().map(|n| n.get_ref().clone()).collect(),
+            defaults,
+            settings,
+            config,
+        }
+    }
+
+    /// Checks that every plugin a chain names is a file of `plugins.dir`.
+    pub(super) fn chain(
+        &mut self,
+        key: &str,
+        names: &[toml::Spanned<String>],
+        section: &PluginsSection,
+    ) {
+        for (i, name) in names.iter().enumerate() {
+            let text = name.get_ref();
+            let message = if text.is_empty() || text.starts_with('.') || text.contains(['/', '\\'])
+            {
+                format!(
+                    "{key}[{i}]: {text:?} is not a plugin name (the file stem of a .wasm in plugins.dir)"
+                )
+            } else {
+                match &section.dir {
+                    None => format!(
+                        "{key}[{i}]: plugin {text:?} needs plugins.dir, the folder of plugins"
+                    ),
+                    Some(dir)
+                        if dir.get_ref().is_dir()
+                            && !plugin_path(dir.get_ref(), text).is_file() =>
+                    {
+                        format!(
+                            "{key}[{i}]: no plugin {text:?}: {} does not exist{}",
+                            plugin_path(dir.get_ref(), text).display(),
+                            available(dir.get_ref())
+                        )
+                    }
+                    Some(_) => continue,
+                }
+            };
+            self.problem(name.span(), message);
+        }
+    }
+}
+
+/// `" (plugins there: a, b)"`, listing the `.wasm` files of `dir`.
+fn available(dir: &Path) -> String {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .filter_map(Result::ok)
+        .filter_map(|entry| {
+            let path = entry.path();
+            let stem = path.file_stem()?.to_string_lossy().into_owned();
+            (path.extension()? == "wasm" && !stem.starts_with('.')).then_some(stem)
+        })
+        .collect();
+    names.sort();
+    match names.is_empty() {
+        true => " (there are no plugins there)".to_owned(),
+        false => format!(" (plugins there: {})", names.join(", ")),
+    }
+}
