@@ -149,13 +149,15 @@ impl Enricher {
                 })
             })
             .collect();
-        let seen = Some((uid.clone(), self.transitions.get(&uid).cloned()));
-        match intakes.last_mut() {
-            Some(last) => last.seen = seen,
-            None => intakes.push(Intake {
-                seen,
-                ..Intake::default()
-            }),
+        if let Some(state) = self.transitions.take_changed(&uid) {
+            let seen = Some((uid, Some(state)));
+            match intakes.last_mut() {
+                Some(last) => last.seen = seen,
+                None => intakes.push(Intake {
+                    seen,
+                    ..Intake::default()
+                }),
+            }
         }
         intakes
     }
@@ -186,7 +188,10 @@ impl Enricher {
                 let node = event.node.as_ref().map(|n| n.full_name.as_str());
                 let news = self.transitions.record(&uid, node, &event.event.reason);
                 self.count(if news { "events" } else { "both-deduplicated" });
-                let seen = Some((uid.clone(), self.transitions.get(&uid).cloned()));
+                let seen = self
+                    .transitions
+                    .take_changed(&uid)
+                    .map(|state| (uid, Some(state)));
                 (news.then_some(event), seen)
             }
         }

@@ -17,12 +17,12 @@
 //! marks a transition a real Event reported, so the status path does not repeat it, and tells
 //! whether that Event repeats one already delivered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::workflow::{NodeStatus, Workflow};
+use super::workflow::{NodeStatus, Workflow, WorkflowStatus};
 
 /// The reasons already delivered for a workflow, per node, and the phases last seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,12 +64,17 @@ pub struct Transition {
 #[derive(Debug, Default)]
 pub struct Transitions {
     seen: HashMap<String, Seen>,
+    /// Workflows whose state changed since it was last taken to be stored.
+    changed: HashSet<String>,
 }
 
 impl Transitions {
     /// Starts from state persisted by an earlier run.
     pub fn restore(seen: HashMap<String, Seen>) -> Self {
-        Self { seen }
+        Self {
+            seen,
+            changed: HashSet::new(),
+        }
     }
 
     /// Whether anything was seen of the workflow `uid`.
@@ -77,14 +82,18 @@ impl Transitions {
         self.seen.contains_key(uid)
     }
 
-    /// The state of `uid`, to persist.
-    pub fn get(&self, uid: &str) -> Option<&Seen> {
-        self.seen.get(uid)
+    /// The state of `uid` to store, when it changed since it was last taken.
+    pub fn take_changed(&mut self, uid: &str) -> Option<Seen> {
+        match self.changed.remove(uid) {
+            true => self.seen.get(uid).cloned(),
+            false => None,
+        }
     }
 
     /// Forgets a deleted workflow.
     pub fn forget(&mut self, uid: &str) {
         self.seen.remove(uid);
+        self.changed.remove(uid);
     }
 
     /// Takes in a new version of `workflow`; returns the transitions to deliver, in order.
@@ -98,8 +107,9 @@ impl Transitions {
             true => None,
             false => since,
         };
-        let seen = self.seen.entry(uid).or_default();
-        let status = workflow.status.clone().unwrap_or_default();
+        let seen = self.seen.entry(uid.clone()).or_default();
+        let empty = WorkflowStatus::default();
+        let status = workflow.status.as_ref().unwrap_or(&empty);
         let phase = status.phase.clone();
         let mut out = Emitter::new(cutoff);
         if matches!(
@@ -116,7 +126,7 @@ impl Transitions {
         }
         // Nodes in the order things happened; each node's Running comes before its outcome.
         let mut nodes = Emitter::new(cutoff);
-        node_transitions(seen, &status.nodes, &mut nodes);
+        let nodes_changed = node_transitions(seen, &status.nodes, &mut nodes);
         nodes.out.sort_by(|a, b| a.time.cmp(&b.time));
         out.out.extend(nodes.out);
         let time = status
@@ -147,6 +157,9 @@ impl Transitions {
             }
             _ => {}
         }
+        if nodes_changed || out.recorded || seen.phase != phase {
+            self.changed.insert(uid);
+        }
         seen.phase = phase;
         out.out
     }
@@ -156,16 +169,21 @@ impl Transitions {
     /// a duplicate).
     pub fn record(&mut self, uid: &str, node: Option<&str>, reason: &str) -> bool {
         let seen = self.seen.entry(uid.to_owned()).or_default();
-        match node.filter(|name| !name.is_empty()) {
+        let news = match node.filter(|name| !name.is_empty()) {
             Some(name) => seen
                 .nodes
                 .entry(name.to_owned())
                 .or_default()
                 .delivered
                 .insert(reason.to_owned()),
-            None if reason.starts_with("WorkflowNode") => true,
+            // A node event whose node is unknown cannot be matched: deliver it.
+            None if reason.starts_with("WorkflowNode") => return true,
             None => seen.delivered.insert(reason.to_owned()),
+        };
+        if news {
+            self.changed.insert(uid.to_owned());
         }
+        news
     }
 }
 
@@ -173,6 +191,8 @@ impl Transitions {
 struct Emitter {
     cutoff: Option<Timestamp>,
     out: Vec<Transition>,
+    /// Whether a reason was marked delivered.
+    recorded: bool,
 }
 
 impl Emitter {
@@ -180,14 +200,18 @@ impl Emitter {
         Self {
             cutoff,
             out: Vec::new(),
+            recorded: false,
         }
     }
 
     /// Marks `t` delivered in `delivered`; keeps it when it is news.
     fn offer(&mut self, delivered: &mut BTreeSet<String>, t: Transition) {
         let news = self.cutoff.is_none_or(|cutoff| happened_after(&t, cutoff));
-        if delivered.insert(t.reason.clone()) && news {
-            self.out.push(t);
+        if delivered.insert(t.reason.clone()) {
+            self.recorded = true;
+            if news {
+                self.out.push(t);
+            }
         }
     }
 }
@@ -208,45 +232,44 @@ fn workflow_transition(
 }
 
 /// Node events for every node whose phase changed.
-fn node_transitions(seen: &mut Seen, nodes: &BTreeMap<String, NodeStatus>, out: &mut Emitter) {
-    let mut ordered: Vec<&NodeStatus> = nodes.values().collect();
-    ordered.sort_by(|a, b| (&a.started_at, &a.name).cmp(&(&b.started_at, &b.name)));
-    for node in ordered {
-        let Some(phase) = node.phase.clone() else {
+/// Returns whether any node's phase changed.
+fn node_transitions(
+    seen: &mut Seen,
+    nodes: &BTreeMap<String, NodeStatus>,
+    out: &mut Emitter,
+) -> bool {
+    let mut changed = false;
+    for (id, node) in nodes {
+        let Some(phase) = node.phase.as_deref() else {
             continue;
         };
-        let id = if node.id.is_empty() {
-            node.name.clone()
-        } else {
-            node.id.clone()
-        };
-        let key = if node.name.is_empty() {
-            id.clone()
-        } else {
-            node.name.clone()
-        };
-        let entry = seen.nodes.entry(key);
-        let is_new = matches!(entry, std::collections::btree_map::Entry::Vacant(_));
-        let known = entry.or_default();
-        let before = std::mem::replace(&mut known.phase, phase.clone());
-        let completed = matches!(phase.as_str(), "Succeeded" | "Failed" | "Error");
-        let changed = is_new || before != phase;
-        if !changed {
+        let key = if node.name.is_empty() { id } else { &node.name };
+        // Most nodes did not change: look them up without allocating.
+        let is_new = !seen.nodes.contains_key(key);
+        if is_new {
+            seen.nodes.insert(key.clone(), SeenNode::default());
+        }
+        let known = seen.nodes.get_mut(key).expect("inserted above");
+        if !is_new && known.phase == phase {
             continue;
         }
+        changed = true;
+        let before = std::mem::replace(&mut known.phase, phase.to_owned());
+        let completed = matches!(phase, "Succeeded" | "Failed" | "Error");
         if completed && (is_new || before == "Pending" || before == "Running") {
-            out.offer(&mut known.delivered, node_transition(node, &id, "Running"));
+            out.offer(&mut known.delivered, node_transition(node, id, "Running"));
         }
-        let reported = match phase.as_str() {
+        let reported = match phase {
             "Running" => true,
             _ if completed => true,
             // Argo reports other phases only as a change of a node it already had.
             _ => !is_new,
         };
         if reported {
-            out.offer(&mut known.delivered, node_transition(node, &id, &phase));
+            out.offer(&mut known.delivered, node_transition(node, id, phase));
         }
     }
+    changed
 }
 
 fn node_transition(node: &NodeStatus, id: &str, phase: &str) -> Transition {
