@@ -190,12 +190,7 @@ async fn the_config_env_var_stands_in_for_the_flag() {
     let mut run = command();
     run.arg("run").env("KFP_EVENT_ROUTER_CONFIG", &path);
     let mut router = RouterProcess::spawn(run);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
     assert_eq!(sink.received_on("/a").len(), 25);
 
     let out = command().arg("validate").output().unwrap();
@@ -299,12 +294,7 @@ async fn a_running_router_applies_a_changed_config_and_rejects_a_broken_one() {
         Some(1.0)
     );
 
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
     assert_eq!(
         per_workflow(&sink.received_on("/a")),
         generated.order,
@@ -347,12 +337,7 @@ async fn a_configmap_volume_swap_is_applied() {
     std::fs::remove_dir_all(first).unwrap();
     sink.wait_for("/after", 5, PATIENCE).await;
 
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
     // Each event exactly once, to the URL in force when it was sent; in order per workflow.
     let both: Vec<Received> = sink.received();
     assert_eq!(per_workflow(&both), generated.order);
@@ -394,12 +379,7 @@ async fn subscribers_dir_files_are_kfp_endpoints_and_a_new_file_adds_one() {
         &format!("{}\n", sink.url("/gamma")),
     );
     sink.wait_for("/gamma", 5, PATIENCE).await;
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     for name in ["/alpha", "/beta"] {
         let got = sink.received_on(name);

@@ -67,12 +67,7 @@ async fn each_workflow_arrives_in_order_while_workflows_are_sent_concurrently() 
         ),
     );
     let mut router = RouterProcess::start(&config);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     let received = sink.received();
     assert_eq!(received.len(), generated.events(), "every event once");
@@ -178,12 +173,7 @@ schedule = ["0s", "100ms"]
 
     // The endpoint comes back on the same port: it gets everything, each workflow in order.
     let back = Sink::start_on(dead).await;
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
     let got = back.received_on("/dead");
     assert_eq!(got.len(), generated.events(), "each event exactly once");
     assert_eq!(per_workflow(&got), generated.order);
@@ -360,12 +350,7 @@ url = {plain_url}
     let mut command = support::router::run_command(&config);
     command.env("KFP_ROUTER_TEST_SIGNING", &env_secret);
     let mut router = RouterProcess::spawn(command);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     let right = standardwebhooks::Webhook::new(&env_secret).unwrap();
     let right_file = standardwebhooks::Webhook::new(&file_secret).unwrap();

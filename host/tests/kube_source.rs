@@ -211,7 +211,7 @@ async fn first_start_skips_what_exists_then_restart_delivers_exactly_what_happen
 
     // Down for a while (a graceful stop), with Events happening meanwhile.
     router.terminate();
-    assert_eq!(router.exit_code(PATIENCE).await, 0, "{}", router.logs());
+    router.expect_success().await;
     for i in 0..30 {
         expected.insert(webhook_id(&world.event(
             NS,
@@ -534,7 +534,7 @@ async fn the_standby_takes_over_when_the_leader_dies_and_every_event_arrives() {
 
     // A graceful stop releases the Lease at once.
     b.terminate();
-    assert_eq!(b.exit_code(PATIENCE).await, 0, "{}", b.logs());
+    b.expect_success().await;
     let lease = world.api.get(Res::Leases, NS, "kfp-event-router").unwrap();
     assert!(lease["spec"]["holderIdentity"].is_null(), "{lease}");
     assert_requests_allowed(&world.api);
@@ -643,7 +643,7 @@ async fn record_writes_a_recording_that_replays() {
     world.api.wait_for_watches(Res::Events, 1, PATIENCE).await;
     world.event(NS, "r3", "wf-r", &uid, true);
     world.api.bump_event(NS, "r1", false);
-    assert_eq!(recorder.exit_code(PATIENCE).await, 0, "{}", recorder.logs());
+    recorder.expect_success().await;
     let lines: Vec<Value> = std::fs::read_to_string(&output)
         .unwrap()
         .lines()
@@ -687,7 +687,7 @@ async fn record_writes_a_recording_that_replays() {
         ),
     );
     let mut router = RouterProcess::start(&replay);
-    assert_eq!(router.exit_code(PATIENCE).await, 0, "{}", router.logs());
+    router.expect_success().await;
     let replayed = world.sink.received_on("/replayed");
     assert_eq!(replayed.len(), 4);
     assert!(replayed.iter().all(|r| r.json()["KfpRunId"] == "run-wf-r"));
@@ -834,7 +834,7 @@ async fn a_first_start_in_an_empty_namespace_still_resumes_after_a_restart() {
     wait_watching(&world, &mut router, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     router.terminate();
-    assert_eq!(router.exit_code(PATIENCE).await, 0, "{}", router.logs());
+    router.expect_success().await;
     let expected: BTreeSet<String> = (0..5)
         .map(|i| webhook_id(&world.event(NS, &format!("down-{i}"), "wf-empty", &uid, true)))
         .collect();

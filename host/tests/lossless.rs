@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde_json::json;
 use support::recording::Recording;
-use support::router::{PATIENCE, RouterProcess, Scratch};
+use support::router::{RouterProcess, Scratch};
 use support::sink::Sink;
 
 /// (EventType, NodeName) -> how many payloads reported it, with one Message per key.
@@ -53,8 +53,7 @@ async fn payloads(scratch: &Scratch, recording: &Path, from: &str) -> Vec<serde_
         ),
     );
     let mut router = RouterProcess::start(&config);
-    let code = router.exit_code(PATIENCE).await;
-    assert_eq!(code, 0, "logs:\n{}", router.logs());
+    router.expect_success().await;
     sink.received_on("/kfp").iter().map(|r| r.json()).collect()
 }
 

@@ -217,12 +217,7 @@ async fn quickstart_kfp_payloads_match_the_go_handler_key_for_key_and_a_rerun_de
     let config = quickstart_config(&scratch, &sink);
 
     let mut router = RouterProcess::start(&config);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "exit 0 once all is delivered; logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     let first = sink.received_on("/kfp");
     let golden = golden_bodies();
@@ -257,12 +252,7 @@ async fn quickstart_kfp_payloads_match_the_go_handler_key_for_key_and_a_rerun_de
 
     // The checkpoint is cleared at completion: the same replay runs again, with the same ids.
     let mut again = RouterProcess::start(&config);
-    assert_eq!(
-        again.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        again.logs()
-    );
+    again.expect_success().await;
     let all = sink.received_on("/kfp");
     assert_eq!(all.len(), 50, "the rerun delivers the 25 events again");
     assert_eq!(bodies(&all[25..]), golden);
@@ -277,12 +267,7 @@ async fn quickstart_extended_and_cloudevents_payloads() {
     let sink = Sink::start().await;
     let config = quickstart_config(&scratch, &sink);
     let mut router = RouterProcess::start(&config);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     // extended: the train failure, the workflow failure and the root node failure.
     let extended = sink.received_on("/extended");
@@ -399,12 +384,7 @@ async fn dry_run_prints_every_payload_with_its_endpoint_and_sends_nothing() {
     let mut command = run_command(&config);
     command.arg("--dry-run");
     let mut router = RouterProcess::spawn(command);
-    assert_eq!(
-        router.exit_code(PATIENCE).await,
-        0,
-        "logs:\n{}",
-        router.logs()
-    );
+    router.expect_success().await;
 
     let stdout = router.stdout();
     let lines: Vec<&str> = stdout.lines().collect();

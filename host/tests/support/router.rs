@@ -209,6 +209,17 @@ impl RouterProcess {
             .unwrap_or_else(|| panic!("the router was killed ({status:?}); logs:\n{}", self.logs()))
     }
 
+    /// Waits for the exit; panics (with the logs) unless the code is 0.
+    pub async fn expect_success(&mut self) {
+        let code = self.exit_code(PATIENCE).await;
+        assert_eq!(
+            code,
+            0,
+            "the router exited with {code}; logs:\n{}",
+            self.logs()
+        );
+    }
+
     /// Kills the process with SIGKILL (`kill -9`) and reaps it.
     pub fn kill(&mut self) {
         if self.poll().is_none() {
