@@ -6,7 +6,7 @@
 //!   call (instantiate + `init` + `handle`: why instances are pooled);
 //! - `event-filter`, and the chain `event-filter` → `redact` → `teams-card`, as WebAssembly
 //!   and as the same `Plugin` impls called natively through the SDK types (the baseline);
-//! - the whole stage (`PluginStage::process`: render, chain on a blocking thread) with that chain;
+//! - the whole stage (`PayloadStage::process`: render, chain on a blocking thread) with that chain;
 //!
 //! then compiling vs loading from the on-disk cache, and the time from a new `.wasm` landing
 //! in `plugins.dir` to it serving events (debounce included): new content (compiled), and a
@@ -16,16 +16,18 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kfp_event_router::config::{Config, PluginSettings};
-use kfp_event_router::event::{EventFacts, RouterEvent, WorkflowFacts};
-use kfp_event_router::format::Format;
-use kfp_event_router::plugins::bindings;
-use kfp_event_router::plugins::cache::content_hash;
-use kfp_event_router::plugins::chain::{self, Observer};
-use kfp_event_router::plugins::health::PluginHealth;
-use kfp_event_router::plugins::plugin::LoadedPlugin;
-use kfp_event_router::plugins::runtime::Runtime;
-use kfp_event_router::plugins::{PluginStage, Verdict};
+use kfp_event_router::config::Config;
+use kfp_event_router::model::event::{EventFacts, RouterEvent, WorkflowFacts};
+use kfp_event_router::model::request::Verdict;
+use kfp_event_router::payload::PayloadStage;
+use kfp_event_router::payload::format::Format;
+use kfp_event_router::payload::plugins::bindings;
+use kfp_event_router::payload::plugins::cache::content_hash;
+use kfp_event_router::payload::plugins::chain::{self, Observer};
+use kfp_event_router::payload::plugins::health::PluginHealth;
+use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
+use kfp_event_router::payload::plugins::runtime::Runtime;
+use kfp_event_router::payload::plugins::settings::PluginSettings;
 use kfp_event_router::telemetry::Metrics;
 use kfp_event_router_sdk::Plugin as _;
 
@@ -40,7 +42,7 @@ fn main() {
     let load = |name: &str, config: &str| {
         let bytes = std::fs::read(wasm.join(format!("{name}.wasm"))).unwrap();
         let content = content_hash(&bytes);
-        let (component, _) = runtime.compile(&bytes, &content).unwrap();
+        let (component, _) = runtime.compile(&bytes).unwrap();
         Arc::new(
             LoadedPlugin::new(
                 &runtime,
@@ -80,13 +82,25 @@ fn main() {
     let pooled = per_call(20_000, || {
         empty.call(&wit_event, &wit_payload).unwrap();
     });
+    let empty_bytes = std::fs::read(wasm.join("hostile.wasm")).unwrap();
+    let (empty_component, _) = runtime.compile(&empty_bytes).unwrap();
     let fresh = per_call(300, || {
-        empty
-            .call_in_fresh_instance(&wit_event, &wit_payload)
-            .unwrap();
+        let plugin = LoadedPlugin::new(
+            &runtime,
+            "hostile",
+            &empty_component,
+            content_hash(&empty_bytes),
+            PluginSettings::default(),
+            "{}".into(),
+        )
+        .unwrap();
+        plugin.call(&wit_event, &wit_payload).unwrap();
     });
     row("empty plugin call, pooled instance", pooled);
-    row("empty plugin call, fresh instance per call", fresh);
+    row(
+        "empty plugin, loaded anew (link, instance, init) per call",
+        fresh,
+    );
 
     let wasm_filter = per_call(20_000, || {
         assert!(matches!(
@@ -183,7 +197,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
     a.as_secs_f64() / b.as_secs_f64()
 }
 
-/// `PluginStage::process` with the 3-plugin chain: render, resolve, a blocking thread, the chain.
+/// `PayloadStage::process` with the 3-plugin chain: render, resolve, a blocking thread, the chain.
 async fn whole_stage(wasm: &Path, event: &RouterEvent) {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
@@ -203,10 +217,15 @@ async fn whole_stage(wasm: &Path, event: &RouterEvent) {
     );
     std::fs::write(dir.path().join("none.jsonl"), "").unwrap();
     let config = Config::parse(&dir.path().join("router.toml"), &text).unwrap();
-    let endpoint = Arc::clone(&config.endpoints[0]);
-    let stage = PluginStage::start(Arc::new(config), None, Arc::new(Metrics::new()), None)
-        .await
-        .unwrap();
+    let endpoint = config.endpoints[0].name().to_owned();
+    let stage = PayloadStage::start(
+        Arc::new(config.payload()),
+        None,
+        Arc::new(Metrics::new()),
+        None,
+    )
+    .await
+    .unwrap();
     let n = 5_000;
     for _ in 0..500 {
         stage.process(&endpoint, event).await;
@@ -241,12 +260,11 @@ fn cold_and_cached(wasm: &Path) {
         let bytes = std::fs::read(wasm.join(format!("{name}.wasm"))).unwrap();
         let content = content_hash(&bytes);
         let started = Instant::now();
-        let (component, from_cache) = runtime.compile(&bytes, &content).unwrap();
+        let (_, from_cache) = runtime.compile(&bytes).unwrap();
         compile += started.elapsed();
         assert!(!from_cache);
-        runtime.remember(&content, &component);
         let started = Instant::now();
-        let (component, from_cache) = runtime.compile(&bytes, &content).unwrap();
+        let (component, from_cache) = runtime.compile(&bytes).unwrap();
         cached += started.elapsed();
         assert!(from_cache);
         let started = Instant::now();
@@ -303,11 +321,12 @@ async fn landing_to_serving(wasm: &Path) {
         dir.path().join("none.jsonl"),
         dir.path().join("state"),
     );
-    let config = Arc::new(Config::parse(&dir.path().join("router.toml"), &text).unwrap());
-    let endpoint = Arc::clone(&config.endpoints[0]);
-    let (_updates, receiver) = tokio::sync::watch::channel(Arc::clone(&config));
-    let stage = PluginStage::start(
-        config,
+    let config = Config::parse(&dir.path().join("router.toml"), &text).unwrap();
+    let endpoint = config.endpoints[0].name().to_owned();
+    let settings = Arc::new(config.payload());
+    let (_updates, receiver) = tokio::sync::watch::channel(Arc::clone(&settings));
+    let stage = PayloadStage::start(
+        settings,
         Some(receiver),
         Arc::new(Metrics::new()),
         Some(dir.path().join("cache")),

@@ -12,9 +12,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use k8s_openapi::api::core::v1::Event;
-use kfp_event_router::enrich::workflow::Workflow;
 use kfp_event_router::enrich::{Enricher, Paths};
-use kfp_event_router::source::SourceItem;
+use kfp_event_router::model::item::SourceItem;
+use kfp_event_router::model::workflow::Workflow;
 use kfp_event_router::telemetry::Metrics;
 use serde_json::json;
 

@@ -8,11 +8,11 @@ use anyhow::Context as _;
 use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::secret::Secret;
 use crate::config::{CONFIG_ENV, Config, ConfigError};
 use crate::deliver::signing::SigningKey;
-use crate::format::Format;
-use crate::plugins::tester::TestOptions;
+use crate::model::secret::Secret;
+use crate::payload::format::Format;
+use crate::pipeline::plugin_test::{self, TestOptions};
 use crate::telemetry::LogFormat;
 
 /// Routes Kubeflow Pipelines run events to webhooks, through WebAssembly plugins.
@@ -118,10 +118,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             let config = load(&config)?;
             if dry_run {
                 let mut stdout = std::io::stdout();
-                crate::router::dry_run(config, &mut stdout).await?;
+                crate::pipeline::dry_run(config, &mut stdout).await?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let summary = crate::router::run(config, shutdown_signal()).await?;
+            let summary = crate::pipeline::run(config, shutdown_signal()).await?;
             tracing::info!(
                 events = summary.events,
                 dead_lettered = summary.dead_lettered,
@@ -199,7 +199,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 format,
                 endpoint,
             };
-            let summary = crate::plugins::tester::run(options, &mut std::io::stdout()).await?;
+            let summary = plugin_test::run(options, &mut std::io::stdout()).await?;
             Ok(match summary.failed {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,

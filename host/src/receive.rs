@@ -24,7 +24,7 @@ struct Receiver {
 }
 
 /// Serves on `listen` until `shutdown`, or until `exit_after` requests have been received.
-pub async fn serve(
+pub(crate) async fn serve(
     listen: SocketAddr,
     key: Option<SigningKey>,
     exit_after: Option<u64>,

@@ -438,7 +438,7 @@ async fn the_library_runs_a_replay_in_process() {
     let path = scratch.write("router.toml", &text);
     let config = kfp_event_router::config::Config::parse(&path, &text).expect("a valid config");
     let token = tokio_util::sync::CancellationToken::new();
-    let summary = tokio::time::timeout(PATIENCE, kfp_event_router::router::run(config, token))
+    let summary = tokio::time::timeout(PATIENCE, kfp_event_router::pipeline::run(config, token))
         .await
         .expect("the replay finishes")
         .expect("the run succeeds");
@@ -464,10 +464,11 @@ async fn the_library_can_run_twice_on_one_state_dir() {
     for run in 1..=2 {
         let config = kfp_event_router::config::Config::parse(&path, &text).unwrap();
         let token = tokio_util::sync::CancellationToken::new();
-        let summary = tokio::time::timeout(PATIENCE, kfp_event_router::router::run(config, token))
-            .await
-            .expect("the replay finishes")
-            .unwrap_or_else(|e| panic!("run {run}: {e:#}"));
+        let summary =
+            tokio::time::timeout(PATIENCE, kfp_event_router::pipeline::run(config, token))
+                .await
+                .expect("the replay finishes")
+                .unwrap_or_else(|e| panic!("run {run}: {e:#}"));
         assert_eq!(summary.events, 25);
         assert_eq!(sink.received_on("/kfp").len(), 25 * run);
     }

@@ -12,75 +12,78 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
-use super::secret::SecretSource;
+use crate::deliver::Delivery;
+use crate::deliver::retry::RetryPolicy;
+use crate::model::secret::SecretSource;
+use crate::payload::plugins::settings::{OnError, PluginSettings};
 
 /// The whole `router.toml`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ConfigFile {
+pub(crate) struct ConfigFile {
     /// Where events come from.
-    pub source: SourceSection,
+    pub(crate) source: SourceSection,
     /// Where the router keeps its outbox, checkpoints and dead letters.
     #[serde(default)]
-    pub state: StateSection,
+    pub(crate) state: StateSection,
     /// The metrics and health server.
     #[serde(default)]
-    pub server: ServerSection,
+    pub(crate) server: ServerSection,
     /// The webhooks to deliver to.
     #[serde(default)]
-    pub endpoints: Vec<EndpointSection>,
+    pub(crate) endpoints: Vec<EndpointSection>,
     /// A folder where every file holds one subscriber URL, as the Go `kfp-event-handler`'s
     /// ConfigMap does. Each becomes an endpoint named after the file, with the `kfp` format.
-    pub subscribers_dir: Option<Spanned<PathBuf>>,
+    pub(crate) subscribers_dir: Option<Spanned<PathBuf>>,
     /// WebAssembly plugins that filter and rewrite payloads before they are sent.
     #[serde(default)]
-    pub plugins: PluginsSection,
+    pub(crate) plugins: PluginsSection,
 }
 
 /// `[source]`: where events come from.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct SourceSection {
+pub(crate) struct SourceSection {
     /// `replay`: read a recorded JSON Lines file of Events and Workflows.
     /// `kubernetes`: watch the workflow-controller's Events in a cluster.
-    pub kind: Spanned<SourceKind>,
+    pub(crate) kind: Spanned<SourceKind>,
     /// For `replay`: the recording to read.
-    pub path: Option<Spanned<PathBuf>>,
+    pub(crate) path: Option<Spanned<PathBuf>>,
     /// For `replay`: events per second to replay at; unlimited when absent.
-    pub rate: Option<Spanned<f64>>,
+    pub(crate) rate: Option<Spanned<f64>>,
     /// Which paths report run transitions: `events` (Kubernetes Events), `workflows`
     /// (derived from Workflow status changes) or `both` (each transition once, from whichever
     /// path reports it first, so what Events lose still arrives). Defaults to `both` for
     /// `kubernetes`, and to `events` for `replay`, which replays what was recorded.
-    pub from: Option<crate::enrich::Paths>,
+    pub(crate) from: Option<crate::enrich::Paths>,
     /// For `kubernetes`: the namespaces to watch Events and Workflows in. `[]` (the default)
     /// is the router's own namespace (`POD_NAMESPACE`, else the kubeconfig context's);
     /// `["a", "b"]` watches those, one watch each; `["*"]` watches every namespace with one
     /// cluster-wide watch (which needs a ClusterRole).
-    pub namespaces: Option<Spanned<Vec<String>>>,
+    pub(crate) namespaces: Option<Spanned<Vec<String>>>,
     /// For `kubernetes`: what to do with the Events that already exist the very first time the
     /// router starts (no checkpoint yet). `"none"` (the default) delivers none of them; a window
     /// such as `"1h"` delivers those that happened within it, oldest first. Later starts resume
     /// from the checkpoint whatever this says: what happened while the router was down is
     /// delivered, and what it had accepted is not delivered again.
-    pub history: Option<Spanned<String>>,
+    pub(crate) history: Option<Spanned<String>>,
     /// For `kubernetes`: the ConfigMap, in the router's own namespace, that mirrors the
     /// checkpoint (the last delivered Event of each watch), so that it survives losing the pod
     /// and a new leader resumes where the old one stopped. Defaults to
     /// `"kfp-event-router-state"`; `""` keeps the checkpoint in `state.dir` only.
-    pub checkpoint_configmap: Option<Spanned<String>>,
+    pub(crate) checkpoint_configmap: Option<Spanned<String>>,
     /// For `kubernetes`: at most how often the checkpoint ConfigMap is written, e.g. `"5s"`
     /// (the default). It is written only when the delivered position moved.
     #[serde(default, deserialize_with = "optional_duration")]
-    pub checkpoint_interval: Option<Duration>,
+    pub(crate) checkpoint_interval: Option<Duration>,
     /// For `kubernetes`: how long an Event whose Workflow is not in the cache yet waits for the
     /// Workflow watch to bring it, before the router GETs it. Defaults to `"500ms"`. A Workflow
     /// found gone (deleted, archived) is not looked up again: its Events are delivered with
     /// what the Event itself says.
     #[serde(default, deserialize_with = "optional_duration")]
-    pub workflow_wait: Option<Duration>,
+    pub(crate) workflow_wait: Option<Duration>,
     /// For `kubernetes`: `[source.leader_election]`, so that several replicas are safe.
-    pub leader_election: Option<LeaderElectionSection>,
+    pub(crate) leader_election: Option<LeaderElectionSection>,
 }
 
 /// `[source.leader_election]`: with several replicas, only the holder of a
@@ -89,21 +92,21 @@ pub struct SourceSection {
 /// over within `lease_duration` when the leader goes away, resuming from the checkpoint.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct LeaderElectionSection {
+pub(crate) struct LeaderElectionSection {
     /// Whether to elect a leader. Defaults to `true`. Turn it off only when a single replica
     /// runs: two routers without it both deliver every event.
     #[serde(default = "default_true")]
-    pub enabled: bool,
+    pub(crate) enabled: bool,
     /// The Lease's name. Defaults to `"kfp-event-router"`.
-    pub lease_name: Option<Spanned<String>>,
+    pub(crate) lease_name: Option<Spanned<String>>,
     /// How long a leader's claim lasts without renewal, e.g. `"15s"` (the default; at least
     /// `"1s"`). The leader renews every third of it and steps down when it could not renew
     /// for two thirds of it; a standby looks every fifth of it.
     #[serde(default, deserialize_with = "optional_duration")]
-    pub lease_duration: Option<Duration>,
+    pub(crate) lease_duration: Option<Duration>,
     /// This replica's name in the Lease. Defaults to `POD_NAME`, else the host name with a
     /// random suffix.
-    pub identity: Option<String>,
+    pub(crate) identity: Option<String>,
 }
 
 fn default_true() -> bool {
@@ -117,7 +120,7 @@ fn optional_duration<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Duration
 /// The kinds of source.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum SourceKind {
+pub(crate) enum SourceKind {
     /// A recorded file (JSON Lines of Kubernetes objects or watch events).
     Replay,
     /// A cluster: the workflow-controller's Events and the Workflows, through the Kubernetes
@@ -128,11 +131,11 @@ pub enum SourceKind {
 /// `[state]`: the router's durable state.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct StateSection {
+pub(crate) struct StateSection {
     /// Folder for the outbox database, checkpoints and the dead-letter file.
     /// Defaults to `/var/lib/kfp-event-router`.
     #[serde(default = "default_state_dir")]
-    pub dir: PathBuf,
+    pub(crate) dir: PathBuf,
 }
 
 impl Default for StateSection {
@@ -150,10 +153,10 @@ fn default_state_dir() -> PathBuf {
 /// `[server]`: serves `/metrics`, `/healthz` and `/readyz`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ServerSection {
+pub(crate) struct ServerSection {
     /// Address to listen on. Defaults to `127.0.0.1:9090`; port 0 picks a free port.
     #[serde(default = "default_listen")]
-    pub listen: SocketAddr,
+    pub(crate) listen: SocketAddr,
 }
 
 impl Default for ServerSection {
@@ -171,52 +174,52 @@ fn default_listen() -> SocketAddr {
 /// `[[endpoints]]`: one webhook receiver.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct EndpointSection {
+pub(crate) struct EndpointSection {
     /// Unique name, used in logs, metrics and the dead-letter file (never the URL, which may
     /// embed a token).
-    pub name: Spanned<String>,
+    pub(crate) name: Spanned<String>,
     /// Where to POST: an `http` or `https` URL.
-    pub url: Spanned<String>,
+    pub(crate) url: Spanned<String>,
     /// Payload format: `kfp` (default, the Go handler's), `extended` or `cloudevents`.
     #[serde(default)]
-    pub format: crate::format::Format,
+    pub(crate) format: crate::payload::format::Format,
     /// Deliver only events with these reasons (e.g. `WorkflowFailed`); all when absent.
-    pub event_types: Option<Vec<String>>,
+    pub(crate) event_types: Option<Vec<String>>,
     /// Deliver only events from these namespaces; all when absent.
-    pub namespaces: Option<Vec<String>>,
+    pub(crate) namespaces: Option<Vec<String>>,
     /// Standard Webhooks signing secret (`whsec_` + base64), from `{ env = ".." }` or
     /// `{ file = ".." }`. Requests are unsigned when absent.
-    pub signing_secret: Option<Spanned<SecretSource>>,
+    pub(crate) signing_secret: Option<Spanned<SecretSource>>,
     /// Extra request headers; a value is a string, `{ env = ".." }` or `{ file = ".." }`.
     #[serde(default)]
-    pub headers: BTreeMap<String, Spanned<HeaderValue>>,
+    pub(crate) headers: BTreeMap<String, Spanned<HeaderValue>>,
     /// Time allowed for one request, e.g. `"10s"`. Defaults to 15 s.
     #[serde(default = "default_timeout", deserialize_with = "duration")]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Requests in flight at once to this endpoint (across workflows). Defaults to 64.
     #[serde(default = "default_concurrency")]
-    pub concurrency: Spanned<usize>,
+    pub(crate) concurrency: Spanned<usize>,
     /// How failed deliveries are retried.
     #[serde(default)]
-    pub retry: RetrySection,
+    pub(crate) retry: RetrySection,
     /// Plugins run for this endpoint only, in order, after the global `plugins.chain`,
     /// e.g. `["teams-card"]`. Each must be a file `<name>.wasm` in `plugins.dir`.
     #[serde(default)]
-    pub plugins: Vec<Spanned<String>>,
+    pub(crate) plugins: Vec<Spanned<String>>,
 }
 
 fn default_timeout() -> Duration {
-    Duration::from_secs(15)
+    Delivery::DEFAULT_TIMEOUT
 }
 
 fn default_concurrency() -> Spanned<usize> {
-    Spanned::new(0..0, 64)
+    Spanned::new(0..0, Delivery::DEFAULT_CONCURRENCY)
 }
 
 /// A header value: plain text, or a secret read from the environment or a file.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub enum HeaderValue {
+pub(crate) enum HeaderValue {
     /// Written in the file.
     Plain(String),
     /// Read from the environment or a file.
@@ -227,20 +230,20 @@ pub enum HeaderValue {
 /// retried; any other status is final.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct RetrySection {
+pub(crate) struct RetrySection {
     /// Attempts in all, the first included. Defaults to 8.
     #[serde(default = "default_max_attempts")]
-    pub max_attempts: Spanned<u32>,
+    pub(crate) max_attempts: Spanned<u32>,
     /// Give up when this long has passed since the first attempt. Defaults to `"36h"`.
     #[serde(default = "default_max_elapsed", deserialize_with = "duration")]
-    pub max_elapsed: Duration,
+    pub(crate) max_elapsed: Duration,
     /// Delay before each attempt; the last one repeats. Defaults to the Standard Webhooks
     /// schedule: `["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"]`.
     #[serde(default = "default_schedule", deserialize_with = "durations")]
-    pub schedule: Vec<Duration>,
+    pub(crate) schedule: Vec<Duration>,
     /// Random spread added to each delay, as a fraction of it. Defaults to 0.2.
     #[serde(default = "default_jitter")]
-    pub jitter: f64,
+    pub(crate) jitter: f64,
 }
 
 impl Default for RetrySection {
@@ -255,31 +258,19 @@ impl Default for RetrySection {
 }
 
 fn default_max_attempts() -> Spanned<u32> {
-    Spanned::new(0..0, 8)
+    Spanned::new(0..0, RetryPolicy::default().max_attempts)
 }
 
 fn default_max_elapsed() -> Duration {
-    Duration::from_secs(36 * 3600)
+    RetryPolicy::default().max_elapsed
 }
 
 fn default_schedule() -> Vec<Duration> {
-    [
-        0,
-        5,
-        5 * 60,
-        30 * 60,
-        2 * 3600,
-        5 * 3600,
-        10 * 3600,
-        10 * 3600,
-    ]
-    .into_iter()
-    .map(Duration::from_secs)
-    .collect()
+    RetryPolicy::default().schedule
 }
 
 fn default_jitter() -> f64 {
-    0.2
+    RetryPolicy::default().jitter
 }
 
 /// `[plugins]`: WebAssembly components (`wasm32-wasip2`, world `kfp:event-router/plugin`) that
@@ -290,76 +281,76 @@ fn default_jitter() -> f64 {
 /// `[plugins.settings.<name>]` overrides them for one.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginsSection {
+pub(crate) struct PluginsSection {
     /// Folder of plugin components, `*.wasm`; a plugin's name is its file stem
     /// (`/plugins/teams-card.wasm` is `teams-card`). Required when a chain names a plugin.
     /// Watched: adding, replacing or removing a file takes effect without a restart (a
     /// Kubernetes ConfigMap or Secret volume works, `..data` swaps included). A new file that
     /// does not load is rejected and the previous version of that plugin keeps serving.
-    pub dir: Option<Spanned<PathBuf>>,
+    pub(crate) dir: Option<Spanned<PathBuf>>,
     /// The global chain: plugins run for every endpoint, in order, before the endpoint's own
     /// `plugins`. Empty by default.
     #[serde(default)]
-    pub chain: Vec<Spanned<String>>,
+    pub(crate) chain: Vec<Spanned<String>>,
     /// What happens to an event when a plugin call fails (the plugin returned an error,
     /// trapped, ran out of time or memory, or produced too much output): `pass` (default:
     /// carry on with the payload as it was before that plugin), `drop` (send nothing to that
     /// endpoint) or `dead-letter` (write it to the dead-letter file, unsent).
     #[serde(default)]
-    pub on_error: crate::config::OnError,
+    pub(crate) on_error: OnError,
     /// CPU time one call may take, e.g. `"250ms"`. Defaults to `"100ms"`. Enforced with a
     /// granularity of 10 ms.
     #[serde(
         default = "default_plugin_timeout",
         deserialize_with = "plugin_timeout"
     )]
-    pub timeout: Duration,
+    pub(crate) timeout: Duration,
     /// Memory (linear memories and tables) one plugin instance may use, e.g. `"64MiB"` or a
     /// number of bytes. Defaults to `"32MiB"`.
     #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
-    pub max_memory: u64,
+    pub(crate) max_memory: u64,
     /// Largest output a call may return (body plus headers), e.g. `"4MiB"`. Defaults to
     /// `"1MiB"`; a larger output fails the call.
     #[serde(default = "default_max_output", deserialize_with = "byte_size")]
-    pub max_output: u64,
+    pub(crate) max_output: u64,
     /// `[plugins.config.<name>]`: each plugin's configuration, handed to its `init` as JSON
     /// (`{}` when absent). Changing it in a running router re-initialises that plugin.
     #[serde(default)]
-    pub config: BTreeMap<String, toml::Table>,
+    pub(crate) config: BTreeMap<String, toml::Table>,
     /// `[plugins.settings.<name>]`: per-plugin overrides of `on_error`, `timeout`,
     /// `max_memory` and `max_output`.
     #[serde(default)]
-    pub settings: BTreeMap<String, PluginSettingsSection>,
+    pub(crate) settings: BTreeMap<String, PluginSettingsSection>,
 }
 
 /// `[plugins.settings.<name>]`: limits and failure policy of one plugin; absent keys take the
 /// `[plugins]` value.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct PluginSettingsSection {
+pub(crate) struct PluginSettingsSection {
     /// `pass`, `drop` or `dead-letter`, as `plugins.on_error`.
-    pub on_error: Option<crate::config::OnError>,
+    pub(crate) on_error: Option<OnError>,
     /// CPU time one call may take, as `plugins.timeout`.
     #[serde(default, deserialize_with = "optional_plugin_timeout")]
-    pub timeout: Option<Duration>,
+    pub(crate) timeout: Option<Duration>,
     /// Memory one instance may use, as `plugins.max_memory`.
     #[serde(default, deserialize_with = "optional_byte_size")]
-    pub max_memory: Option<u64>,
+    pub(crate) max_memory: Option<u64>,
     /// Largest output of one call, as `plugins.max_output`.
     #[serde(default, deserialize_with = "optional_byte_size")]
-    pub max_output: Option<u64>,
+    pub(crate) max_output: Option<u64>,
 }
 
 fn default_plugin_timeout() -> Duration {
-    Duration::from_millis(100)
+    PluginSettings::default().timeout
 }
 
 fn default_max_memory() -> u64 {
-    32 << 20
+    PluginSettings::default().max_memory as u64
 }
 
 fn default_max_output() -> u64 {
-    1 << 20
+    PluginSettings::default().max_output as u64
 }
 
 /// Deserialises a size: a number of bytes, or a string such as `"512KiB"`, `"32MiB"`, `"1GiB"`
@@ -404,7 +395,7 @@ fn optional_plugin_timeout<'de, D: Deserializer<'de>>(de: D) -> Result<Option<Du
 }
 
 /// Parses `"32MiB"`, `"512 KiB"`, `"4MB"` or `"1000"` into bytes.
-pub fn parse_byte_size(text: &str) -> Option<u64> {
+pub(crate) fn parse_byte_size(text: &str) -> Option<u64> {
     let text = text.trim();
     let split = text
         .find(|c: char| !c.is_ascii_digit())

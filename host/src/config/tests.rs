@@ -7,8 +7,12 @@ use super::check::endpoints::parse_url;
 use super::check::hint;
 use super::diagnostic::line_column;
 use super::file::ConfigFile;
-use super::secret::Secret;
 use super::*;
+use crate::deliver::retry::RetryPolicy;
+use crate::deliver::signing::SigningKey;
+use crate::model::secret::{self, Secret};
+use crate::payload::format::Format;
+use std::time::Duration;
 
 /// A folder with a recording, a secret file and a token file that configs can point at.
 struct Files {
@@ -90,7 +94,7 @@ fn defaults() {
     let config = files.parse(&text).unwrap();
     assert_eq!(
         config.source,
-        SourceConfig::Replay {
+        SourceSettings::Replay {
             path: files.path("run.jsonl"),
             rate: None
         }
@@ -99,25 +103,31 @@ fn defaults() {
     assert_eq!(config.listen, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(config.endpoints.len(), 1);
     let e = &config.endpoints[0];
-    assert_eq!(e.name, "a");
-    assert_eq!(e.url.as_str(), "http://127.0.0.1:8080/kfp");
-    assert_eq!(e.format, Format::Kfp);
-    assert_eq!(e.timeout, Duration::from_secs(15));
-    assert_eq!(e.concurrency, 64);
-    assert_eq!(e.event_types, None);
-    assert_eq!(e.namespaces, None);
-    assert_eq!(e.signing_key, None);
-    assert!(e.headers.is_empty());
-    assert_eq!(e.retry, RetryPolicy::default());
-    let schedule: Vec<u64> = e.retry.schedule.iter().map(Duration::as_secs).collect();
+    assert_eq!(e.name(), "a");
+    assert_eq!(e.delivery.url.as_str(), "http://127.0.0.1:8080/kfp");
+    assert_eq!(e.payload.format, Format::Kfp);
+    assert_eq!(e.delivery.timeout, Duration::from_secs(15));
+    assert_eq!(e.delivery.concurrency, 64);
+    assert_eq!(e.route.reasons, None);
+    assert_eq!(e.route.namespaces, None);
+    assert_eq!(e.delivery.signing_key, None);
+    assert!(e.delivery.headers.is_empty());
+    assert_eq!(e.delivery.retry, RetryPolicy::default());
+    let schedule: Vec<u64> = e
+        .delivery
+        .retry
+        .schedule
+        .iter()
+        .map(Duration::as_secs)
+        .collect();
     assert_eq!(
         schedule,
         [0, 5, 300, 1800, 7200, 18000, 36000, 36000],
         "the Standard Webhooks schedule"
     );
-    assert_eq!(e.retry.max_attempts, 8);
-    assert_eq!(e.retry.max_elapsed, Duration::from_secs(36 * 3600));
-    assert!(e.accepts("AnyReason", "any-namespace"));
+    assert_eq!(e.delivery.retry.max_attempts, 8);
+    assert_eq!(e.delivery.retry.max_elapsed, Duration::from_secs(36 * 3600));
+    assert!(e.route.accepts("AnyReason", "any-namespace"));
     assert!(config.watched.contains(&files.path("router.toml")));
 }
 
@@ -175,14 +185,14 @@ format = "extended"
     let config = files.parse(&text).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
         config.source,
-        SourceConfig::Replay {
+        SourceSettings::Replay {
             path: files.path("run.jsonl"),
             rate: Some(50.0)
         }
     );
     assert_eq!(config.state_dir, Path::new("/tmp/router-state"));
     assert_eq!(config.listen, "0.0.0.0:9191".parse().unwrap());
-    let names: Vec<&str> = config.endpoints.iter().map(|e| e.name.as_str()).collect();
+    let names: Vec<&str> = config.endpoints.iter().map(|e| e.name()).collect();
     assert_eq!(
         names,
         ["all", "extended", "legacy-team"],
@@ -190,49 +200,61 @@ format = "extended"
     );
 
     let all = &config.endpoints[0];
-    assert_eq!(all.url.as_str(), "https://hooks.example.com/kfp?token=abc");
-    assert_eq!(all.format, Format::Cloudevents);
-    assert!(all.accepts("WorkflowFailed", "team-a"));
-    assert!(!all.accepts("WorkflowRunning", "team-a"), "event_types");
-    assert!(!all.accepts("WorkflowFailed", "default"), "namespaces");
+    assert_eq!(
+        all.delivery.url.as_str(),
+        "https://hooks.example.com/kfp?token=abc"
+    );
+    assert_eq!(all.payload.format, Format::Cloudevents);
+    assert!(all.route.accepts("WorkflowFailed", "team-a"));
+    assert!(
+        !all.route.accepts("WorkflowRunning", "team-a"),
+        "event_types"
+    );
+    assert!(
+        !all.route.accepts("WorkflowFailed", "default"),
+        "namespaces"
+    );
     let key = SigningKey::from_secret(&Secret::new(
         "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
     ))
     .unwrap();
     assert_eq!(
-        all.signing_key.as_ref(),
+        all.delivery.signing_key.as_ref(),
         Some(&key),
         "trimmed file contents"
     );
-    assert_eq!(all.headers["x-team"], "ml");
-    assert!(!all.headers["x-team"].is_sensitive());
-    assert_eq!(all.headers["authorization"], "Bearer t0ken");
+    assert_eq!(all.delivery.headers["x-team"], "ml");
+    assert!(!all.delivery.headers["x-team"].is_sensitive());
+    assert_eq!(all.delivery.headers["authorization"], "Bearer t0ken");
     assert!(
-        all.headers["authorization"].is_sensitive(),
+        all.delivery.headers["authorization"].is_sensitive(),
         "secret headers are marked sensitive"
     );
     assert_eq!(
-        all.headers["x-path"],
+        all.delivery.headers["x-path"],
         std::env::var("PATH").unwrap().as_str()
     );
-    assert!(all.headers["x-path"].is_sensitive());
-    assert_eq!(all.timeout, Duration::from_secs(5));
-    assert_eq!(all.concurrency, 8);
-    assert_eq!(all.retry.max_attempts, 3);
-    assert_eq!(all.retry.max_elapsed, Duration::from_secs(3600));
-    assert_eq!(all.retry.schedule, [0, 1, 5].map(Duration::from_secs));
-    assert_eq!(all.retry.jitter, 0.5);
+    assert!(all.delivery.headers["x-path"].is_sensitive());
+    assert_eq!(all.delivery.timeout, Duration::from_secs(5));
+    assert_eq!(all.delivery.concurrency, 8);
+    assert_eq!(all.delivery.retry.max_attempts, 3);
+    assert_eq!(all.delivery.retry.max_elapsed, Duration::from_secs(3600));
+    assert_eq!(
+        all.delivery.retry.schedule,
+        [0, 1, 5].map(Duration::from_secs)
+    );
+    assert_eq!(all.delivery.retry.jitter, 0.5);
 
-    assert_eq!(config.endpoints[1].format, Format::Extended);
+    assert_eq!(config.endpoints[1].payload.format, Format::Extended);
     let legacy = &config.endpoints[2];
     assert_eq!(
-        **legacy,
+        *legacy,
         Endpoint::subscriber(
             "legacy-team".into(),
             "https://legacy.example.com/hook".parse().unwrap()
         )
     );
-    assert_eq!(legacy.format, Format::Kfp);
+    assert_eq!(legacy.payload.format, Format::Kfp);
 
     for watched in [
         files.path("router.toml"),

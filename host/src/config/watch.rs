@@ -10,45 +10,40 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use notify::{RecommendedWatcher, RecursiveMode, Watcher};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::Config;
+use crate::debounce::Debounced;
 use crate::telemetry::Metrics;
 
 /// How long the files must be quiet before they are read again.
 const QUIET: Duration = Duration::from_millis(300);
 
 /// Watches the files of `initial` and publishes each valid change until `updates` is dropped.
-pub fn spawn(
+pub(crate) fn spawn(
     initial: Arc<Config>,
     metrics: Arc<Metrics>,
 ) -> notify::Result<watch::Receiver<Arc<Config>>> {
-    let changed = Arc::new(Notify::new());
-    let signal = Arc::clone(&changed);
-    let mut watcher = notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-        if event.is_ok_and(|e| !e.kind.is_access()) {
-            signal.notify_one();
-        }
-    })?;
-    let mut folders = watch_folders(&mut watcher, &initial.watched, &BTreeSet::new());
+    let mut files = Debounced::new(QUIET)?;
+    watch_folders(&mut files, &initial.watched);
     let (updates, receiver) = watch::channel(Arc::clone(&initial));
     tokio::spawn(async move {
         let mut current = initial;
         while !updates.is_closed() {
             tokio::select! {
-                () = changed.notified() => {}
+                () = files.changed() => {}
                 () = updates.closed() => break,
             }
-            while tokio::time::timeout(QUIET, changed.notified())
-                .await
-                .is_ok()
-            {}
-            match Config::load(&current.path) {
+            let path = current.path.clone();
+            let loaded = tokio::task::spawn_blocking(move || Config::load(&path)).await;
+            let Ok(loaded) = loaded else {
+                continue;
+            };
+            match loaded {
                 Ok(new) if new == *current => {}
                 Ok(new) => {
                     warn_about_restart_only_changes(&current, &new);
-                    folders = watch_folders(&mut watcher, &new.watched, &folders);
+                    watch_folders(&mut files, &new.watched);
                     current = Arc::new(new);
                     metrics.config_reloads.get_or_create(&ok_label(true)).inc();
                     tracing::info!(endpoints = current.endpoints.len(), "config reloaded");
@@ -68,14 +63,9 @@ fn ok_label(ok: bool) -> Vec<(&'static str, &'static str)> {
     vec![("result", if ok { "applied" } else { "rejected" })]
 }
 
-/// Watches the folder holding each path (or the path itself, for a folder); returns the set
-/// now watched. Folders that are no longer needed are left watched: harmless, and rare.
-fn watch_folders(
-    watcher: &mut RecommendedWatcher,
-    paths: &BTreeSet<PathBuf>,
-    already: &BTreeSet<PathBuf>,
-) -> BTreeSet<PathBuf> {
-    let mut folders = already.clone();
+/// Watches the folder holding each path (or the path itself, for a folder). Folders that are
+/// no longer needed are left watched: harmless, and rare.
+fn watch_folders(files: &mut Debounced, paths: &BTreeSet<PathBuf>) {
     for path in paths {
         let folder = if path.is_dir() {
             path.clone()
@@ -85,19 +75,10 @@ fn watch_folders(
                 .unwrap_or(Path::new("."))
                 .to_owned()
         };
-        if folders.contains(&folder) {
-            continue;
-        }
-        match watcher.watch(&folder, RecursiveMode::NonRecursive) {
-            Ok(()) => {
-                folders.insert(folder);
-            }
-            Err(e) => {
-                tracing::warn!(folder = %folder.display(), "cannot watch for config changes: {e}")
-            }
+        if let Err(e) = files.watch(&folder) {
+            tracing::warn!(folder = %folder.display(), "cannot watch for config changes: {e}")
         }
     }
-    folders
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {

@@ -4,9 +4,9 @@ use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 
+use super::Delivery;
 use super::retry::retry_after;
-use crate::config::Endpoint;
-use crate::plugins::Request;
+use crate::model::request::Request;
 
 /// Headers the router sets itself, which plugins may not override.
 const RESERVED: [&str; 4] = [
@@ -18,7 +18,7 @@ const RESERVED: [&str; 4] = [
 
 /// Why an attempt did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Failure {
+pub(crate) enum Failure {
     /// Worth trying again: connect errors, timeouts, 408, 429, 5xx.
     Retry {
         /// What happened.
@@ -32,7 +32,7 @@ pub enum Failure {
 
 impl Failure {
     /// The error text.
-    pub fn error(&self) -> &str {
+    pub(crate) fn error(&self) -> &str {
         match self {
             Self::Retry { error, .. } | Self::Final(error) => error,
         }
@@ -42,7 +42,7 @@ impl Failure {
 /// A shared HTTP client: keep-alive pools per host, TLS verified, redirects not followed (a
 /// redirected POST would lose its body).
 #[derive(Clone, Debug)]
-pub struct HttpSender {
+pub(crate) struct HttpSender {
     client: reqwest::Client,
 }
 
@@ -62,9 +62,9 @@ impl Default for HttpSender {
 impl HttpSender {
     /// POSTs `request` to `endpoint`, signed when the endpoint has a key. Errors never include
     /// the URL, which may hold a token.
-    pub async fn post(
+    pub(crate) async fn post(
         &self,
-        endpoint: &Endpoint,
+        endpoint: &Delivery,
         request: &Request,
         webhook_id: &str,
     ) -> Result<u16, Failure> {

@@ -5,10 +5,14 @@
 //! try again, [`signing`] signs per Standard Webhooks. [`Deliverer`] starts, updates and stops
 //! the workers as the config changes.
 
-pub mod http;
-pub mod retry;
-pub mod signing;
-pub mod worker;
+mod http;
+pub(crate) mod retry;
+mod settings;
+pub(crate) mod signing;
+mod worker;
+
+pub(crate) use http::HttpSender;
+pub(crate) use settings::Delivery;
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -21,29 +25,30 @@ use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{Config, Endpoint};
-use crate::plugins::PluginStage;
+use crate::model::request::Render;
 use crate::state::{DeadLetters, Outbox};
 use crate::telemetry::Metrics;
-use http::HttpSender;
+
+/// Every endpoint's delivery settings, as the config gives them.
+pub(crate) type Endpoints = Arc<Vec<Arc<Delivery>>>;
 
 /// What every worker shares.
 #[derive(Clone)]
-pub struct Context {
+pub(crate) struct Context {
     /// The outbox to read deliveries from and complete them in.
-    pub outbox: Outbox,
+    pub(crate) outbox: Outbox,
     /// Where given-up deliveries go.
-    pub dead_letters: DeadLetters,
+    pub(crate) dead_letters: DeadLetters,
     /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// The plugin stage.
-    pub plugins: Arc<PluginStage>,
+    pub(crate) metrics: Arc<Metrics>,
+    /// What each endpoint is sent for an event (the payload stage).
+    pub(crate) render: Arc<dyn Render>,
     /// The HTTP client.
-    pub http: HttpSender,
+    pub(crate) http: HttpSender,
 }
 
 struct Running {
-    settings: watch::Sender<Arc<Endpoint>>,
+    settings: watch::Sender<Arc<Delivery>>,
     slots: Arc<Semaphore>,
     concurrency: usize,
     stop: CancellationToken,
@@ -51,23 +56,27 @@ struct Running {
 }
 
 /// Keeps one worker per configured endpoint.
-pub struct Deliverer {
+pub(crate) struct Deliverer {
     context: Context,
     workers: HashMap<String, Running>,
 }
 
 impl Deliverer {
     /// A deliverer with no workers yet.
-    pub fn new(context: Context) -> Self {
+    pub(crate) fn new(context: Context) -> Self {
         Self {
             context,
             workers: HashMap::new(),
         }
     }
 
-    /// Runs workers for `config`'s endpoints, following its changes, until `stop` is
+    /// Runs a worker for each of `endpoints`, following their changes, until `stop` is
     /// cancelled; then lets attempts under way finish and returns.
-    pub async fn run(mut self, mut config: watch::Receiver<Arc<Config>>, stop: CancellationToken) {
+    pub(crate) async fn run(
+        mut self,
+        mut config: watch::Receiver<Endpoints>,
+        stop: CancellationToken,
+    ) {
         let current = config.borrow_and_update().clone();
         self.purge_unknown(&current).await;
         self.apply(&current).await;
@@ -91,13 +100,10 @@ impl Deliverer {
         }
     }
 
-    /// Starts, updates and stops workers to match `config`.
-    async fn apply(&mut self, config: &Config) {
-        let wanted: HashMap<&str, &Arc<Endpoint>> = config
-            .endpoints
-            .iter()
-            .map(|e| (e.name.as_str(), e))
-            .collect();
+    /// Starts, updates and stops workers to match `endpoints`.
+    async fn apply(&mut self, endpoints: &[Arc<Delivery>]) {
+        let wanted: HashMap<&str, &Arc<Delivery>> =
+            endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
         let gone: Vec<String> = self
             .workers
             .keys()
@@ -134,7 +140,7 @@ impl Deliverer {
         }
     }
 
-    fn spawn(&self, endpoint: Arc<Endpoint>) -> Running {
+    fn spawn(&self, endpoint: Arc<Delivery>) -> Running {
         let (settings, receiver) = watch::channel(Arc::clone(&endpoint));
         let slots = Arc::new(Semaphore::new(endpoint.concurrency));
         let stop = CancellationToken::new();
@@ -145,7 +151,7 @@ impl Deliverer {
             dead_letters: self.context.dead_letters.clone(),
             metrics: Arc::clone(&self.context.metrics),
             http: self.context.http.clone(),
-            plugins: Arc::clone(&self.context.plugins),
+            render: Arc::clone(&self.context.render),
             slots: Arc::clone(&slots),
             stop: stop.clone(),
         };
@@ -159,7 +165,7 @@ impl Deliverer {
     }
 
     /// Drops deliveries for endpoints that were removed while the router was not running.
-    async fn purge_unknown(&self, config: &Config) {
+    async fn purge_unknown(&self, endpoints: &[Arc<Delivery>]) {
         let outbox = self.context.outbox.clone();
         let counts =
             tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox))
@@ -168,7 +174,7 @@ impl Deliverer {
             return;
         };
         for (name, count) in counts {
-            if config.endpoints.iter().any(|e| e.name == name) {
+            if endpoints.iter().any(|e| e.name == name) {
                 tracing::info!(endpoint = %name, pending = count, "resuming undelivered events");
             } else if self.context.outbox.purge(&name).await.is_ok() {
                 tracing::warn!(endpoint = %name, "endpoint no longer configured; {count} undelivered events for it dropped");

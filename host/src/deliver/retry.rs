@@ -36,7 +36,7 @@ impl RetryPolicy {
     /// The wait before the next attempt after `attempts` have failed, or `None` when the budget
     /// is spent. `elapsed` is the time since the first attempt; `retry_after` is what the
     /// endpoint asked for (it is honoured, as a minimum).
-    pub fn next_delay(
+    pub(crate) fn next_delay(
         &self,
         attempts: u32,
         elapsed: Duration,
@@ -58,7 +58,7 @@ impl RetryPolicy {
 }
 
 /// Reads `Retry-After`: seconds, or an HTTP date.
-pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
     if let Ok(seconds) = text.parse::<u64>() {
         return Some(Duration::from_secs(seconds));

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::STANDARD;
 use hmac::{Hmac, KeyInit, Mac};
 use sha2::Sha256;
 
-use crate::config::secret::Secret;
+use crate::model::secret::Secret;
 
 /// The prefix of Standard Webhooks secrets.
 const PREFIX: &str = "whsec_";
@@ -27,7 +27,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     /// Reads a secret in the spec's form: optional `whsec_`, then base64 of the key bytes
     /// (as every Standard Webhooks library expects it on the receiving side).
-    pub fn from_secret(secret: &Secret) -> Result<Self, String> {
+    pub(crate) fn from_secret(secret: &Secret) -> Result<Self, String> {
         let text = secret.expose();
         let encoded = text.strip_prefix(PREFIX).unwrap_or(text);
         let key = STANDARD.decode(encoded).map_err(|_| {
@@ -40,7 +40,7 @@ impl SigningKey {
     }
 
     /// The `webhook-signature` value for one request.
-    pub fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
+    pub(crate) fn sign(&self, id: &str, timestamp: i64, body: &[u8]) -> String {
         let mut mac = Hmac::<Sha256>::new_from_slice(&self.0).expect("HMAC takes any key length");
         mac.update(id.as_bytes());
         mac.update(b".");

@@ -15,31 +15,32 @@ use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
+use super::Delivery;
 use super::http::{Failure, HttpSender};
-use crate::config::Endpoint;
-use crate::plugins::{PluginStage, Request, Verdict};
+use crate::model::clock::now_ms;
+use crate::model::request::{Render, Request, Verdict};
 use crate::state::dead_letter::{DeadLetter, DeadLetters};
-use crate::state::outbox::{Outbox, PendingDelivery, now_ms};
+use crate::state::outbox::{Outbox, PendingDelivery};
 use crate::telemetry::Metrics;
 
 /// Deliveries held in memory per endpoint at most.
-pub const LOADED: usize = 4096;
+pub(crate) const LOADED: usize = 4096;
 
 /// How often a delivery waiting for a missing plugin looks again, besides on every change.
 const PLUGIN_RECHECK: Duration = Duration::from_secs(30);
 
 /// What a worker needs, shared by its delivery tasks.
 pub(super) struct Shared {
-    pub name: String,
-    pub endpoint: watch::Receiver<Arc<Endpoint>>,
-    pub outbox: Outbox,
-    pub dead_letters: DeadLetters,
-    pub metrics: Arc<Metrics>,
-    pub http: HttpSender,
-    pub plugins: Arc<PluginStage>,
-    pub slots: Arc<Semaphore>,
+    pub(crate) name: String,
+    pub(crate) endpoint: watch::Receiver<Arc<Delivery>>,
+    pub(crate) outbox: Outbox,
+    pub(crate) dead_letters: DeadLetters,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) http: HttpSender,
+    pub(crate) render: Arc<dyn Render>,
+    pub(crate) slots: Arc<Semaphore>,
     /// Stop starting attempts; attempts under way finish.
-    pub stop: CancellationToken,
+    pub(crate) stop: CancellationToken,
 }
 
 /// How one delivery ended.
@@ -123,8 +124,7 @@ async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery
 async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery) -> (String, End) {
     let webhook_id = format!("msg_{}", delivery.event.id);
     let request = loop {
-        let endpoint = shared.endpoint.borrow().clone();
-        match shared.plugins.process(&endpoint, &delivery.event).await {
+        match shared.render.render(&shared.name, &delivery.event).await {
             Verdict::Deliver(request) => break request,
             Verdict::Drop { by } => {
                 let labels = crate::telemetry::DropLabel {
@@ -145,7 +145,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                     headers: Vec::new(),
                 };
                 let error = format!("plugin {plugin} failed: {error}");
-                dead_letter(&shared, &delivery, &request, &webhook_id, &error);
+                dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
                 return (key, End::Done);
             }
             Verdict::Wait { reason } => {
@@ -202,7 +202,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             Failure::Final(_) => None,
         };
         let Some(delay) = delay else {
-            dead_letter(&shared, &delivery, &request, &webhook_id, failure.error());
+            dead_letter(&shared, &delivery, &request, &webhook_id, failure.error()).await;
             return (key, End::Done);
         };
         tracing::warn!(
@@ -232,25 +232,15 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
 async fn wait_for_plugins(shared: &Shared) -> bool {
     let mut endpoint = shared.endpoint.clone();
     endpoint.mark_unchanged();
-    let plugins = shared.plugins.changes();
-    let plugins_changed = async {
-        match plugins {
-            Some(mut changes) => {
-                changes.mark_unchanged();
-                let _ = changes.changed().await;
-            }
-            None => std::future::pending().await,
-        }
-    };
     tokio::select! {
-        () = plugins_changed => true,
+        () = shared.render.changed() => true,
         _ = endpoint.changed() => true,
         () = tokio::time::sleep(PLUGIN_RECHECK) => true,
         () = shared.stop.cancelled() => false,
     }
 }
 
-fn dead_letter(
+async fn dead_letter(
     shared: &Shared,
     delivery: &PendingDelivery,
     request: &Request,
@@ -273,7 +263,7 @@ fn dead_letter(
         payload: std::str::from_utf8(&request.payload.body).ok(),
         event: &delivery.event,
     };
-    match shared.dead_letters.write(&letter) {
+    match shared.dead_letters.write(&letter).await {
         Ok(()) => {
             shared.metrics.dead_letter(&shared.name);
             shared.outbox.complete(&shared.name, delivery.seq);

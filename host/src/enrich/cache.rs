@@ -3,31 +3,31 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
-use super::workflow::Workflow;
-use crate::event::WorkflowFacts;
+use crate::model::event::WorkflowFacts;
+use crate::model::workflow::Workflow;
 
 /// How many deleted Workflows are kept for Events that arrive after the deletion.
 const DELETED_KEPT: usize = 1024;
 
 /// A Workflow with its facts computed once, when it changed.
 #[derive(Debug)]
-pub struct Cached {
+pub(crate) struct Cached {
     /// The object.
-    pub workflow: Workflow,
+    pub(crate) workflow: Workflow,
     /// Its facts.
-    pub facts: WorkflowFacts,
+    pub(crate) facts: WorkflowFacts,
 }
 
 /// Workflows by namespace/name and by uid, plus the most recently deleted ones.
 #[derive(Debug, Default)]
-pub struct WorkflowCache {
+pub(crate) struct WorkflowCache {
     by_name: HashMap<(String, String), Arc<Cached>>,
     deleted: VecDeque<Arc<Cached>>,
 }
 
 impl WorkflowCache {
     /// Stores the latest version of a Workflow.
-    pub fn apply(&mut self, workflow: Workflow) {
+    pub(crate) fn apply(&mut self, workflow: Workflow) {
         let facts = workflow.facts();
         let key = (facts.namespace.clone(), facts.name.clone());
         self.by_name
@@ -35,7 +35,7 @@ impl WorkflowCache {
     }
 
     /// Forgets a Workflow, keeping it a while for late Events.
-    pub fn delete(&mut self, workflow: &Workflow) {
+    pub(crate) fn delete(&mut self, workflow: &Workflow) {
         let key = (
             workflow.metadata.namespace.clone().unwrap_or_default(),
             workflow.metadata.name.clone().unwrap_or_default(),
@@ -50,7 +50,12 @@ impl WorkflowCache {
 
     /// The Workflow `namespace/name`; when `uid` is known it must match, so that a re-created
     /// Workflow of the same name is not mistaken for the old one.
-    pub fn get(&self, namespace: &str, name: &str, uid: Option<&str>) -> Option<Arc<Cached>> {
+    pub(crate) fn get(
+        &self,
+        namespace: &str,
+        name: &str,
+        uid: Option<&str>,
+    ) -> Option<Arc<Cached>> {
         let matches = |c: &Arc<Cached>| {
             c.facts.namespace == namespace
                 && c.facts.name == name
@@ -61,15 +66,5 @@ impl WorkflowCache {
             .filter(|c| matches(c))
             .or_else(|| self.deleted.iter().rev().find(|c| matches(c)))
             .cloned()
-    }
-
-    /// How many live Workflows are cached.
-    pub fn len(&self) -> usize {
-        self.by_name.len()
-    }
-
-    /// Whether no live Workflow is cached.
-    pub fn is_empty(&self) -> bool {
-        self.by_name.is_empty()
     }
 }

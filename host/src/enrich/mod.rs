@@ -5,11 +5,10 @@
 //! per event. An Event whose Workflow is unknown (deleted, archived, not yet seen) is still
 //! delivered, with what the Event itself says.
 
-pub mod cache;
-pub mod fallback;
-pub mod node;
-pub mod transitions;
-pub mod workflow;
+mod cache;
+mod fallback;
+mod node;
+mod transitions;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -19,8 +18,9 @@ use k8s_openapi::jiff::Timestamp;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::event::{EventFacts, NodeFacts, RouterEvent};
-use crate::source::{Checkpoint, SourceItem};
+use crate::model::event::{EventFacts, NodeFacts, RouterEvent};
+use crate::model::item::{Intake, SeenState, SourceItem, WorkflowLookup};
+use crate::model::workflow::Workflow;
 use crate::telemetry::Metrics;
 use cache::{Cached, WorkflowCache};
 use transitions::{Seen, Transition, Transitions};
@@ -39,17 +39,6 @@ pub enum Paths {
     Both,
 }
 
-/// What the enrich stage hands to the accept stage.
-#[derive(Debug, Default)]
-pub struct Intake {
-    /// The event to deliver, if any.
-    pub event: Option<RouterEvent>,
-    /// Where the source resumes once this is accepted.
-    pub checkpoint: Option<Checkpoint>,
-    /// A workflow's last-seen state to store with it (`None`: forget the workflow).
-    pub seen: Option<(String, Option<Seen>)>,
-}
-
 /// Joins Events with the Workflows seen so far, and derives transitions from their status.
 #[derive(Debug)]
 pub struct Enricher {
@@ -58,7 +47,7 @@ pub struct Enricher {
     transitions: Transitions,
     since: Option<Timestamp>,
     metrics: Arc<Metrics>,
-    fallback: Option<Arc<dyn fallback::WorkflowFallback>>,
+    fallback: Option<Arc<dyn WorkflowLookup>>,
 }
 
 impl Enricher {
@@ -75,19 +64,31 @@ impl Enricher {
     }
 
     /// Asks `fallback` for the Workflows the cache misses (see [`fallback`]).
-    pub fn with_fallback(mut self, fallback: Arc<dyn fallback::WorkflowFallback>) -> Self {
+    pub(crate) fn with_fallback(mut self, fallback: Arc<dyn WorkflowLookup>) -> Self {
         self.fallback = Some(fallback);
         self
     }
 
-    /// Resumes from the last-seen state an earlier run stored.
-    pub fn restore(mut self, seen: HashMap<String, Seen>) -> Self {
+    /// Resumes from the last-seen states an earlier run stored (as [`Intake::seen`] gave
+    /// them), by workflow uid. A state that cannot be read is started afresh.
+    pub(crate) fn restore(mut self, stored: Vec<(String, Vec<u8>)>) -> Self {
+        let mut seen = HashMap::new();
+        for (uid, bytes) in stored {
+            match serde_json::from_slice::<Seen>(&bytes) {
+                Ok(state) => {
+                    seen.insert(uid, state);
+                }
+                Err(e) => {
+                    tracing::warn!(%uid, "stored workflow state unreadable, starting it afresh: {e}")
+                }
+            }
+        }
         self.transitions = Transitions::restore(seen);
         self
     }
 
     /// Delivers only what happened after `since` for workflows seen for the first time.
-    pub fn since(mut self, since: Option<Timestamp>) -> Self {
+    pub(crate) fn since(mut self, since: Option<Timestamp>) -> Self {
         self.since = since;
         self
     }
@@ -126,7 +127,7 @@ impl Enricher {
     }
 
     /// Caches a new Workflow version; with the status path on, derives its transitions.
-    fn workflow_changed(&mut self, workflow: workflow::Workflow) -> Vec<Intake> {
+    fn workflow_changed(&mut self, workflow: Workflow) -> Vec<Intake> {
         let uid = workflow.metadata.uid.clone().unwrap_or_default();
         let namespace = workflow.metadata.namespace.clone().unwrap_or_default();
         let name = workflow.metadata.name.clone().unwrap_or_default();
@@ -150,7 +151,7 @@ impl Enricher {
             })
             .collect();
         if let Some(state) = self.transitions.take_changed(&uid) {
-            let seen = Some((uid, Some(state)));
+            let seen = Some((uid, Some(serialise(&state))));
             match intakes.last_mut() {
                 Some(last) => last.seen = seen,
                 None => intakes.push(Intake {
@@ -164,10 +165,7 @@ impl Enricher {
 
     /// Decides whether a real Event is delivered, by the paths in use; returns it (or `None`
     /// for a duplicate) with the state to store.
-    fn report(
-        &mut self,
-        event: RouterEvent,
-    ) -> (Option<RouterEvent>, Option<(String, Option<Seen>)>) {
+    fn report(&mut self, event: RouterEvent) -> (Option<RouterEvent>, Option<SeenState>) {
         let uid = event
             .workflow
             .as_ref()
@@ -191,7 +189,7 @@ impl Enricher {
                 let seen = self
                     .transitions
                     .take_changed(&uid)
-                    .map(|state| (uid, Some(state)));
+                    .map(|state| (uid, Some(serialise(&state))));
                 (news.then_some(event), seen)
             }
         }
@@ -205,7 +203,7 @@ impl Enricher {
     }
 
     /// Builds the router event for `event` from it and its cached Workflow.
-    pub fn enrich(&self, event: &Event) -> RouterEvent {
+    pub(crate) fn enrich(&self, event: &Event) -> RouterEvent {
         let facts = event_facts(event);
         let event_reason = facts.reason.clone();
         let cached = self.workflows.get(
@@ -256,7 +254,7 @@ impl Enricher {
 }
 
 /// Runs the stage: reads `input` until it closes, writes what to accept to `output`.
-pub async fn run(
+pub(crate) async fn run(
     mut enricher: Enricher,
     mut input: mpsc::Receiver<SourceItem>,
     output: mpsc::Sender<Intake>,
@@ -269,6 +267,11 @@ pub async fn run(
             }
         }
     }
+}
+
+/// A workflow's seen-state as the outbox stores it.
+fn serialise(seen: &Seen) -> Vec<u8> {
+    serde_json::to_vec(seen).expect("workflow states serialise")
 }
 
 /// Builds the router event for a transition derived from `cached`'s status.
@@ -330,11 +333,11 @@ fn event_facts(event: &Event) -> EventFacts {
     };
     let workflow_name = match is_workflow {
         true => involved.name.clone(),
-        false => annotation(node::WORKFLOW_NAME),
+        false => annotation(crate::model::argo::WORKFLOW_NAME),
     };
     let workflow_uid = match is_workflow {
         true => involved.uid.clone(),
-        false => annotation(node::WORKFLOW_UID),
+        false => annotation(crate::model::argo::WORKFLOW_UID),
     };
     let time = event
         .last_timestamp
@@ -383,8 +386,8 @@ fn phase_at(reason: &str, cached: Option<String>) -> Option<String> {
 }
 
 /// A stable id for one occurrence: the same Event uid and count always give the same id.
-pub fn occurrence_id(event: &Event) -> String {
-    let identity = crate::source::occurrence::identity(event);
+pub(crate) fn occurrence_id(event: &Event) -> String {
+    let identity = crate::model::argo::identity(event);
     let name = format!("{identity}/{}", event.count.unwrap_or(1));
     uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
 }

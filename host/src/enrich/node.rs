@@ -9,38 +9,27 @@
 
 use k8s_openapi::api::core::v1::Event;
 
-/// Annotation with the node's full name.
-pub const NODE_NAME: &str = "workflows.argoproj.io/node-name";
-/// Annotation with the node id.
-pub const NODE_ID: &str = "workflows.argoproj.io/node-id";
-/// Annotation with the node type.
-pub const NODE_TYPE: &str = "workflows.argoproj.io/node-type";
-/// Annotation with the node's start time.
-pub const NODE_START_TIME: &str = "workflows.argoproj.io/node-start-time";
-/// Annotation naming the workflow, on node Events sent as Pod Events.
-pub const WORKFLOW_NAME: &str = "workflows.argoproj.io/workflow-name";
-/// Annotation with the workflow uid, on node Events sent as Pod Events.
-pub const WORKFLOW_UID: &str = "workflows.argoproj.io/workflow-uid";
-/// The prefix Kubernetes' event aggregator puts on rolled-up messages.
-pub const COMBINED_PREFIX: &str = "(combined from similar events): ";
+use crate::model::argo::{
+    COMBINED_PREFIX, NODE_ID, NODE_NAME, NODE_START_TIME, NODE_TYPE, annotation,
+};
 
 /// What an Event says about its node.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct NodeRef {
+pub(crate) struct NodeRef {
     /// The node's full name, e.g. `wf-abc.train`.
-    pub full_name: String,
+    pub(crate) full_name: String,
     /// The node id, when annotated.
-    pub id: Option<String>,
+    pub(crate) id: Option<String>,
     /// The node type, when annotated.
-    pub node_type: Option<String>,
+    pub(crate) node_type: Option<String>,
     /// When the node started (RFC 3339), when annotated.
-    pub start_time: Option<String>,
+    pub(crate) start_time: Option<String>,
     /// The node message after the name in the Event message, e.g. `Error (exit code 1)`.
-    pub message: Option<String>,
+    pub(crate) message: Option<String>,
 }
 
 /// The node an Event is about, or `None` for a workflow-level Event.
-pub fn node_ref(event: &Event) -> Option<NodeRef> {
+pub(crate) fn node_ref(event: &Event) -> Option<NodeRef> {
     let annotation = |key: &str| annotation(event, key).map(str::to_owned);
     let parsed = event.message.as_deref().and_then(parse_message);
     let full_name = annotation(NODE_NAME).or_else(|| parsed.as_ref().map(|p| p.0.to_owned()))?;
@@ -62,23 +51,8 @@ fn rfc3339_from_unix_nanos(text: &str) -> Option<String> {
         .map(|t| t.to_string())
 }
 
-/// The workflow named by a Pod Event's annotation (`nodeEvents.sendAsPod`).
-pub fn workflow_name_annotation(event: &Event) -> Option<&str> {
-    annotation(event, WORKFLOW_NAME)
-}
-
-fn annotation<'a>(event: &'a Event, key: &str) -> Option<&'a str> {
-    event
-        .metadata
-        .annotations
-        .as_ref()?
-        .get(key)
-        .map(String::as_str)
-        .filter(|v| !v.is_empty())
-}
-
 /// Splits `<Phase> node <full name>[: <node message>]` into the name and the message.
-pub fn parse_message(message: &str) -> Option<(&str, Option<&str>)> {
+pub(crate) fn parse_message(message: &str) -> Option<(&str, Option<&str>)> {
     let message = message.strip_prefix(COMBINED_PREFIX).unwrap_or(message);
     let (phase, rest) = message.split_once(' ')?;
     if phase.is_empty() || !phase.chars().all(char::is_alphabetic) {
@@ -94,7 +68,7 @@ pub fn parse_message(message: &str) -> Option<(&str, Option<&str>)> {
 
 /// The step name subscribers know: the last `.`-separated segment of the full name, or empty
 /// for the root node (whose full name is the workflow's name).
-pub fn short_name<'a>(full_name: &'a str, workflow_name: &str) -> &'a str {
+pub(crate) fn short_name<'a>(full_name: &'a str, workflow_name: &str) -> &'a str {
     if full_name == workflow_name {
         return "";
     }

@@ -4,7 +4,6 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::workflow::Workflow;
 use super::*;
 use crate::telemetry::Metrics;
 
@@ -214,7 +213,7 @@ fn pod_events_sent_as_pod_join_their_workflow_by_annotation() {
         "reportingComponent": "workflow-controller"
     }))
     .unwrap();
-    assert!(crate::source::is_workflow_event(&pod_event));
+    assert!(crate::model::argo::is_workflow_event(&pod_event));
     let out = enricher.enrich(&pod_event);
     assert_eq!(
         out.event.workflow_name, WF,
@@ -228,7 +227,7 @@ fn pod_events_sent_as_pod_join_their_workflow_by_annotation() {
     let mut other_pod = pod_event.clone();
     other_pod.metadata.annotations = None;
     assert!(
-        !crate::source::is_workflow_event(&other_pod),
+        !crate::model::argo::is_workflow_event(&other_pod),
         "a Pod event without the annotation"
     );
 }

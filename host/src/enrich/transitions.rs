@@ -22,47 +22,47 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use super::workflow::{NodeStatus, Workflow, WorkflowStatus};
+use crate::model::workflow::{NodeStatus, Workflow, WorkflowStatus};
 
 /// The reasons already delivered for a workflow, per node, and the phases last seen.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Seen {
+pub(crate) struct Seen {
     /// The workflow's phase when last seen.
-    pub phase: Option<String>,
+    pub(crate) phase: Option<String>,
     /// Workflow-level reasons delivered.
-    pub delivered: BTreeSet<String>,
+    pub(crate) delivered: BTreeSet<String>,
     /// Per node (by full name, which Argo keeps unique in a workflow and which every Event
     /// carries, unlike the id): its phase when last seen and the reasons delivered for it.
-    pub nodes: BTreeMap<String, SeenNode>,
+    pub(crate) nodes: BTreeMap<String, SeenNode>,
 }
 
 /// What was seen of one node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct SeenNode {
+pub(crate) struct SeenNode {
     /// Its phase when last seen.
-    pub phase: String,
+    pub(crate) phase: String,
     /// Reasons delivered for it.
-    pub delivered: BTreeSet<String>,
+    pub(crate) delivered: BTreeSet<String>,
 }
 
 /// One derived event.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Transition {
+pub(crate) struct Transition {
     /// The reason Argo would record, e.g. `WorkflowNodeSucceeded`.
-    pub reason: String,
+    pub(crate) reason: String,
     /// The message Argo would record.
-    pub message: String,
+    pub(crate) message: String,
     /// `Normal` or `Warning`, as Argo chooses.
-    pub severity: &'static str,
+    pub(crate) severity: &'static str,
     /// The node id, for node events.
-    pub node_id: Option<String>,
+    pub(crate) node_id: Option<String>,
     /// When it happened, as far as the status tells.
-    pub time: Option<String>,
+    pub(crate) time: Option<String>,
 }
 
 /// The last-seen state of every workflow, keyed by uid.
 #[derive(Debug, Default)]
-pub struct Transitions {
+pub(crate) struct Transitions {
     seen: HashMap<String, Seen>,
     /// Workflows whose state changed since it was last taken to be stored.
     changed: HashSet<String>,
@@ -70,20 +70,15 @@ pub struct Transitions {
 
 impl Transitions {
     /// Starts from state persisted by an earlier run.
-    pub fn restore(seen: HashMap<String, Seen>) -> Self {
+    pub(crate) fn restore(seen: HashMap<String, Seen>) -> Self {
         Self {
             seen,
             changed: HashSet::new(),
         }
     }
 
-    /// Whether anything was seen of the workflow `uid`.
-    pub fn knows(&self, uid: &str) -> bool {
-        self.seen.contains_key(uid)
-    }
-
     /// The state of `uid` to store, when it changed since it was last taken.
-    pub fn take_changed(&mut self, uid: &str) -> Option<Seen> {
+    pub(crate) fn take_changed(&mut self, uid: &str) -> Option<Seen> {
         match self.changed.remove(uid) {
             true => self.seen.get(uid).cloned(),
             false => None,
@@ -91,7 +86,7 @@ impl Transitions {
     }
 
     /// Forgets a deleted workflow.
-    pub fn forget(&mut self, uid: &str) {
+    pub(crate) fn forget(&mut self, uid: &str) {
         self.seen.remove(uid);
         self.changed.remove(uid);
     }
@@ -101,7 +96,11 @@ impl Transitions {
     /// For a workflow seen before, every change is reported. For one never seen, only what
     /// happened after `since` is (all of it when `since` is `None`): what happened before the
     /// router watched is history, not news; the rest is recorded as known.
-    pub fn observe(&mut self, workflow: &Workflow, since: Option<Timestamp>) -> Vec<Transition> {
+    pub(crate) fn observe(
+        &mut self,
+        workflow: &Workflow,
+        since: Option<Timestamp>,
+    ) -> Vec<Transition> {
         let uid = workflow.metadata.uid.clone().unwrap_or_default();
         let cutoff = match self.seen.contains_key(&uid) {
             true => None,
@@ -167,7 +166,7 @@ impl Transitions {
     /// Records that a real Event reported `reason` for the node `node` (its full name) or the
     /// workflow `uid`; returns false when that transition was already delivered (the Event is
     /// a duplicate).
-    pub fn record(&mut self, uid: &str, node: Option<&str>, reason: &str) -> bool {
+    pub(crate) fn record(&mut self, uid: &str, node: Option<&str>, reason: &str) -> bool {
         let seen = self.seen.entry(uid.to_owned()).or_default();
         let news = match node.filter(|name| !name.is_empty()) {
             Some(name) => seen

@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::Event;
 
 /// Remembers the last count of recently seen Events, up to a fixed number of uids.
 #[derive(Debug)]
-pub struct Occurrences {
+pub(crate) struct Occurrences {
     counts: HashMap<String, i32>,
     order: VecDeque<String>,
     capacity: usize,
@@ -19,7 +19,7 @@ pub struct Occurrences {
 
 impl Occurrences {
     /// Remembers at most `capacity` Events; the oldest are forgotten first.
-    pub fn new(capacity: usize) -> Self {
+    pub(crate) fn new(capacity: usize) -> Self {
         Self {
             counts: HashMap::new(),
             order: VecDeque::new(),
@@ -28,9 +28,9 @@ impl Occurrences {
     }
 
     /// Records `event` and says whether it is a new occurrence.
-    pub fn is_new(&mut self, event: &Event) -> bool {
+    pub(crate) fn is_new(&mut self, event: &Event) -> bool {
         let count = event.count.unwrap_or(1);
-        let key = identity(event);
+        let key = crate::model::argo::identity(event);
         match self.counts.get_mut(&key) {
             Some(seen) if count <= *seen => false,
             Some(seen) => {
@@ -48,18 +48,6 @@ impl Occurrences {
                 true
             }
         }
-    }
-}
-
-/// An Event's uid, or its namespace and name when a recording lacks the uid.
-pub fn identity(event: &Event) -> String {
-    match &event.metadata.uid {
-        Some(uid) => uid.clone(),
-        None => format!(
-            "{}/{}",
-            event.metadata.namespace.as_deref().unwrap_or_default(),
-            event.metadata.name.as_deref().unwrap_or_default()
-        ),
     }
 }
 

@@ -18,25 +18,26 @@ use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
 use super::occurrence::Occurrences;
-use super::{Checkpoint, SourceItem, is_workflow_event};
-use crate::enrich::workflow::Workflow;
+use crate::model::argo::is_workflow_event;
+use crate::model::item::{Checkpoint, SourceItem};
+use crate::model::workflow::Workflow;
 
 /// A recording to replay.
 #[derive(Clone, Debug)]
-pub struct Replay {
+pub(crate) struct Replay {
     path: PathBuf,
     rate: Option<f64>,
 }
 
 /// What a finished replay did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct ReplaySummary {
+pub(crate) struct ReplaySummary {
     /// Event occurrences sent on.
-    pub events: u64,
+    pub(crate) events: u64,
     /// Events already accepted by an earlier run, not sent again.
-    pub resumed_past: u64,
+    pub(crate) resumed_past: u64,
     /// Lines that could not be read.
-    pub skipped_lines: u64,
+    pub(crate) skipped_lines: u64,
 }
 
 /// One object of a recording line.
@@ -47,7 +48,7 @@ enum Object {
 
 impl Replay {
     /// Replays `path`, at most `rate` events per second when given.
-    pub fn new(path: impl Into<PathBuf>, rate: Option<f64>) -> Self {
+    pub(crate) fn new(path: impl Into<PathBuf>, rate: Option<f64>) -> Self {
         Self {
             path: path.into(),
             rate,
@@ -55,14 +56,14 @@ impl Replay {
     }
 
     /// The key this recording's checkpoint is stored under.
-    pub fn checkpoint_key(&self) -> String {
+    pub(crate) fn checkpoint_key(&self) -> String {
         let path = std::fs::canonicalize(&self.path).unwrap_or_else(|_| self.path.clone());
         format!("replay:{}", path.display())
     }
 
     /// Sends the recording's items to `out`, skipping events up to line `resume_after`.
     /// Returns when the file ends or `out` is closed.
-    pub async fn run(
+    pub(crate) async fn run(
         self,
         resume_after: Option<u64>,
         out: mpsc::Sender<SourceItem>,

@@ -9,37 +9,37 @@ use std::sync::{Arc, Mutex};
 
 use serde::Serialize;
 
-use crate::event::RouterEvent;
+use crate::model::event::RouterEvent;
 
 /// Appends to `dead-letter.jsonl`; cheap to clone.
 #[derive(Clone, Debug)]
-pub struct DeadLetters {
+pub(crate) struct DeadLetters {
     path: Arc<PathBuf>,
     lock: Arc<Mutex<()>>,
 }
 
 /// One dead letter.
 #[derive(Debug, Serialize)]
-pub struct DeadLetter<'a> {
+pub(crate) struct DeadLetter<'a> {
     /// When it was given up (RFC 3339).
-    pub time: String,
+    pub(crate) time: String,
     /// The endpoint's name.
-    pub endpoint: &'a str,
+    pub(crate) endpoint: &'a str,
     /// The `webhook-id` it was sent with.
-    pub webhook_id: &'a str,
+    pub(crate) webhook_id: &'a str,
     /// Attempts made.
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// Why the last attempt failed.
-    pub last_error: &'a str,
+    pub(crate) last_error: &'a str,
     /// The body that was being sent, as text when it is UTF-8.
-    pub payload: Option<&'a str>,
+    pub(crate) payload: Option<&'a str>,
     /// The event.
-    pub event: &'a RouterEvent,
+    pub(crate) event: &'a RouterEvent,
 }
 
 impl DeadLetters {
     /// Writes to `path`, creating it on first use.
-    pub fn new(path: PathBuf) -> Self {
+    pub(crate) fn new(path: PathBuf) -> Self {
         Self {
             path: Arc::new(path),
             lock: Arc::default(),
@@ -47,20 +47,27 @@ impl DeadLetters {
     }
 
     /// Where the dead letters are.
-    pub fn path(&self) -> &std::path::Path {
+    pub(crate) fn path(&self) -> &std::path::Path {
         &self.path
     }
 
-    /// Appends one dead letter and syncs it to disk.
-    pub fn write(&self, letter: &DeadLetter<'_>) -> std::io::Result<()> {
+    /// Appends one dead letter and syncs it to disk, on a blocking thread.
+    pub(crate) async fn write(&self, letter: &DeadLetter<'_>) -> std::io::Result<()> {
         let mut line = serde_json::to_vec(letter).map_err(std::io::Error::other)?;
         line.push(b'\n');
+        let this = self.clone();
+        tokio::task::spawn_blocking(move || this.append(&line))
+            .await
+            .map_err(std::io::Error::other)?
+    }
+
+    fn append(&self, line: &[u8]) -> std::io::Result<()> {
         let _guard = self.lock.lock().unwrap_or_else(|e| e.into_inner());
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(self.path.as_ref())?;
-        file.write_all(&line)?;
+        file.write_all(line)?;
         file.sync_data()
     }
 }

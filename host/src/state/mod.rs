@@ -2,27 +2,27 @@
 //!
 //! The folder is locked while a router uses it, so two processes never share one outbox.
 
-pub mod dead_letter;
-pub mod outbox;
+pub(crate) mod dead_letter;
+pub(crate) mod outbox;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-pub use dead_letter::DeadLetters;
-pub use outbox::Outbox;
+pub(crate) use dead_letter::DeadLetters;
+pub(crate) use outbox::Outbox;
 
 /// The state folder, held open and locked.
-pub struct State {
+pub(crate) struct State {
     /// The outbox database.
-    pub outbox: Outbox,
+    pub(crate) outbox: Outbox,
     /// The dead-letter file.
-    pub dead_letters: DeadLetters,
+    pub(crate) dead_letters: DeadLetters,
     _lock: File,
 }
 
 /// Why the state folder could not be opened.
 #[derive(Debug, thiserror::Error)]
-pub enum StateError {
+pub(crate) enum StateError {
     /// The folder or its lock could not be created.
     #[error("state dir {}: {source}", dir.display())]
     Io {
@@ -46,7 +46,7 @@ pub enum StateError {
 
 impl State {
     /// Opens the state in `dir`, creating it when needed.
-    pub fn open(dir: &Path) -> Result<Self, StateError> {
+    pub(crate) fn open(dir: &Path) -> Result<Self, StateError> {
         let io = |source| StateError::Io {
             dir: dir.to_owned(),
             source,

@@ -15,7 +15,6 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use redb::{
@@ -24,8 +23,9 @@ use redb::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot, watch};
 
-use crate::event::RouterEvent;
-use crate::source::Checkpoint;
+use crate::model::clock::now_ms;
+use crate::model::event::RouterEvent;
+use crate::model::item::Checkpoint;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
@@ -50,7 +50,7 @@ const GROUP_COMMIT: usize = 8192;
 
 /// An outbox error.
 #[derive(Debug, thiserror::Error)]
-pub enum OutboxError {
+pub(crate) enum OutboxError {
     /// The database failed.
     #[error("outbox database: {0}")]
     Database(#[from] redb::Error),
@@ -60,7 +60,7 @@ pub enum OutboxError {
 }
 
 /// An outbox result.
-pub type Result<T, E = OutboxError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = OutboxError> = std::result::Result<T, E>;
 
 /// An event as stored: what was accepted, and when.
 #[derive(Debug, Serialize, Deserialize)]
@@ -71,37 +71,37 @@ struct Stored {
 
 /// One event waiting for one endpoint.
 #[derive(Clone, Debug)]
-pub struct PendingDelivery {
+pub(crate) struct PendingDelivery {
     /// Position in the outbox; deliveries of an endpoint are loaded in this order.
-    pub seq: u64,
+    pub(crate) seq: u64,
     /// Attempts already made (before a restart, too).
-    pub attempts: u32,
+    pub(crate) attempts: u32,
     /// When the first attempt was made (Unix ms), or 0 when none was.
-    pub first_attempt_ms: u64,
+    pub(crate) first_attempt_ms: u64,
     /// When the event was accepted (Unix ms).
-    pub accepted_ms: u64,
+    pub(crate) accepted_ms: u64,
     /// The event.
-    pub event: Arc<RouterEvent>,
+    pub(crate) event: Arc<RouterEvent>,
 }
 
 /// An event to accept, with the endpoints it goes to.
 #[derive(Debug)]
-pub struct Accept {
+pub(crate) struct Accept {
     /// The event.
-    pub event: RouterEvent,
+    pub(crate) event: RouterEvent,
     /// Names of the endpoints that want it.
-    pub endpoints: Vec<String>,
+    pub(crate) endpoints: Vec<String>,
 }
 
 /// Everything one accept stores in one transaction.
 #[derive(Debug, Default)]
-pub struct AcceptBatch {
+pub(crate) struct AcceptBatch {
     /// Events, each with its endpoints.
-    pub events: Vec<Accept>,
+    pub(crate) events: Vec<Accept>,
     /// The source position after them.
-    pub checkpoint: Option<Checkpoint>,
+    pub(crate) checkpoint: Option<Checkpoint>,
     /// Workflow states to store (`None` removes one).
-    pub workflows: Vec<(String, Option<Vec<u8>>)>,
+    pub(crate) workflows: Vec<(String, Option<Vec<u8>>)>,
 }
 
 enum Write {
@@ -127,16 +127,16 @@ enum Write {
 
 /// A handle to the outbox; cheap to clone.
 #[derive(Clone)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     db: Arc<Database>,
     writes: mpsc::UnboundedSender<Write>,
     last_seq: watch::Receiver<u64>,
-    depth: Arc<AtomicI64>,
+    depth: Arc<watch::Sender<i64>>,
 }
 
 impl Outbox {
     /// Opens (or creates) the outbox at `path` and starts its writer thread.
-    pub fn open(path: &Path) -> Result<Self> {
+    pub(crate) fn open(path: &Path) -> Result<Self> {
         Ok(Self::open_db(path)?)
     }
 
@@ -160,7 +160,7 @@ impl Outbox {
         };
         let (writes, queue) = mpsc::unbounded_channel();
         let (seq_tx, last_seq) = watch::channel(next - 1);
-        let depth = Arc::new(AtomicI64::new(depth as i64));
+        let depth = Arc::new(watch::Sender::new(depth as i64));
         let writer = Writer {
             db: Arc::clone(&db),
             next,
@@ -181,14 +181,14 @@ impl Outbox {
     }
 
     /// Stores a batch durably, in one transaction, then returns.
-    pub async fn accept(&self, batch: AcceptBatch) -> Result<()> {
+    pub(crate) async fn accept(&self, batch: AcceptBatch) -> Result<()> {
         let (done, wait) = oneshot::channel();
         self.send(Write::Accept(batch, done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
     /// Records a failed attempt, so a restart keeps counting from there.
-    pub fn attempted(&self, endpoint: &str, seq: u64, attempts: u32, first_ms: u64) {
+    pub(crate) fn attempted(&self, endpoint: &str, seq: u64, attempts: u32, first_ms: u64) {
         let _ = self.send(Write::Attempted {
             endpoint: endpoint.to_owned(),
             seq,
@@ -198,7 +198,7 @@ impl Outbox {
     }
 
     /// Removes a delivery that is done (delivered, dropped or dead-lettered).
-    pub fn complete(&self, endpoint: &str, seq: u64) {
+    pub(crate) fn complete(&self, endpoint: &str, seq: u64) {
         let _ = self.send(Write::Complete {
             endpoint: endpoint.to_owned(),
             seq,
@@ -206,29 +206,22 @@ impl Outbox {
     }
 
     /// Removes every delivery of an endpoint that no longer exists; returns how many.
-    pub async fn purge(&self, endpoint: &str) -> Result<u64> {
+    pub(crate) async fn purge(&self, endpoint: &str) -> Result<u64> {
         let (done, wait) = oneshot::channel();
         self.send(Write::Purge(endpoint.to_owned(), done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
     /// Forgets a source position.
-    pub async fn clear_checkpoint(&self, key: &str) -> Result<()> {
+    pub(crate) async fn clear_checkpoint(&self, key: &str) -> Result<()> {
         let (done, wait) = oneshot::channel();
         self.send(Write::ClearCheckpoint(key.to_owned(), done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
-    /// Makes every write so far durable.
-    pub async fn flush(&self) -> Result<()> {
-        let (done, wait) = oneshot::channel();
-        self.send(Write::Flush { done, close: false })?;
-        wait.await.map_err(|_| OutboxError::Stopped)
-    }
-
     /// Makes every write durable, stops the writer and closes the database once no other
     /// handle to it is left, so that the state folder can be opened again in this process.
-    pub async fn close(self) -> Result<()> {
+    pub(crate) async fn close(self) -> Result<()> {
         let Self { db, writes, .. } = self;
         drop(db);
         let (done, wait) = oneshot::channel();
@@ -239,7 +232,7 @@ impl Outbox {
     }
 
     /// The stored value of a source position.
-    pub fn checkpoint(&self, key: &str) -> Result<Option<String>> {
+    pub(crate) fn checkpoint(&self, key: &str) -> Result<Option<String>> {
         Ok(self.read_checkpoint(key)?)
     }
 
@@ -250,7 +243,7 @@ impl Outbox {
     }
 
     /// Every stored workflow state, by uid.
-    pub fn workflows(&self) -> Result<Vec<(String, Vec<u8>)>> {
+    pub(crate) fn workflows(&self) -> Result<Vec<(String, Vec<u8>)>> {
         Ok(self.read_workflows()?)
     }
 
@@ -266,7 +259,7 @@ impl Outbox {
     }
 
     /// Up to `limit` deliveries of `endpoint` after sequence number `after`, in order.
-    pub fn pending(
+    pub(crate) fn pending(
         &self,
         endpoint: &str,
         after: u64,
@@ -313,13 +306,30 @@ impl Outbox {
         Ok(out)
     }
 
+    /// The lowest sequence number that some endpoint still waits for, or `None` when every
+    /// accepted event is delivered.
+    pub(crate) fn oldest_pending(&self) -> Result<Option<u64>> {
+        let oldest = || -> Result<Option<u64>, redb::Error> {
+            let read = self.db.begin_read()?;
+            let remaining = read.open_table(REMAINING)?;
+            Ok(remaining.first()?.map(|(seq, _)| seq.value()))
+        };
+        Ok(oldest()?)
+    }
+
     /// Deliveries waiting, over all endpoints.
-    pub fn depth(&self) -> i64 {
-        self.depth.load(Ordering::Relaxed)
+    pub(crate) fn depth(&self) -> i64 {
+        *self.depth.borrow()
+    }
+
+    /// Waits until no delivery is waiting, over all endpoints.
+    pub(crate) async fn drained(&self) {
+        let mut depth = self.depth.subscribe();
+        let _ = depth.wait_for(|d| *d <= 0).await;
     }
 
     /// Changes whenever events are accepted; holds the last sequence number.
-    pub fn accepted(&self) -> watch::Receiver<u64> {
+    pub(crate) fn accepted(&self) -> watch::Receiver<u64> {
         self.last_seq.clone()
     }
 
@@ -350,7 +360,7 @@ struct Writer {
     db: Arc<Database>,
     next: u64,
     seq: watch::Sender<u64>,
-    depth: Arc<AtomicI64>,
+    depth: Arc<watch::Sender<i64>>,
     /// When a transaction was last committed durably.
     last_durable: Instant,
 }
@@ -504,7 +514,9 @@ impl Writer {
         if durable {
             self.last_durable = Instant::now();
         }
-        self.depth.fetch_add(depth, Ordering::Relaxed);
+        if depth != 0 {
+            self.depth.send_modify(|d| *d += depth);
+        }
         Ok(replies)
     }
 }
@@ -528,15 +540,8 @@ fn release(
     Ok(())
 }
 
-/// Milliseconds since the Unix epoch.
-pub fn now_ms() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as u64)
-}
-
 /// Counts deliveries per endpoint, for startup logs.
-pub fn count_by_endpoint(outbox: &Outbox) -> Result<HashMap<String, u64>> {
+pub(crate) fn count_by_endpoint(outbox: &Outbox) -> Result<HashMap<String, u64>> {
     Ok(count_rows(outbox)?)
 }
 

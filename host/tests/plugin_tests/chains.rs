@@ -50,7 +50,7 @@ async fn global_then_endpoint_chains_run_in_order_and_a_drop_stops_only_its_endp
     let config = config(&scratch, &text);
     let summary = tokio::time::timeout(
         Duration::from_secs(60),
-        kfp_event_router::router::run(config, CancellationToken::new()),
+        kfp_event_router::pipeline::run(config, CancellationToken::new()),
     )
     .await
     .expect("the replay finishes")

@@ -3,9 +3,9 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use kfp_event_router::config::{Config, Endpoint};
-use kfp_event_router::event::{EventFacts, RouterEvent, WorkflowFacts};
-use kfp_event_router::plugins::PluginStage;
+use kfp_event_router::config::Config;
+use kfp_event_router::model::event::{EventFacts, RouterEvent, WorkflowFacts};
+use kfp_event_router::payload::PayloadStage;
 use kfp_event_router::telemetry::Metrics;
 
 use crate::support;
@@ -52,21 +52,21 @@ pub fn endpoint_section(name: &str, format: &str, plugins: &[&str]) -> String {
 }
 
 /// A started stage (without watching) and its metrics.
-pub async fn stage(config: Config) -> (PluginStage, Arc<Metrics>) {
+pub async fn stage(config: Config) -> (PayloadStage, Arc<Metrics>) {
     let metrics = Arc::new(Metrics::new());
-    let stage = PluginStage::start(Arc::new(config), None, Arc::clone(&metrics), None)
+    let stage = PayloadStage::start(Arc::new(config.payload()), None, Arc::clone(&metrics), None)
         .await
         .expect("the plugins load");
     (stage, metrics)
 }
 
 /// The endpoint named `name`.
-pub fn endpoint(config: &Config, name: &str) -> Arc<Endpoint> {
+pub fn endpoint(config: &Config, name: &str) -> String {
     config
         .endpoints
         .iter()
-        .find(|e| e.name == name)
-        .cloned()
+        .find(|e| e.name() == name)
+        .map(|e| e.name().to_owned())
         .expect("the endpoint exists")
 }
 

@@ -4,8 +4,8 @@
 
 use std::path::PathBuf;
 
-use kfp_event_router::format::Format;
-use kfp_event_router::plugins::tester::{self, TestOptions};
+use kfp_event_router::payload::format::Format;
+use kfp_event_router::pipeline::plugin_test::{self as tester, TestOptions};
 
 use crate::common::built;
 use crate::support;

@@ -10,7 +10,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use kfp_event_router::plugins::{PluginStage, Verdict};
+use kfp_event_router::model::request::Verdict;
+use kfp_event_router::payload::PayloadStage;
 use kfp_event_router::telemetry::Metrics;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -126,7 +127,7 @@ async fn configmap_swaps_under_load_deliver_each_event_once_through_one_whole_ch
         one = sink.url("/one"),
         two = sink.url("/two"),
     );
-    let router = tokio::spawn(kfp_event_router::router::run(
+    let router = tokio::spawn(kfp_event_router::pipeline::run(
         config(&scratch, &text),
         CancellationToken::new(),
     ));
@@ -181,10 +182,10 @@ async fn watched_stage(
     scratch: &Scratch,
     dir: &Path,
 ) -> (
-    PluginStage,
+    PayloadStage,
     Arc<Metrics>,
-    Arc<kfp_event_router::config::Endpoint>,
-    watch::Sender<Arc<kfp_event_router::config::Config>>,
+    String,
+    watch::Sender<Arc<kfp_event_router::payload::PayloadSettings>>,
 ) {
     let text = format!(
         "{tables}[plugins]\ndir = {dir}\n\n[plugins.config.tagger]\nmode = \"tag\"\ntag = \"t\"\n\n\
@@ -192,25 +193,17 @@ async fn watched_stage(
         tables = scratch.tables(&crate::support::quickstart_recording(), None),
         dir = toml_path(dir),
     );
-    let config = Arc::new(config(scratch, &text));
-    let (updates, receiver) = watch::channel(Arc::clone(&config));
+    let settings = Arc::new(config(scratch, &text).payload());
+    let (updates, receiver) = watch::channel(Arc::clone(&settings));
     let metrics = Arc::new(Metrics::new());
-    let stage = PluginStage::start(
-        Arc::clone(&config),
-        Some(receiver),
-        Arc::clone(&metrics),
-        None,
-    )
-    .await
-    .unwrap();
-    (stage, metrics, Arc::clone(&config.endpoints[0]), updates)
+    let stage = PayloadStage::start(settings, Some(receiver), Arc::clone(&metrics), None)
+        .await
+        .unwrap();
+    (stage, metrics, "ep".to_owned(), updates)
 }
 
 /// The version that served one call, or `None` when the delivery has to wait.
-async fn served(
-    stage: &PluginStage,
-    endpoint: &kfp_event_router::config::Endpoint,
-) -> Option<usize> {
+async fn served(stage: &PayloadStage, endpoint: &str) -> Option<usize> {
     match stage.process(endpoint, &event("WorkflowFailed")).await {
         Verdict::Deliver(request) => {
             let tags = tags(request.headers);
@@ -334,7 +327,7 @@ async fn deliveries_wait_in_the_outbox_while_their_plugin_is_removed() {
         dir = toml_path(&dir),
         url = sink.url("/ep"),
     );
-    let router = tokio::spawn(kfp_event_router::router::run(
+    let router = tokio::spawn(kfp_event_router::pipeline::run(
         config(&scratch, &text),
         CancellationToken::new(),
     ));
@@ -388,7 +381,7 @@ async fn a_changed_plugin_config_reinitialises_the_plugin() {
     assert_eq!(tag().await.as_deref(), Some("t"));
     let text = std::fs::read_to_string(scratch.path("router.toml")).unwrap();
     let changed = config(&scratch, &text.replace("tag = \"t\"", "tag = \"u\""));
-    updates.send_replace(Arc::new(changed));
+    updates.send_replace(Arc::new(changed.payload()));
     eventually("the new configuration", || async {
         tag().await.as_deref() == Some("u")
     })

@@ -2,15 +2,20 @@
 
 use std::collections::BTreeSet;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use reqwest::header::{HeaderMap, HeaderName};
 use url::Url;
 
 use super::Checker;
+use crate::accept::Route;
 use crate::config::file::{EndpointSection, HeaderValue};
-use crate::config::{Diagnostic, Endpoint, secret};
+use crate::config::{Diagnostic, Endpoint};
+use crate::deliver::Delivery;
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::signing::SigningKey;
+use crate::model::secret;
+use crate::payload::EndpointPayload;
 
 impl Checker<'_> {
     pub(super) fn endpoint(
@@ -83,27 +88,33 @@ impl Checker<'_> {
             jitter: retry.jitter.clamp(0.0, 1.0),
         };
         Some(Endpoint {
-            name: section.name.get_ref().clone(),
-            url: url?,
-            format: section.format,
-            event_types: section
-                .event_types
-                .as_ref()
-                .map(|t| t.iter().cloned().collect()),
-            namespaces: section
-                .namespaces
-                .as_ref()
-                .map(|n| n.iter().cloned().collect()),
-            signing_key,
-            headers,
-            timeout: section.timeout,
-            concurrency: concurrency.max(1),
-            retry: policy,
-            plugins: section
-                .plugins
-                .iter()
-                .map(|n| n.get_ref().clone())
-                .collect(),
+            route: Route {
+                reasons: section
+                    .event_types
+                    .as_ref()
+                    .map(|t| t.iter().cloned().collect()),
+                namespaces: section
+                    .namespaces
+                    .as_ref()
+                    .map(|n| n.iter().cloned().collect()),
+            },
+            payload: EndpointPayload {
+                format: section.format,
+                plugins: section
+                    .plugins
+                    .iter()
+                    .map(|n| n.get_ref().clone())
+                    .collect(),
+            },
+            delivery: Arc::new(Delivery {
+                name: section.name.get_ref().clone(),
+                url: url?,
+                signing_key,
+                headers,
+                timeout: section.timeout,
+                concurrency: concurrency.max(1),
+                retry: policy,
+            }),
         })
     }
 

@@ -9,7 +9,6 @@ mod source;
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
 use std::path::Path;
-use std::sync::Arc;
 
 use super::diagnostic::line_column;
 use super::file::{ConfigFile, SourceKind};
@@ -77,7 +76,7 @@ impl Checker<'_> {
         let mut watched = BTreeSet::from([self.path.to_owned()]);
         let source = self.source(&file.source);
         let plugins = self.plugins(&file.plugins);
-        let mut endpoints: Vec<Arc<Endpoint>> = Vec::new();
+        let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut names = HashSet::new();
         for (i, section) in file.endpoints.iter().enumerate() {
             if !names.insert(section.name.get_ref().clone()) {
@@ -95,22 +94,22 @@ impl Checker<'_> {
                 &file.plugins,
             );
             if let Some(endpoint) = self.endpoint(i, section, &mut watched) {
-                endpoints.push(Arc::new(endpoint));
+                endpoints.push(endpoint);
             }
         }
         if let Some(dir) = &file.subscribers_dir {
             watched.insert(dir.get_ref().clone());
             for endpoint in self.subscribers(dir) {
-                if !names.insert(endpoint.name.clone()) {
+                if !names.insert(endpoint.name().to_owned()) {
                     self.problem(
                         dir.span(),
                         format!(
                             "subscribers_dir: subscriber file {:?} has the name of an endpoint",
-                            endpoint.name
+                            endpoint.name()
                         ),
                     );
                 }
-                endpoints.push(Arc::new(endpoint));
+                endpoints.push(endpoint);
             }
         }
         Config {

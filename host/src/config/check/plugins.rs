@@ -4,10 +4,10 @@ use std::path::Path;
 
 use super::Checker;
 use crate::config::file::PluginsSection;
-use crate::config::{PluginSettings, PluginsConfig, plugin_path};
+use crate::payload::plugins::settings::{PluginSettings, PluginsSettings, plugin_path};
 
 impl Checker<'_> {
-    pub(super) fn plugins(&mut self, section: &PluginsSection) -> PluginsConfig {
+    pub(super) fn plugins(&mut self, section: &PluginsSection) -> PluginsSettings {
         if let Some(dir) = &section.dir
             && !dir.get_ref().is_dir()
         {
@@ -48,7 +48,7 @@ impl Checker<'_> {
                 (name.clone(), json)
             })
             .collect();
-        PluginsConfig {
+        PluginsSettings {
             dir: section.dir.as_ref().map(|d| d.get_ref().clone()),
             chain: section.chain.iter().map(|n| n.get_ref().clone()).collect(),
             defaults,

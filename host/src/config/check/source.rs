@@ -5,11 +5,11 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use super::Checker;
-use crate::config::SourceConfig;
 use crate::config::file::{self, SourceKind};
+use crate::source::SourceSettings;
 
 impl Checker<'_> {
-    pub(super) fn source(&mut self, section: &file::SourceSection) -> SourceConfig {
+    pub(super) fn source(&mut self, section: &file::SourceSection) -> SourceSettings {
         match section.kind.get_ref() {
             SourceKind::Kubernetes => {
                 if let Some(key) = [
@@ -24,7 +24,7 @@ impl Checker<'_> {
                         format!("source.{}: only for kind = \"replay\"", key.0),
                     );
                 }
-                SourceConfig::Kubernetes(self.kubernetes(section))
+                SourceSettings::Kubernetes(self.kubernetes(section))
             }
             SourceKind::Replay => {
                 let kube_only = [
@@ -79,7 +79,7 @@ impl Checker<'_> {
                         None
                     }
                 });
-                SourceConfig::Replay { path, rate }
+                SourceSettings::Replay { path, rate }
             }
         }
     }

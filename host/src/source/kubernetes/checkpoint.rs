@@ -9,23 +9,21 @@
 //! On start the newer of the two is taken, per watch.
 
 use std::collections::{BTreeMap, VecDeque};
-use std::sync::Arc;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Api;
 use kube::api::{ObjectMeta, PostParams};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::position::Position;
-use crate::config::Config;
-use crate::source::Checkpoint;
+use crate::model::item::{Accepted, Checkpoint};
 use crate::state::Outbox;
 
 /// The checkpoint key, in the outbox and in the ConfigMap's `data`.
-pub const KEY: &str = "kubernetes";
+pub(crate) const KEY: &str = "kubernetes";
 
 /// How many accepted checkpoints the mirror keeps while their events are being delivered;
 /// beyond that it thins them out (it then reports a slightly older position, never a newer one).
@@ -33,7 +31,7 @@ const QUEUED: usize = 4096;
 
 /// A ConfigMap error.
 #[derive(Debug, thiserror::Error)]
-pub enum CheckpointError {
+pub(crate) enum CheckpointError {
     /// The API server refused or failed.
     #[error("checkpoint ConfigMap {name}: {source}")]
     Api {
@@ -45,18 +43,18 @@ pub enum CheckpointError {
 }
 
 /// A checkpoint result.
-pub type Result<T, E = CheckpointError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = CheckpointError> = std::result::Result<T, E>;
 
 /// Where each watch stands, by scope: a namespace, or `*` for the cluster-wide watch.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Positions {
+pub(crate) struct Positions {
     /// The position of each watch.
-    pub positions: BTreeMap<String, Position>,
+    pub(crate) positions: BTreeMap<String, Position>,
 }
 
 impl Positions {
     /// Reads a stored value; an unreadable one counts as none (with a warning).
-    pub fn parse(value: &str, from: &str) -> Option<Self> {
+    pub(crate) fn parse(value: &str, from: &str) -> Option<Self> {
         match serde_json::from_str(value) {
             Ok(positions) => Some(positions),
             Err(e) => {
@@ -67,7 +65,7 @@ impl Positions {
     }
 
     /// The checkpoint to store.
-    pub fn checkpoint(&self) -> Checkpoint {
+    pub(crate) fn checkpoint(&self) -> Checkpoint {
         Checkpoint {
             key: KEY.to_owned(),
             value: serde_json::to_string(self).expect("positions serialise"),
@@ -75,7 +73,7 @@ impl Positions {
     }
 
     /// Per scope, the later of the two.
-    pub fn newest(self, other: Self) -> Self {
+    pub(crate) fn newest(self, other: Self) -> Self {
         let mut positions = self.positions;
         for (scope, theirs) in other.positions {
             let merged = match positions.remove(&scope) {
@@ -88,17 +86,8 @@ impl Positions {
     }
 }
 
-/// A checkpoint the accept stage stored, with the outbox's last sequence number then.
-#[derive(Clone, Debug)]
-pub struct Accepted {
-    /// The checkpoint.
-    pub checkpoint: Checkpoint,
-    /// Every event it covers has a sequence number up to this.
-    pub last_seq: u64,
-}
-
 /// The checkpoint ConfigMap.
-pub struct ConfigMapStore {
+pub(crate) struct ConfigMapStore {
     api: Api<ConfigMap>,
     name: String,
     current: Option<ConfigMap>,
@@ -106,7 +95,7 @@ pub struct ConfigMapStore {
 
 impl ConfigMapStore {
     /// The ConfigMap `name` in `namespace`.
-    pub fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, name: &str) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: name.to_owned(),
@@ -122,7 +111,7 @@ impl ConfigMapStore {
     }
 
     /// Reads the stored positions; `None` when there are none yet.
-    pub async fn load(&mut self) -> Result<Option<Positions>> {
+    pub(crate) async fn load(&mut self) -> Result<Option<Positions>> {
         self.current = self
             .api
             .get_opt(&self.name)
@@ -137,7 +126,7 @@ impl ConfigMapStore {
 
     /// Writes `value`: an update of the version last read or written (`resourceVersion`
     /// conflicts are retried once, after reading it again), or a create.
-    pub async fn save(&mut self, value: &str) -> Result<()> {
+    pub(crate) async fn save(&mut self, value: &str) -> Result<()> {
         for attempt in 0..2 {
             let result = match self.current.clone() {
                 Some(mut cm) => {
@@ -185,7 +174,7 @@ impl ConfigMapStore {
 
 /// Reads where to resume: the newer, per watch, of the outbox's checkpoint and the
 /// ConfigMap's (when one is configured and readable).
-pub async fn resume(
+pub(crate) async fn resume(
     outbox: &Outbox,
     store: Option<&mut ConfigMapStore>,
 ) -> anyhow::Result<Positions> {
@@ -207,10 +196,9 @@ pub async fn resume(
 }
 
 /// Writes the delivered position into the ConfigMap, at most every `interval`.
-pub struct Mirror {
+pub(crate) struct Mirror {
     store: ConfigMapStore,
     outbox: Outbox,
-    config: watch::Receiver<Arc<Config>>,
     accepted: mpsc::Receiver<Accepted>,
     queue: VecDeque<Accepted>,
     written: Option<String>,
@@ -218,19 +206,17 @@ pub struct Mirror {
 }
 
 impl Mirror {
-    /// A mirror of what the accept stage reports on `accepted`, delivered per `outbox` to the
-    /// endpoints of `config`.
-    pub fn new(
+    /// A mirror of what the accept stage reports on `accepted`, once `outbox` says every
+    /// endpoint has had it.
+    pub(crate) fn new(
         store: ConfigMapStore,
         outbox: Outbox,
-        config: watch::Receiver<Arc<Config>>,
         accepted: mpsc::Receiver<Accepted>,
         interval: Duration,
     ) -> Self {
         Self {
             store,
             outbox,
-            config,
             accepted,
             queue: VecDeque::new(),
             written: None,
@@ -239,7 +225,7 @@ impl Mirror {
     }
 
     /// Mirrors until `stop` is cancelled, then once more (call it after delivery stopped).
-    pub async fn run(mut self, stop: CancellationToken) {
+    pub(crate) async fn run(mut self, stop: CancellationToken) {
         let mut tick = tokio::time::interval(self.interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -279,19 +265,12 @@ impl Mirror {
 
     /// The newest checkpoint whose events every endpoint has had.
     fn delivered(&mut self) -> Option<Checkpoint> {
-        let lowest_pending = {
-            let config = self.config.borrow();
-            config
-                .endpoints
-                .iter()
-                .filter_map(|e| {
-                    self.outbox
-                        .pending(&e.name, 0, 1)
-                        .ok()?
-                        .first()
-                        .map(|d| d.seq)
-                })
-                .min()
+        let lowest_pending = match self.outbox.oldest_pending() {
+            Ok(lowest) => lowest,
+            Err(e) => {
+                tracing::warn!("cannot read the outbox: {e}");
+                return None;
+            }
         };
         let mut delivered = None;
         while self

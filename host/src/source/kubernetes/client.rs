@@ -15,11 +15,11 @@ use tower::{Layer, Service};
 use crate::telemetry::Metrics;
 
 /// Environment variable naming the router's own namespace (set from the Downward API).
-pub const POD_NAMESPACE: &str = "POD_NAMESPACE";
+pub(crate) const POD_NAMESPACE: &str = "POD_NAMESPACE";
 
 /// Why no client could be made.
 #[derive(Debug, thiserror::Error)]
-pub enum ClientError {
+pub(crate) enum ClientError {
     /// Neither a kubeconfig nor an in-cluster ServiceAccount was found.
     #[error(
         "cannot find Kubernetes credentials: no usable kubeconfig (KUBECONFIG or ~/.kube/config) \
@@ -33,22 +33,22 @@ pub enum ClientError {
 
 /// A client and the namespace the router runs in.
 #[derive(Clone)]
-pub struct Connection {
+pub(crate) struct Connection {
     /// The client, counting its requests.
-    pub client: kube::Client,
+    pub(crate) client: kube::Client,
     /// The router's own namespace: `POD_NAMESPACE`, else the kubeconfig context's (or the
     /// ServiceAccount's) namespace.
-    pub namespace: String,
+    pub(crate) namespace: String,
 }
 
 /// Infers the client configuration and connects (lazily: no request is made yet).
-pub async fn connect(metrics: Option<Arc<Metrics>>) -> Result<Connection, ClientError> {
+pub(crate) async fn connect(metrics: Option<Arc<Metrics>>) -> Result<Connection, ClientError> {
     let config = kube::Config::infer().await.map_err(ClientError::Infer)?;
     connect_with(config, metrics)
 }
 
 /// Connects with an explicit configuration, e.g. `kube::Config::new(url)` in tests.
-pub fn connect_with(
+pub(crate) fn connect_with(
     config: kube::Config,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Connection, ClientError> {
@@ -66,7 +66,7 @@ pub fn connect_with(
 
 /// Counts requests by verb and resource; see [`classify`].
 #[derive(Clone)]
-pub struct CountRequestsLayer {
+pub(crate) struct CountRequestsLayer {
     metrics: Option<Arc<Metrics>>,
 }
 
@@ -83,7 +83,7 @@ impl<S> Layer<S> for CountRequestsLayer {
 
 /// The service [`CountRequestsLayer`] makes.
 #[derive(Clone)]
-pub struct CountRequests<S> {
+pub(crate) struct CountRequests<S> {
     inner: S,
     metrics: Option<Arc<Metrics>>,
 }
@@ -115,7 +115,7 @@ where
 
 /// The Kubernetes verb and resource of a request: `get`, `list`, `watch`, `create`, `update`,
 /// `patch` or `delete`, and e.g. `events`, `workflows.argoproj.io`.
-pub fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String) {
+pub(crate) fn classify(method: &Method, path: &str, query: Option<&str>) -> (&'static str, String) {
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     // /api/v1/... or /apis/<group>/<version>/...
     let (group, rest) = match segments.as_slice() {

@@ -13,8 +13,8 @@ use futures::future::BoxFuture;
 use kube::Api;
 use kube::runtime::reflector::{ObjectRef, Store};
 
-use crate::enrich::fallback::WorkflowFallback;
-use crate::enrich::workflow::Workflow;
+use crate::model::item::WorkflowLookup;
+use crate::model::workflow::Workflow;
 
 /// How many gone Workflows are remembered.
 const GONE_KEPT: usize = 4096;
@@ -24,7 +24,7 @@ const ATTEMPTS: u32 = 3;
 const POLL: Duration = Duration::from_millis(20);
 
 /// Looks Workflows up in the reflector stores, then in the API.
-pub struct WorkflowFetcher {
+pub(crate) struct WorkflowFetcher {
     client: kube::Client,
     /// Stores by scope: `None` for the cluster-wide one, else a namespace.
     stores: Vec<(Option<String>, Store<Workflow>)>,
@@ -48,7 +48,7 @@ impl std::fmt::Debug for WorkflowFetcher {
 
 impl WorkflowFetcher {
     /// A fetcher over `stores` that waits up to `wait` for a store before a GET.
-    pub fn new(
+    pub(crate) fn new(
         client: kube::Client,
         stores: Vec<(Option<String>, Store<Workflow>)>,
         wait: Duration,
@@ -138,7 +138,7 @@ fn matches(workflow: &Workflow, uid: Option<&str>) -> bool {
     uid.is_none_or(|uid| workflow.metadata.uid.as_deref() == Some(uid))
 }
 
-impl WorkflowFallback for WorkflowFetcher {
+impl WorkflowLookup for WorkflowFetcher {
     fn find<'a>(
         &'a self,
         namespace: &'a str,

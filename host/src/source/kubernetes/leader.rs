@@ -45,7 +45,7 @@ impl Default for LeaderSettings {
 }
 
 /// This replica's default identity: `POD_NAME`, else the host name and a random suffix.
-pub fn default_identity() -> String {
+pub(crate) fn default_identity() -> String {
     if let Some(name) = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()) {
         return name;
     }
@@ -66,7 +66,7 @@ struct Observed {
 }
 
 /// A candidate for the Lease.
-pub struct Elector {
+pub(crate) struct Elector {
     api: Api<Lease>,
     name: String,
     identity: String,
@@ -78,7 +78,7 @@ pub struct Elector {
 
 impl Elector {
     /// A candidate for the Lease `settings.lease_name` in `namespace`.
-    pub fn new(client: kube::Client, namespace: &str, settings: &LeaderSettings) -> Self {
+    pub(crate) fn new(client: kube::Client, namespace: &str, settings: &LeaderSettings) -> Self {
         Self {
             api: Api::namespaced(client, namespace),
             name: settings.lease_name.clone(),
@@ -90,13 +90,13 @@ impl Elector {
     }
 
     /// This candidate's `holderIdentity`.
-    pub fn identity(&self) -> &str {
+    pub(crate) fn identity(&self) -> &str {
         &self.identity
     }
 
     /// Waits until this candidate holds the Lease, then keeps renewing it in the background.
     /// `None` when `stop` was cancelled first.
-    pub async fn acquire(mut self, stop: &CancellationToken) -> Option<Leadership> {
+    pub(crate) async fn acquire(mut self, stop: &CancellationToken) -> Option<Leadership> {
         let retry = self.duration / 5;
         loop {
             match self.try_acquire_or_renew().await {
@@ -280,7 +280,7 @@ impl Elector {
 }
 
 /// The Lease, held; renewed in the background until released or lost.
-pub struct Leadership {
+pub(crate) struct Leadership {
     lost: CancellationToken,
     release: CancellationToken,
     task: JoinHandle<()>,
@@ -288,12 +288,12 @@ pub struct Leadership {
 
 impl Leadership {
     /// Cancelled when the Lease is lost: the leader must stop watching and delivering.
-    pub fn lost(&self) -> CancellationToken {
+    pub(crate) fn lost(&self) -> CancellationToken {
         self.lost.clone()
     }
 
     /// Stops renewing and gives the Lease up.
-    pub async fn release(self) {
+    pub(crate) async fn release(self) {
         self.release.cancel();
         let _ = self.task.await;
     }

@@ -9,7 +9,7 @@
 //! - One `watcher` of core/v1 Events per namespace (or one cluster-wide), with the field
 //!   selector [`EVENT_SELECTOR`] (`source=workflow-controller`): not `involvedObject.kind`,
 //!   because with `nodeEvents.sendAsPod` node Events are about Pods.
-//!   [`crate::source::is_workflow_event`] checks the rest in code. Retry is
+//!   [`crate::model::argo::is_workflow_event`] checks the rest in code. Retry is
 //!   `default_backoff()`, applied here at assembly as in kube-runtime's examples.
 //! - [`position::Gate`] passes each Event occurrence on once, across relists, `410 Gone`,
 //!   bookmarks, dropped connections and restarts; its [`position::Position`]s make the
@@ -21,14 +21,12 @@
 //!
 //! Start at [`Session::start`]; [`record`] writes a namespace's live objects as a recording.
 
-pub mod checkpoint;
-pub mod client;
-pub mod fetch;
+pub(crate) mod checkpoint;
+pub(crate) mod client;
+pub(crate) mod fetch;
 pub mod leader;
-pub mod position;
-pub mod record;
-#[cfg(test)]
-mod tests;
+pub(crate) mod position;
+pub(crate) mod record;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,17 +38,16 @@ use kube::api::Api;
 use kube::runtime::reflector::{self, Store};
 use kube::runtime::{WatchStreamExt, watcher};
 use kube::{Resource, ResourceExt};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
 use tokio::task::{JoinHandle, JoinSet};
 use tokio_util::sync::CancellationToken;
 
-use super::SourceItem;
-use crate::config::Config;
-use crate::enrich::workflow::Workflow;
-use crate::server::{Health, Role};
+use crate::model::item::{Accepted, SourceItem};
+use crate::model::workflow::Workflow;
 use crate::state::Outbox;
 use crate::telemetry::Metrics;
-use checkpoint::{Accepted, ConfigMapStore, Mirror, Positions};
+use crate::telemetry::readiness::{Readiness, Role};
+use checkpoint::{ConfigMapStore, Mirror, Positions};
 use client::Connection;
 use fetch::WorkflowFetcher;
 use leader::{Elector, LeaderSettings, Leadership};
@@ -71,9 +68,9 @@ pub const API_USAGE: &[(&str, &[&str])] = &[
 ];
 
 /// The field selector of the Event watch: what the workflow-controller recorded.
-pub const EVENT_SELECTOR: &str = "source=workflow-controller";
+pub(crate) const EVENT_SELECTOR: &str = "source=workflow-controller";
 /// The scope name of the cluster-wide watch, in the checkpoint.
-pub const ALL_NAMESPACES: &str = "*";
+pub(crate) const ALL_NAMESPACES: &str = "*";
 /// How long events wait for the Workflow watch's first list at start.
 const WORKFLOWS_READY: Duration = Duration::from_secs(10);
 
@@ -121,7 +118,7 @@ impl Default for KubernetesSettings {
 
 /// Why the source stopped.
 #[derive(Debug, thiserror::Error)]
-pub enum SourceError {
+pub(crate) enum SourceError {
     /// No client could be made.
     #[error(transparent)]
     Client(#[from] client::ClientError),
@@ -131,7 +128,7 @@ pub enum SourceError {
 }
 
 /// A source result.
-pub type Result<T, E = SourceError> = std::result::Result<T, E>;
+pub(crate) type Result<T, E = SourceError> = std::result::Result<T, E>;
 
 /// One watch's scope: a namespace, or `None` for all of them.
 type Scope = Option<String>;
@@ -152,7 +149,7 @@ where
 }
 
 /// The watches of the Events and Workflows of some namespaces.
-pub struct KubernetesSource {
+pub(crate) struct KubernetesSource {
     client: kube::Client,
     scopes: Vec<Scope>,
     history: Option<Duration>,
@@ -161,16 +158,16 @@ pub struct KubernetesSource {
 }
 
 /// A started [`KubernetesSource`].
-pub struct Watching {
+pub(crate) struct Watching {
     /// Runs until the channel closes; owns the Workflow reflectors.
-    pub task: JoinHandle<Result<()>>,
-    /// Finds what the enrich cache misses; give it to the [`crate::enrich::Enricher`].
-    pub fetcher: Arc<WorkflowFetcher>,
+    pub(crate) task: JoinHandle<Result<()>>,
+    /// Finds what the enrich cache misses; the assembler lends it to the enrich stage.
+    pub(crate) fetcher: Arc<WorkflowFetcher>,
 }
 
 impl KubernetesSource {
     /// The watches `settings` ask for, through `connection`.
-    pub fn new(
+    pub(crate) fn new(
         connection: &Connection,
         settings: &KubernetesSettings,
         metrics: Arc<Metrics>,
@@ -190,7 +187,7 @@ impl KubernetesSource {
     }
 
     /// The scope names, as the checkpoint keys them.
-    pub fn scopes(&self) -> Vec<String> {
+    pub(crate) fn scopes(&self) -> Vec<String> {
         self.scopes
             .iter()
             .map(|s| scope_key(s).to_owned())
@@ -198,7 +195,7 @@ impl KubernetesSource {
     }
 
     /// Starts the watches, resuming after `resume`; items go to `out` in order.
-    pub fn start(self, resume: Positions, out: mpsc::Sender<SourceItem>) -> Watching {
+    pub(crate) fn start(self, resume: Positions, out: mpsc::Sender<SourceItem>) -> Watching {
         let mut stores = Vec::new();
         let mut reflectors = Vec::new();
         for scope in &self.scopes {
@@ -347,7 +344,7 @@ async fn wait_for_workflows(stores: &[(Scope, Store<Workflow>)]) {
 
 /// One run of the kubernetes source as the router's leader: its connection, its lease and
 /// where it resumes.
-pub struct Session {
+pub(crate) struct Session {
     connection: Connection,
     settings: KubernetesSettings,
     metrics: Arc<Metrics>,
@@ -360,11 +357,11 @@ pub struct Session {
 impl Session {
     /// Connects, waits on standby until this replica leads (when elected), and reads where
     /// to resume. `None` when `stop` came first.
-    pub async fn start(
+    pub(crate) async fn start(
         settings: &KubernetesSettings,
         outbox: &Outbox,
         metrics: &Arc<Metrics>,
-        health: &Health,
+        readiness: &Readiness,
         stop: &CancellationToken,
     ) -> anyhow::Result<Option<Self>> {
         let connection = client::connect(Some(Arc::clone(metrics))).await?;
@@ -378,8 +375,8 @@ impl Session {
                     identity = %elector.identity(),
                     "standing by until this replica holds the lease"
                 );
-                health.set_role(Some(Role::Standby));
-                health.set_ready(true);
+                readiness.set_role(Some(Role::Standby));
+                readiness.set_ready(true);
                 metrics.kube.leader.set(0);
                 match elector.acquire(stop).await {
                     Some(leadership) => Some(leadership),
@@ -389,7 +386,7 @@ impl Session {
             None => None,
         };
         if leadership.is_some() {
-            health.set_role(Some(Role::Leader));
+            readiness.set_role(Some(Role::Leader));
             metrics.kube.leader.set(1);
         }
         let mut store = settings.checkpoint_configmap.as_ref().map(|name| {
@@ -417,7 +414,7 @@ impl Session {
     }
 
     /// Cancelled when this replica loses the lease (never, without leader election).
-    pub fn lost(&self) -> CancellationToken {
+    pub(crate) fn lost(&self) -> CancellationToken {
         self.leadership
             .as_ref()
             .map_or_else(CancellationToken::new, Leadership::lost)
@@ -425,7 +422,7 @@ impl Session {
 
     /// For the status path of enrich: on a first start, only what happens from now (or from the
     /// history window) on; on a resume, from the oldest checkpoint time on.
-    pub fn since(&self) -> Option<Timestamp> {
+    pub(crate) fn since(&self) -> Option<Timestamp> {
         let times = self
             .resume
             .positions
@@ -448,10 +445,9 @@ impl Session {
 
     /// Starts watching into `out`. The accept stage reports what it stored on the returned
     /// sender, which the ConfigMap mirror follows (none when there is no ConfigMap).
-    pub fn watch(
+    pub(crate) fn watch(
         &mut self,
         outbox: &Outbox,
-        config: watch::Receiver<Arc<Config>>,
         out: mpsc::Sender<SourceItem>,
     ) -> (Watching, Option<mpsc::Sender<Accepted>>) {
         let source =
@@ -464,7 +460,6 @@ impl Session {
             let mirror = Mirror::new(
                 store,
                 outbox.clone(),
-                config,
                 receiver,
                 self.settings.checkpoint_interval,
             );
@@ -476,7 +471,7 @@ impl Session {
 
     /// Once delivery has stopped: writes the last delivered position and gives the lease up.
     /// A replica that lost the lease writes nothing more: the checkpoint is the new leader's.
-    pub async fn finish(self) {
+    pub(crate) async fn finish(self) {
         let lost = self
             .leadership
             .as_ref()

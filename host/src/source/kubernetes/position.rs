@@ -23,8 +23,9 @@ use k8s_openapi::jiff::Timestamp;
 use kube::runtime::watcher;
 use serde::{Deserialize, Serialize};
 
-use crate::source::is_workflow_event;
-use crate::source::occurrence::{Occurrences, identity};
+use crate::model::argo::identity;
+use crate::model::argo::is_workflow_event;
+use crate::source::occurrence::Occurrences;
 
 /// How many Event uids a gate remembers the count of.
 const REMEMBERED: usize = 65_536;
@@ -35,23 +36,23 @@ const SKEW: Duration = Duration::from_secs(60);
 /// Where one watch stands: the last Event version it handled.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
-pub struct Position {
+pub(crate) struct Position {
     /// That Event version's `metadata.resourceVersion`.
-    pub resource_version: String,
+    pub(crate) resource_version: String,
     /// When that occurrence happened (RFC 3339), when the Event says.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub time: Option<String>,
+    pub(crate) time: Option<String>,
     /// The Event's uid (or namespace/name).
     #[serde(default)]
-    pub uid: String,
+    pub(crate) uid: String,
     /// The Event's `count`.
     #[serde(default)]
-    pub count: i32,
+    pub(crate) count: i32,
 }
 
 impl Position {
     /// The position right after `event`.
-    pub fn of(event: &Event) -> Self {
+    pub(crate) fn of(event: &Event) -> Self {
         Self {
             resource_version: event.metadata.resource_version.clone().unwrap_or_default(),
             time: event_time(event).map(|t| t.to_string()),
@@ -61,12 +62,12 @@ impl Position {
     }
 
     /// Whether `event` (this version of it) comes after this position.
-    pub fn precedes(&self, event: &Event) -> bool {
+    pub(crate) fn precedes(&self, event: &Event) -> bool {
         self.cmp_to(&Self::of(event)) == Ordering::Less
     }
 
     /// Orders two positions: by `resourceVersion` when both are numbers, else by time.
-    pub fn cmp_to(&self, other: &Self) -> Ordering {
+    pub(crate) fn cmp_to(&self, other: &Self) -> Ordering {
         match (
             number(&self.resource_version),
             number(&other.resource_version),
@@ -85,7 +86,7 @@ impl Position {
     }
 
     /// The later of two positions.
-    pub fn max(self, other: Self) -> Self {
+    pub(crate) fn max(self, other: Self) -> Self {
         match self.cmp_to(&other) {
             Ordering::Less => other,
             _ => self,
@@ -99,7 +100,7 @@ fn number(resource_version: &str) -> Option<u64> {
 
 /// When an Event's latest occurrence happened: `lastTimestamp`, else `eventTime`, else
 /// `firstTimestamp`, else its creation.
-pub fn event_time(event: &Event) -> Option<Timestamp> {
+pub(crate) fn event_time(event: &Event) -> Option<Timestamp> {
     event
         .last_timestamp
         .as_ref()
@@ -111,22 +112,22 @@ pub fn event_time(event: &Event) -> Option<Timestamp> {
 
 /// What a gate made of one watcher event.
 #[derive(Debug, Default)]
-pub struct Step {
+pub(crate) struct Step {
     /// New occurrences to send on, in order.
-    pub events: Vec<Event>,
+    pub(crate) events: Vec<Event>,
     /// Events passed over because they were handled already (or, on a first start, are older
     /// than the history window).
-    pub skipped: u64,
+    pub(crate) skipped: u64,
     /// True when the position moved without an event to carry it (a baseline or a relist), so
     /// the caller should store it on its own.
-    pub moved: bool,
+    pub(crate) moved: bool,
     /// True when this step completed a (re)list.
-    pub listed: bool,
+    pub(crate) listed: bool,
 }
 
 /// Filters one watch's events down to the occurrences not handled yet.
 #[derive(Debug)]
-pub struct Gate {
+pub(crate) struct Gate {
     position: Option<Position>,
     seen: Occurrences,
     listing: Option<Vec<Event>>,
@@ -137,7 +138,7 @@ pub struct Gate {
 impl Gate {
     /// A gate resuming after `resume`; without one (the very first start), Events listed at
     /// start are sent only when they happened within `history` before `now`.
-    pub fn new(resume: Option<Position>, history: Option<Duration>, now: Timestamp) -> Self {
+    pub(crate) fn new(resume: Option<Position>, history: Option<Duration>, now: Timestamp) -> Self {
         let first_start = match (&resume, history) {
             (Some(_), _) => None,
             (None, None) => Some(Timestamp::MAX),
@@ -153,12 +154,12 @@ impl Gate {
     }
 
     /// The last Event version handled.
-    pub fn position(&self) -> Option<&Position> {
+    pub(crate) fn position(&self) -> Option<&Position> {
         self.position.as_ref()
     }
 
     /// Takes one watcher event.
-    pub fn step(&mut self, event: watcher::Event<Event>) -> Step {
+    pub(crate) fn step(&mut self, event: watcher::Event<Event>) -> Step {
         match event {
             watcher::Event::Init => {
                 self.listing = Some(Vec::new());

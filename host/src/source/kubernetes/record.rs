@@ -24,31 +24,31 @@ use tokio_util::sync::CancellationToken;
 use super::EVENT_SELECTOR;
 use super::client;
 use super::position::Position;
-use crate::source::is_workflow_event;
+use crate::model::argo::is_workflow_event;
 
 /// What to record.
 #[derive(Clone, Debug)]
-pub struct RecordOptions {
+pub(crate) struct RecordOptions {
     /// The namespace; the router's own (`POD_NAMESPACE`, else the kubeconfig's) when `None`.
-    pub namespace: Option<String>,
+    pub(crate) namespace: Option<String>,
     /// The file to write (`-` for standard output).
-    pub output: PathBuf,
+    pub(crate) output: PathBuf,
     /// Stop after this long; run until `stop` otherwise.
-    pub duration: Option<Duration>,
+    pub(crate) duration: Option<Duration>,
 }
 
 /// What a recording holds.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecordSummary {
+pub(crate) struct RecordSummary {
     /// Workflow lines written.
-    pub workflows: u64,
+    pub(crate) workflows: u64,
     /// Event lines written.
-    pub events: u64,
+    pub(crate) events: u64,
 }
 
 /// Why recording failed.
 #[derive(Debug, thiserror::Error)]
-pub enum RecordError {
+pub(crate) enum RecordError {
     /// No client.
     #[error(transparent)]
     Client(#[from] client::ClientError),
@@ -143,7 +143,7 @@ impl Recorder {
 }
 
 /// Records until `stop` (or `options.duration`); returns what was written.
-pub async fn record(
+pub(crate) async fn record(
     options: RecordOptions,
     stop: CancellationToken,
 ) -> Result<RecordSummary, RecordError> {

@@ -1,84 +1,70 @@
-//! The `plugins` stage: turns an event into the request an endpoint receives.
+//! The `payload` stage: turns an event into the request an endpoint receives.
 //!
-//! The endpoint's [`Format`](crate::format::Format) renders the payload; the chain (the global
+//! The endpoint's [`Format`](format::Format) renders the payload; the chain (the global
 //! `plugins.chain`, then the endpoint's own `plugins`) then passes, replaces or drops it. With
 //! no chain, the rendered payload is sent as is.
 //!
-//! Plugins are WebAssembly components run by wasmtime:
-//! - [`runtime`]: one engine (epoch interruption for CPU budgets), one linker, the sandboxed
-//!   per-store state; [`cache`] keeps compilations on disk across restarts;
-//! - [`plugin`]: one loaded plugin, its WIT version check and its pool of instances;
-//! - [`registry`]: loads `plugins.dir` and hot-reloads it; [`chain`] runs plugins in order;
-//! - [`health`]: plugins that keep failing, for `/readyz`; [`tester`]: `plugin test`.
+//! - [`format`]: the payload formats (`kfp`, `extended`, `cloudevents`);
+//! - [`plugins`]: WebAssembly plugins run by wasmtime, loaded from `plugins.dir` and
+//!   hot-reloaded.
 //!
 //! A failed call (error, trap, timeout, memory or output limit) affects only that event: the
 //! plugin's `on_error` decides whether the chain goes on without it, the endpoint gets
 //! nothing, or the event is dead-lettered. A chain that names a plugin which is not loaded
 //! (its file was removed) makes the delivery [`Verdict::Wait`] in the outbox until it is.
 
-pub mod bindings;
-pub mod cache;
-pub mod chain;
-pub mod health;
-pub mod plugin;
-pub mod registry;
-pub mod runtime;
-pub mod tester;
+pub mod format;
+pub mod plugins;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context as _;
+use futures::FutureExt as _;
+use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, watch};
 
-use crate::config::{Config, Endpoint};
-use crate::event::RouterEvent;
-use crate::format::Payload;
+use crate::model::event::RouterEvent;
+use crate::model::request::{Render, Request, Verdict};
 use crate::telemetry::Metrics;
-use chain::Snapshot;
-use registry::{Registry, Reloader};
-use runtime::Runtime;
+use crate::telemetry::readiness::Report;
+use format::Format;
+use plugins::chain::{self, Snapshot};
+use plugins::registry::{Registry, Reloader};
+use plugins::runtime::Runtime;
+use plugins::settings::{PluginsSettings, plugin_path};
 
-/// What an endpoint will be sent for one event.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Request {
-    /// The body and its content type.
-    pub payload: Payload,
-    /// Headers set by plugins (the endpoint's own headers are added when sending).
-    pub headers: Vec<(String, String)>,
+/// How one endpoint's payload is made: the payload part of its config.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EndpointPayload {
+    /// The payload format.
+    pub format: Format,
+    /// Plugins run for this endpoint, after the global chain.
+    pub plugins: Vec<String>,
 }
 
-/// What the stage decided for one event and endpoint.
-#[derive(Debug)]
-pub enum Verdict {
-    /// Send this request.
-    Deliver(Request),
-    /// Send nothing: the named plugin dropped the event (or failed, with `on_error = "drop"`).
-    Drop {
-        /// The plugin that dropped it.
-        by: String,
-    },
-    /// Send nothing and write the event to the dead-letter file: a plugin failed, with
-    /// `on_error = "dead-letter"`.
-    DeadLetter {
-        /// The plugin that failed.
-        plugin: String,
-        /// How it failed.
-        error: String,
-        /// The payload the plugin was given.
-        payload: Payload,
-    },
-    /// Not now: a plugin the chain needs is not loaded. The delivery stays in the outbox (its
-    /// workflow's later events wait behind it) and is processed again when the plugins change.
-    Wait {
-        /// Which plugin is missing, for the log.
-        reason: String,
-    },
+/// The stage's settings: the plugins, and every endpoint's format and chain.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PayloadSettings {
+    /// The `[plugins]` section.
+    pub plugins: PluginsSettings,
+    /// Each endpoint's payload settings, by name, in config order.
+    pub endpoints: Vec<(String, EndpointPayload)>,
 }
 
-/// The stage: renders payloads and applies the plugin chains. The default has no plugins.
-#[derive(Default)]
-pub struct PluginStage {
+impl PayloadSettings {
+    /// The payload settings of endpoint `name`.
+    fn endpoint(&self, name: &str) -> Option<&EndpointPayload> {
+        self.endpoints
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, e)| e)
+    }
+}
+
+/// The stage: renders payloads and applies the plugin chains.
+pub struct PayloadStage {
+    settings: watch::Receiver<Arc<PayloadSettings>>,
     active: Option<Active>,
 }
 
@@ -89,28 +75,35 @@ struct Active {
     _reloader: Option<Reloader>,
 }
 
-impl PluginStage {
-    /// Loads the plugins of `config` (compilations cached in `cache_dir`, when given) and,
-    /// with `updates`, follows the plugin folder and the config. Fails when a plugin that a
+impl PayloadStage {
+    /// Loads the plugins of `settings` (compilations cached in `cache_dir`, when given) and,
+    /// with `updates`, follows the plugin folder and the settings. Fails when a plugin that a
     /// chain names cannot be loaded.
     pub async fn start(
-        config: Arc<Config>,
-        updates: Option<watch::Receiver<Arc<Config>>>,
+        settings: Arc<PayloadSettings>,
+        updates: Option<watch::Receiver<Arc<PayloadSettings>>>,
         metrics: Arc<Metrics>,
         cache_dir: Option<PathBuf>,
     ) -> anyhow::Result<Self> {
-        let Some(dir) = config.plugins.dir.clone() else {
-            return Ok(Self::default());
+        let current = match &updates {
+            Some(updates) => updates.clone(),
+            None => watch::channel(Arc::clone(&settings)).1,
+        };
+        let Some(dir) = settings.plugins.dir.clone() else {
+            return Ok(Self {
+                settings: current,
+                active: None,
+            });
         };
         let runtime = Arc::new(Runtime::new(cache_dir).map_err(|e| anyhow::anyhow!("{e:#}"))?);
-        let registry = Arc::new(Registry::new(runtime, metrics, Arc::clone(&config)));
+        let registry = Arc::new(Registry::new(runtime, metrics, Arc::clone(&settings)));
         // Watch before the first scan, so that nothing landing meanwhile is missed.
         let reloader = updates
             .map(|updates| Reloader::start(Arc::clone(&registry), &dir, updates))
             .transpose()
             .with_context(|| format!("cannot watch the plugin folder {}", dir.display()))?;
         let loading = Arc::clone(&registry);
-        let report = tokio::task::spawn_blocking(move || loading.reload(config.clone()))
+        let report = tokio::task::spawn_blocking(move || loading.reload(settings))
             .await
             .context("loading the plugins failed")?;
         let missing = registry.missing(&registry.config());
@@ -119,12 +112,7 @@ impl PluginStage {
                 .iter()
                 .map(|(name, places)| {
                     let why = report.rejected.get(name).map_or_else(
-                        || {
-                            format!(
-                                "{} does not exist",
-                                crate::config::plugin_path(&dir, name).display()
-                            )
-                        },
+                        || format!("{} does not exist", plugin_path(&dir, name).display()),
                         ToString::to_string,
                     );
                     format!(
@@ -137,6 +125,7 @@ impl PluginStage {
         }
         let parallel = std::thread::available_parallelism().map_or(2, |n| n.get());
         Ok(Self {
+            settings: current,
             active: Some(Active {
                 registry,
                 slots: Arc::new(Semaphore::new(parallel * 2)),
@@ -145,12 +134,17 @@ impl PluginStage {
         })
     }
 
-    /// Decides what `endpoint` is sent for `event`.
-    pub async fn process(&self, endpoint: &Endpoint, event: &RouterEvent) -> Verdict {
+    /// Decides what endpoint `name` is sent for `event`.
+    pub async fn process(&self, name: &str, event: &RouterEvent) -> Verdict {
+        let Some(endpoint) = self.settings.borrow().endpoint(name).cloned() else {
+            return Verdict::Wait {
+                reason: format!("endpoint {name:?} is no longer configured"),
+            };
+        };
         let Some(active) = &self.active else {
-            if let Some(name) = endpoint.plugins.first() {
+            if let Some(plugin) = endpoint.plugins.first() {
                 return Verdict::Wait {
-                    reason: format!("plugin {name:?} is not loaded: this router runs no plugins"),
+                    reason: format!("plugin {plugin:?} is not loaded: this router runs no plugins"),
                 };
             }
             return Verdict::Deliver(Request {
@@ -181,7 +175,7 @@ impl PluginStage {
                 headers: Vec::new(),
             });
         }
-        let wit_event = chain::wit_event(event, &endpoint.name);
+        let wit_event = chain::wit_event(event, name);
         let Ok(_slot) = active.slots.acquire().await else {
             unreachable!("the semaphore is never closed");
         };
@@ -198,10 +192,51 @@ impl PluginStage {
     }
 
     /// Changes whenever the loaded plugins change; `None` without plugins.
-    pub fn changes(&self) -> Option<watch::Receiver<Arc<Snapshot>>> {
+    pub(crate) fn changes(&self) -> Option<watch::Receiver<Arc<Snapshot>>> {
         self.active.as_ref().map(|a| a.registry.subscribe())
     }
+}
 
+impl Render for PayloadStage {
+    fn render<'a>(&'a self, endpoint: &'a str, event: &'a RouterEvent) -> BoxFuture<'a, Verdict> {
+        self.process(endpoint, event).boxed()
+    }
+
+    fn changed(&self) -> BoxFuture<'_, ()> {
+        let mut settings = self.settings.clone();
+        settings.mark_unchanged();
+        let plugins = self.changes();
+        async move {
+            let plugins_changed = async {
+                match plugins {
+                    Some(mut changes) => {
+                        changes.mark_unchanged();
+                        let _ = changes.changed().await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            let settings_changed = async {
+                if settings.changed().await.is_err() {
+                    std::future::pending::<()>().await;
+                }
+            };
+            tokio::select! {
+                () = plugins_changed => {}
+                () = settings_changed => {}
+            }
+        }
+        .boxed()
+    }
+}
+
+impl Report for PayloadStage {
+    fn report(&self) -> serde_json::Value {
+        self.status()
+    }
+}
+
+impl PayloadStage {
     /// What `/readyz` shows about plugins: those loaded, failing, and missing.
     pub fn status(&self) -> serde_json::Value {
         let Some(active) = &self.active else {

@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::extended::ExtendedPayload;
-use crate::event::RouterEvent;
+use crate::model::event::RouterEvent;
 
 /// The media type of a structured-mode CloudEvent.
 pub(super) const CONTENT_TYPE: &str = "application/cloudevents+json";

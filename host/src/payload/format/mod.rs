@@ -11,7 +11,8 @@ mod kfp;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::event::RouterEvent;
+use crate::model::event::RouterEvent;
+use crate::model::request::Payload;
 
 /// The payload format of an endpoint.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -24,15 +25,6 @@ pub enum Format {
     Extended,
     /// CloudEvents 1.0 structured JSON whose `data` is the `extended` payload.
     Cloudevents,
-}
-
-/// A request body and its media type.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Payload {
-    /// The bytes to send.
-    pub body: Bytes,
-    /// The `Content-Type` header.
-    pub content_type: String,
 }
 
 impl Format {

@@ -8,19 +8,19 @@ use std::sync::Mutex;
 use serde::Serialize;
 
 /// Failed calls in a row after which a plugin is reported as failing.
-pub const FAILING_AFTER: u32 = 3;
+pub(crate) const FAILING_AFTER: u32 = 3;
 
 /// A plugin that is failing, as `/readyz` lists it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Failing {
+pub(crate) struct Failing {
     /// The plugin's name.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// Failed calls in a row.
-    pub consecutive_failures: u32,
+    pub(crate) consecutive_failures: u32,
     /// The last error.
-    pub last_error: String,
+    pub(crate) last_error: String,
     /// When the last failure happened (RFC 3339).
-    pub last_failure: String,
+    pub(crate) last_failure: String,
 }
 
 #[derive(Debug, Default)]
@@ -38,7 +38,7 @@ pub struct PluginHealth {
 
 impl PluginHealth {
     /// Notes a successful call; true when `plugin` was failing until now.
-    pub fn succeeded(&self, plugin: &str) -> bool {
+    pub(crate) fn succeeded(&self, plugin: &str) -> bool {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         match records.get_mut(plugin) {
             Some(record) if record.consecutive > 0 => {
@@ -51,7 +51,7 @@ impl PluginHealth {
     }
 
     /// Notes a failed call; true when `plugin` has just become failing.
-    pub fn failed(&self, plugin: &str, error: &str) -> bool {
+    pub(crate) fn failed(&self, plugin: &str, error: &str) -> bool {
         let mut records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         let record = records.entry(plugin.to_owned()).or_default();
         record.consecutive = record.consecutive.saturating_add(1);
@@ -61,7 +61,7 @@ impl PluginHealth {
     }
 
     /// Forgets `plugin`'s failures: it was replaced or removed.
-    pub fn forget(&self, plugin: &str) {
+    pub(crate) fn forget(&self, plugin: &str) {
         self.records
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -69,7 +69,7 @@ impl PluginHealth {
     }
 
     /// The plugins failing now.
-    pub fn failing(&self) -> Vec<Failing> {
+    pub(crate) fn failing(&self) -> Vec<Failing> {
         let records = self.records.lock().unwrap_or_else(|e| e.into_inner());
         records
             .iter()

@@ -1,6 +1,7 @@
 //! The shared wasmtime machinery: one [`Engine`] with epoch interruption and the thread that
 //! advances its epoch, one [`Linker`] (WASI with nothing granted, plus the `host` import), the
-//! per-store [`HostState`], and compilation through the on-disk [`Cache`].
+//! per-store [`HostState`], and compilation through wasmtime's on-disk cache
+//! ([`super::cache`]).
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -9,15 +10,14 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Engine, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Cache, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 use super::bindings::{self, Level};
-use super::cache::{Cache, ContentHash};
-use crate::config::PluginSettings;
+use super::settings::PluginSettings;
 
 /// How often the engine's epoch advances: the granularity of call timeouts.
-pub const TICK: Duration = Duration::from_millis(10);
+pub(crate) const TICK: Duration = Duration::from_millis(10);
 
 /// Log records one plugin call may write; later ones are dropped (and counted in a last line).
 const LOGS_PER_CALL: u32 = 32;
@@ -38,13 +38,14 @@ impl Runtime {
     pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        let cache = cache_dir.map(super::cache::in_folder).transpose()?;
+        config.cache(cache.clone());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
         // All of WASI 0.2, as `wasm32-wasip2` standard libraries import it; what it can reach
         // is decided by each store's `WasiCtx`, which grants nothing.
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
         bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
-        let cache = cache_dir.map(|dir| Cache::new(dir, &engine));
         Ok(Self {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -54,53 +55,31 @@ impl Runtime {
     }
 
     /// The engine.
-    pub fn engine(&self) -> &Engine {
+    pub(crate) fn engine(&self) -> &Engine {
         &self.engine
     }
 
     /// The linker every plugin is instantiated with.
-    pub fn linker(&self) -> &Linker<HostState> {
+    pub(crate) fn linker(&self) -> &Linker<HostState> {
         &self.linker
     }
 
-    /// Compiles `bytes` (whose SHA-256 is `content`), or loads the result of an earlier
-    /// compilation from the cache. Returns the component and whether it came from the cache.
-    pub fn compile(
-        &self,
-        bytes: &[u8],
-        content: &ContentHash,
-    ) -> wasmtime::Result<(Component, bool)> {
+    /// Compiles `bytes`, or loads the result of an earlier compilation from the cache.
+    /// Returns the component and whether it came from the cache.
+    pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
         if !bytes.starts_with(b"\0asm") {
             wasmtime::bail!("not a WebAssembly binary (it does not start with `\\0asm`)");
         }
-        if let Some(component) = self
-            .cache
-            .as_ref()
-            .and_then(|c| c.load(&self.engine, content))
-        {
-            return Ok((component, true));
-        }
+        let hits = self.cache.as_ref().map(Cache::cache_hits);
         let component = Component::new(&self.engine, bytes)?;
-        Ok((component, false))
-    }
-
-    /// Keeps a compiled component in the cache, for the next start.
-    pub fn remember(&self, content: &ContentHash, component: &Component) {
-        if let Some(cache) = &self.cache {
-            cache.store(content, component);
-        }
-    }
-
-    /// Deletes cached compilations other than those of the contents `keep`.
-    pub fn prune_cache<'a>(&self, keep: impl IntoIterator<Item = &'a ContentHash>) {
-        if let Some(cache) = &self.cache {
-            cache.prune(keep);
-        }
+        let cached =
+            hits.is_some_and(|before| self.cache.as_ref().map(Cache::cache_hits) > Some(before));
+        Ok((component, cached))
     }
 
     /// A store for one instance of plugin `name`, with its memory limit set and no access to
     /// files, environment, network or the host's stdio.
-    pub fn store(&self, name: &Arc<str>, settings: &PluginSettings) -> Store<HostState> {
+    pub(crate) fn store(&self, name: &Arc<str>, settings: &PluginSettings) -> Store<HostState> {
         let limits = StoreLimitsBuilder::new()
             .memory_size(settings.max_memory)
             .table_elements(100_000)
@@ -113,7 +92,10 @@ impl Runtime {
             plugin: Arc::clone(name),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits,
+            limits: Limiter {
+                limits,
+                exceeded: false,
+            },
             logs_left: LOGS_PER_CALL,
         };
         let mut store = Store::new(&self.engine, state);
@@ -125,24 +107,71 @@ impl Runtime {
 
 /// Epoch ticks that cover `timeout`: a call is stopped after at least `timeout`, and at most
 /// one [`TICK`] later.
-pub fn deadline_ticks(timeout: Duration) -> u64 {
+pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
     timeout.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1
 }
 
 /// Everything one store holds: the WASI context (nothing granted), its resources, the memory
 /// limits and what the `host` import needs.
-pub struct HostState {
+pub(crate) struct HostState {
     plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
-    limits: StoreLimits,
+    limits: Limiter,
     logs_left: u32,
+}
+
+/// The store's limits, remembering whether the instance asked for more than they allow.
+struct Limiter {
+    limits: StoreLimits,
+    exceeded: bool,
+}
+
+impl ResourceLimiter for Limiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.memory_growing(current, desired, maximum);
+        self.exceeded |= !matches!(allowed, Ok(true));
+        allowed
+    }
+
+    fn table_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let allowed = self.limits.table_growing(current, desired, maximum);
+        self.exceeded |= !matches!(allowed, Ok(true));
+        allowed
+    }
+
+    fn instances(&self) -> usize {
+        self.limits.instances()
+    }
+
+    fn tables(&self) -> usize {
+        self.limits.tables()
+    }
+
+    fn memories(&self) -> usize {
+        self.limits.memories()
+    }
 }
 
 impl HostState {
     /// Starts a call: the plugin may log again.
-    pub fn start_call(&mut self) {
+    pub(crate) fn start_call(&mut self) {
         self.logs_left = LOGS_PER_CALL;
+    }
+
+    /// Whether the instance asked for more memory or table space than its limit allows.
+    pub(crate) fn over_limit(&self) -> bool {
+        self.limits.exceeded
     }
 }
 

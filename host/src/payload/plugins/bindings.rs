@@ -9,17 +9,17 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::kfp::event_router::transform::{Action, Event, Payload, Replacement};
-pub use kfp::event_router::host::Level;
+pub(crate) use kfp::event_router::host::Level;
 
 /// The WIT package the host implements.
-pub const PACKAGE: &str = "kfp:event-router";
+pub(crate) const PACKAGE: &str = "kfp:event-router";
 
 /// The version of [`PACKAGE`] the host implements.
-pub const VERSION: &str = "0.1.0";
+pub(crate) const VERSION: &str = "0.1.0";
 
 /// Whether a component built against `version` of the package works with this host: the same
 /// major version, and for 0.x the same minor version too (semver compatibility).
-pub fn compatible(version: &str) -> bool {
+pub(crate) fn compatible(version: &str) -> bool {
     let parse = |v: &str| -> Option<(u64, u64)> {
         let core = v.split(['-', '+']).next()?;
         let mut parts = core.split('.');

@@ -15,7 +15,7 @@ use wasmtime::{Store, Trap};
 use super::bindings::{self, Action, Event, Payload, PluginPre};
 use super::cache::{ContentHash, hex};
 use super::runtime::{HostState, Runtime, deadline_ticks};
-use crate::config::PluginSettings;
+use super::settings::PluginSettings;
 
 /// Idle instances kept per plugin at most.
 const POOL: usize = 16;
@@ -89,7 +89,7 @@ pub enum CallError {
 
 impl CallError {
     /// The `outcome` label of the `plugin_calls` metric for this error.
-    pub fn outcome(&self) -> &'static str {
+    pub(crate) fn outcome(&self) -> &'static str {
         match self {
             Self::Failed(_) => "error",
             Self::Timeout(_) => "timeout",
@@ -101,14 +101,15 @@ impl CallError {
     }
 
     /// Sorts an error raised by wasmtime during a call.
-    fn from_wasmtime(error: &wasmtime::Error, settings: &PluginSettings) -> Self {
+    fn from_wasmtime(
+        error: &wasmtime::Error,
+        store: &Store<HostState>,
+        settings: &PluginSettings,
+    ) -> Self {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return Self::Timeout(settings.timeout);
         }
-        let text = format!("{error:#}");
-        if text.contains("forcing trap when growing memory")
-            || text.contains("forcing trap when growing table")
-        {
+        if store.data().over_limit() {
             return Self::MemoryLimit(settings.max_memory);
         }
         // The trap itself, without the wasm backtrace (of little use for stripped plugins).
@@ -183,7 +184,7 @@ impl LoadedPlugin {
     }
 
     /// The same component with other settings or configuration; `init` must accept it.
-    pub fn reconfigured(
+    pub(crate) fn reconfigured(
         &self,
         settings: PluginSettings,
         config: String,
@@ -204,32 +205,32 @@ impl LoadedPlugin {
     }
 
     /// The plugin's name: its file stem.
-    pub fn name(&self) -> &str {
+    pub(crate) fn name(&self) -> &str {
         &self.name
     }
 
     /// Its version: the first 12 hex digits of the SHA-256 of its file.
-    pub fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         hex(&self.content[..6])
     }
 
     /// The SHA-256 of its file.
-    pub fn content(&self) -> &ContentHash {
+    pub(crate) fn content(&self) -> &ContentHash {
         &self.content
     }
 
     /// The WIT interface it exports, e.g. `kfp:event-router/transform@0.1.0`.
-    pub fn wit(&self) -> &str {
+    pub(crate) fn wit(&self) -> &str {
         &self.wit
     }
 
     /// Its limits and failure policy.
-    pub fn settings(&self) -> &PluginSettings {
+    pub(crate) fn settings(&self) -> &PluginSettings {
         &self.settings
     }
 
     /// The configuration its `init` accepted.
-    pub fn config(&self) -> &str {
+    pub(crate) fn config(&self) -> &str {
         &self.config
     }
 
@@ -254,26 +255,11 @@ impl LoadedPlugin {
                 self.give_back(instance);
                 Err(CallError::Failed(message))
             }
-            Err(e) => Err(CallError::from_wasmtime(&e, &self.settings)),
-        }
-    }
-
-    /// Calls `handle` in a new instance (instantiated and initialised for this call alone),
-    /// bypassing the pool: what every call would cost without pooling, for the `plugins` bench.
-    pub fn call_in_fresh_instance(
-        &self,
-        event: &Event,
-        payload: &Payload,
-    ) -> Result<Action, CallError> {
-        let mut instance = self
-            .instantiate()
-            .map_err(|e| CallError::Trap(e.to_string()))?;
-        self.arm(&mut instance.store);
-        let transform = instance.plugin.kfp_event_router_transform();
-        match transform.call_handle(&mut instance.store, event, payload) {
-            Ok(Ok(action)) => self.check_output(action),
-            Ok(Err(message)) => Err(CallError::Failed(message)),
-            Err(e) => Err(CallError::from_wasmtime(&e, &self.settings)),
+            Err(e) => Err(CallError::from_wasmtime(
+                &e,
+                &instance.store,
+                &self.settings,
+            )),
         }
     }
 
@@ -281,17 +267,20 @@ impl LoadedPlugin {
     fn instantiate(&self) -> Result<Instance, LoadError> {
         let mut store = self.runtime.store(&self.name, &self.settings);
         self.arm(&mut store);
-        let crashed = |e: wasmtime::Error| {
-            LoadError::InitCrashed(CallError::from_wasmtime(&e, &self.settings))
+        let crashed = |e: wasmtime::Error, store: &Store<HostState>| {
+            LoadError::InitCrashed(CallError::from_wasmtime(&e, store, &self.settings))
         };
-        let plugin = self.pre.instantiate(&mut store).map_err(crashed)?;
+        let plugin = match self.pre.instantiate(&mut store) {
+            Ok(plugin) => plugin,
+            Err(e) => return Err(crashed(e, &store)),
+        };
         match plugin
             .kfp_event_router_transform()
             .call_init(&mut store, &self.config)
         {
             Ok(Ok(())) => Ok(Instance { store, plugin }),
             Ok(Err(message)) => Err(LoadError::Init(message)),
-            Err(e) => Err(crashed(e)),
+            Err(e) => Err(crashed(e, &store)),
         }
     }
 

@@ -11,7 +11,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::event::WorkflowFacts;
+use super::event::WorkflowFacts;
 
 /// An `argoproj.io/v1alpha1` Workflow, as much of it as the router reads.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]

@@ -9,14 +9,15 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::mpsc;
 
-use super::bindings::Action;
-use super::cache::content_hash;
-use super::chain::wit_event;
-use super::plugin::LoadedPlugin;
-use super::runtime::Runtime;
-use crate::config::PluginSettings;
-use crate::enrich::{self, Enricher, Paths};
-use crate::format::Format;
+use super::front::{self, CHANNEL, Source};
+use crate::enrich::Paths;
+use crate::payload::format::Format;
+use crate::payload::plugins::bindings::{self, Action};
+use crate::payload::plugins::cache::content_hash;
+use crate::payload::plugins::chain::wit_event;
+use crate::payload::plugins::plugin::LoadedPlugin;
+use crate::payload::plugins::runtime::Runtime;
+use crate::payload::plugins::settings::PluginSettings;
 use crate::source::replay::Replay;
 use crate::telemetry::Metrics;
 
@@ -66,11 +67,10 @@ pub async fn run(
         plugin.wit(),
         plugin.config()
     )?;
-    let (items, source_rx) = mpsc::channel(256);
-    let (intake, mut intake_rx) = mpsc::channel(256);
-    let source = tokio::spawn(Replay::new(&options.events, None).run(None, items));
-    let enricher = Enricher::new(Paths::Events, Arc::new(Metrics::new()));
-    tokio::spawn(enrich::run(enricher, source_rx, intake));
+    let (items, source_rx) = mpsc::channel(CHANNEL);
+    let mut source = Source::replay(Replay::new(&options.events, None), None, None, items);
+    let enricher = front::enricher(Paths::Events, &Arc::new(Metrics::new()), None)?;
+    let (_enrich, mut intake_rx) = source.enrich(enricher, source_rx);
     let mut summary = TestSummary::default();
     while let Some(event) = intake_rx.recv().await.map(|i| i.event) {
         let Some(event) = event else {
@@ -94,7 +94,7 @@ pub async fn run(
             text(&payload.body)
         )?;
         let wit = wit_event(&event, &options.endpoint);
-        let input = super::bindings::Payload {
+        let input = bindings::Payload {
             body: payload.body.to_vec(),
             content_type: payload.content_type,
         };
@@ -129,6 +129,7 @@ pub async fn run(
         }
     }
     source
+        .task
         .await?
         .with_context(|| format!("cannot read {}", options.events.display()))?;
     writeln!(
@@ -155,7 +156,7 @@ async fn load(options: &TestOptions) -> anyhow::Result<LoadedPlugin> {
         let runtime = Arc::new(Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?);
         let content = content_hash(&bytes);
         let (component, _) = runtime
-            .compile(&bytes, &content)
+            .compile(&bytes)
             .map_err(|e| anyhow::anyhow!("{label}: not a valid WebAssembly component: {e:#}"))?;
         LoadedPlugin::new(
             &runtime,

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::kfp::KfpPayload;
-use crate::event::{NodeFacts, RouterEvent};
+use crate::model::event::{NodeFacts, RouterEvent};
 
 /// The `kfp` keys, then run, workflow and node facts, all in PascalCase.
 #[derive(Serialize)]

@@ -14,15 +14,16 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use notify::{RecursiveMode, Watcher};
-use tokio::sync::{Notify, watch};
+use tokio::sync::watch;
 
 use super::cache::{ContentHash, content_hash};
 use super::chain::{Observer, Snapshot};
 use super::health::PluginHealth;
 use super::plugin::{LoadError, LoadedPlugin};
 use super::runtime::Runtime;
-use crate::config::{Config, PluginSettings};
+use super::settings::{PluginSettings, plugin_path};
+use crate::debounce::Debounced;
+use crate::payload::PayloadSettings;
 use crate::telemetry::Metrics;
 
 /// How long the plugin folder must be quiet before it is scanned again.
@@ -40,27 +41,31 @@ struct Rejected {
 }
 
 /// The plugins and their state.
-pub struct Registry {
+pub(crate) struct Registry {
     dir: Option<PathBuf>,
     runtime: Arc<Runtime>,
     metrics: Arc<Metrics>,
     health: PluginHealth,
     snapshot: watch::Sender<Arc<Snapshot>>,
-    config: Mutex<Arc<Config>>,
+    config: Mutex<Arc<PayloadSettings>>,
     rejected: Mutex<HashMap<String, Rejected>>,
 }
 
 /// What one reload did, for the start-up check.
 #[derive(Debug, Default)]
-pub struct Reload {
+pub(crate) struct Reload {
     /// Why each plugin that failed to load was rejected.
-    pub rejected: BTreeMap<String, LoadError>,
+    pub(crate) rejected: BTreeMap<String, LoadError>,
 }
 
 impl Registry {
     /// A registry of the plugins in `config`'s `plugins.dir`, with nothing loaded yet. The
     /// folder stays the same for the registry's life.
-    pub fn new(runtime: Arc<Runtime>, metrics: Arc<Metrics>, config: Arc<Config>) -> Self {
+    pub(crate) fn new(
+        runtime: Arc<Runtime>,
+        metrics: Arc<Metrics>,
+        config: Arc<PayloadSettings>,
+    ) -> Self {
         Self {
             dir: config.plugins.dir.clone(),
             runtime,
@@ -73,17 +78,17 @@ impl Registry {
     }
 
     /// The current version of the plugins.
-    pub fn current(&self) -> Arc<Snapshot> {
+    pub(crate) fn current(&self) -> Arc<Snapshot> {
         self.snapshot.borrow().clone()
     }
 
     /// Changes whenever a new version is swapped in.
-    pub fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
+    pub(crate) fn subscribe(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.snapshot.subscribe()
     }
 
     /// Where chain runs report.
-    pub fn observer(&self) -> Observer<'_> {
+    pub(crate) fn observer(&self) -> Observer<'_> {
         Observer {
             metrics: &self.metrics,
             health: &self.health,
@@ -91,12 +96,12 @@ impl Registry {
     }
 
     /// Plugins failing now.
-    pub fn health(&self) -> &PluginHealth {
+    pub(crate) fn health(&self) -> &PluginHealth {
         &self.health
     }
 
-    /// The config the plugins were last loaded for.
-    pub fn config(&self) -> Arc<Config> {
+    /// The settings the plugins were last loaded for.
+    pub(crate) fn config(&self) -> Arc<PayloadSettings> {
         self.config
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -104,14 +109,14 @@ impl Registry {
     }
 
     /// Names that a chain of `config` runs but that are not loaded, each with where it is named.
-    pub fn missing(&self, config: &Config) -> BTreeMap<String, Vec<String>> {
+    pub(crate) fn missing(&self, config: &PayloadSettings) -> BTreeMap<String, Vec<String>> {
         let snapshot = self.current();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let chains = std::iter::once(("plugins.chain".to_owned(), &config.plugins.chain)).chain(
             config
                 .endpoints
                 .iter()
-                .map(|e| (format!("endpoint {:?}", e.name), &e.plugins)),
+                .map(|(name, e)| (format!("endpoint {name:?}"), &e.plugins)),
         );
         for (place, chain) in chains {
             for name in chain.iter().filter(|n| !snapshot.plugins.contains_key(*n)) {
@@ -123,7 +128,7 @@ impl Registry {
 
     /// Reads the plugin folder and swaps in a new version of what changed, with the settings,
     /// configurations and global chain of `config`. Blocking: compiles and initialises plugins.
-    pub fn reload(&self, config: Arc<Config>) -> Reload {
+    pub(crate) fn reload(&self, config: Arc<PayloadSettings>) -> Reload {
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&config);
         let mut report = Reload::default();
         let current = self.current();
@@ -149,8 +154,6 @@ impl Registry {
                 .all(|((a, pa), (b, pb))| a == b && Arc::ptr_eq(pa, pb))
             && config.plugins.chain == current.global;
         if !unchanged {
-            self.runtime
-                .prune_cache(plugins.values().map(|p| p.content()));
             self.snapshot.send_replace(Arc::new(Snapshot {
                 plugins,
                 global: config.plugins.chain.clone(),
@@ -169,7 +172,7 @@ impl Registry {
     fn load_files(
         &self,
         current: &Snapshot,
-        config: &Config,
+        config: &PayloadSettings,
         dir: &Path,
         files: BTreeMap<String, Vec<u8>>,
         report: &mut Reload,
@@ -205,7 +208,7 @@ impl Registry {
                     .map(|p| (p, true)),
                 None => self.load(&name, &bytes, content, settings, attempt.config.clone()),
             };
-            let path = crate::config::plugin_path(dir, &name);
+            let path = plugin_path(dir, &name);
             match loaded {
                 Ok((plugin, cached)) => {
                     let result = if old.is_some() { "reloaded" } else { "loaded" };
@@ -252,12 +255,9 @@ impl Registry {
     ) -> Result<(LoadedPlugin, bool), LoadError> {
         let (component, cached) = self
             .runtime
-            .compile(bytes, &content)
+            .compile(bytes)
             .map_err(|e| LoadError::Compile(first_line(&e)))?;
         let plugin = LoadedPlugin::new(&self.runtime, name, &component, content, settings, config)?;
-        if !cached {
-            self.runtime.remember(&content, &component);
-        }
         Ok((plugin, cached))
     }
 }
@@ -295,7 +295,7 @@ fn read_folder(dir: &Path) -> std::io::Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// Follows the plugin folder and the config; stops when dropped.
-pub struct Reloader {
+pub(crate) struct Reloader {
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -307,46 +307,35 @@ impl Drop for Reloader {
 
 impl Reloader {
     /// Watches `dir` and `config` and reloads `registry` on every change.
-    pub fn start(
+    pub(crate) fn start(
         registry: Arc<Registry>,
         dir: &Path,
-        config: watch::Receiver<Arc<Config>>,
+        config: watch::Receiver<Arc<PayloadSettings>>,
     ) -> notify::Result<Self> {
-        let changed = Arc::new(Notify::new());
-        let signal = Arc::clone(&changed);
-        let mut watcher =
-            notify::recommended_watcher(move |event: notify::Result<notify::Event>| {
-                if event.is_ok_and(|e| !e.kind.is_access()) {
-                    signal.notify_one();
-                }
-            })?;
-        watcher.watch(dir, RecursiveMode::NonRecursive)?;
-        let task = tokio::spawn(follow(registry, watcher, changed, config));
+        let mut files = Debounced::new(QUIET)?;
+        files.watch(dir)?;
+        let task = tokio::spawn(follow(registry, files, config));
         Ok(Self { task })
     }
 }
 
 async fn follow(
     registry: Arc<Registry>,
-    _watcher: notify::RecommendedWatcher,
-    changed: Arc<Notify>,
-    mut updates: watch::Receiver<Arc<Config>>,
+    files: Debounced,
+    mut updates: watch::Receiver<Arc<PayloadSettings>>,
 ) {
     let mut config = registry.config();
     let mut following = true;
     loop {
         tokio::select! {
-            () = changed.notified() => {
-                while tokio::time::timeout(QUIET, changed.notified()).await.is_ok() {}
-            }
+            () = files.changed() => {}
             update = updates.changed(), if following => {
                 if update.is_err() {
                     following = false;
                     continue;
                 }
                 let new = updates.borrow_and_update().clone();
-                let chains = |c: &Config| c.endpoints.iter().map(|e| e.plugins.clone()).collect::<Vec<_>>();
-                if new.plugins == config.plugins && chains(&new) == chains(&config) {
+                if new == config {
                     continue;
                 }
                 if new.plugins.dir != config.plugins.dir {

@@ -1,7 +1,10 @@
 //! Logs and metrics: what the router tells its operators.
 //!
 //! Logs go through `tracing` (human-readable or JSON). Metrics are Prometheus counters and
-//! histograms named `kfp_event_router_*`, served by [`crate::server`].
+//! histograms named `kfp_event_router_*`, served by the operator server. [`readiness`] is what
+//! `/readyz` reports.
+
+pub(crate) mod readiness;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -37,81 +40,81 @@ pub fn init_logging(format: LogFormat) {
 
 /// Labels naming an endpoint.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct EndpointLabel {
+pub(crate) struct EndpointLabel {
     /// The endpoint's name.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
 }
 
 /// Labels for events dropped before delivery.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct DropLabel {
+pub(crate) struct DropLabel {
     /// The endpoint's name.
-    pub endpoint: String,
+    pub(crate) endpoint: String,
     /// What dropped it, e.g. a plugin's name.
-    pub by: String,
+    pub(crate) by: String,
 }
 
 /// Labels naming a plugin.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginLabel {
+pub(crate) struct PluginLabel {
     /// The plugin's name.
-    pub plugin: String,
+    pub(crate) plugin: String,
 }
 
 /// Labels of one plugin call's outcome.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginCallLabel {
+pub(crate) struct PluginCallLabel {
     /// The plugin's name.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// `pass`, `drop`, `replace`, or a failure: `error`, `trap`, `timeout`, `memory_limit`,
     /// `output_limit`, `invalid_output`; `missing` when a chain named it but it was not loaded.
-    pub outcome: String,
+    pub(crate) outcome: String,
 }
 
 /// Labels of a plugin (re)load.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct PluginLoadLabel {
+pub(crate) struct PluginLoadLabel {
     /// The plugin's name.
-    pub plugin: String,
+    pub(crate) plugin: String,
     /// `loaded`, `reloaded`, `rejected` or `removed`.
-    pub result: String,
+    pub(crate) result: String,
 }
 
 /// A label pair list, for small families.
-pub type Labels = Vec<(&'static str, &'static str)>;
+pub(crate) type Labels = Vec<(&'static str, &'static str)>;
 
 /// Every metric the router exports.
 pub struct Metrics {
     registry: Registry,
     /// Events accepted into the outbox.
-    pub events_received: Counter,
+    pub(crate) events_received: Counter,
     /// Deliveries answered with 2xx, per endpoint.
-    pub delivered: Family<EndpointLabel, Counter>,
+    pub(crate) delivered: Family<EndpointLabel, Counter>,
     /// Attempts that failed and will be tried again, per endpoint.
-    pub retried: Family<EndpointLabel, Counter>,
+    pub(crate) retried: Family<EndpointLabel, Counter>,
     /// Deliveries given up and written to the dead-letter file, per endpoint.
-    pub dead_lettered: Family<EndpointLabel, Counter>,
+    pub(crate) dead_lettered: Family<EndpointLabel, Counter>,
     /// Deliveries a plugin chose not to send, per endpoint and plugin.
-    pub dropped: Family<DropLabel, Counter>,
+    pub(crate) dropped: Family<DropLabel, Counter>,
     /// Seconds from an event's acceptance to its successful delivery, per endpoint.
-    pub delivery_latency: Family<EndpointLabel, Histogram>,
+    pub(crate) delivery_latency: Family<EndpointLabel, Histogram>,
     /// Deliveries waiting in the outbox.
-    pub outbox_depth: Gauge,
+    pub(crate) outbox_depth: Gauge,
     /// Config reloads by result (`applied`, `rejected`).
-    pub config_reloads: Family<Labels, Counter>,
+    pub(crate) config_reloads: Family<Labels, Counter>,
     /// Run transitions by the path that reported them: `events`, `workflows` (derived from
     /// status), `both-deduplicated` (an Event for a transition already delivered).
-    pub transitions: Family<Labels, Counter>,
+    pub(crate) transitions: Family<Labels, Counter>,
     /// Plugin calls by plugin and outcome.
-    pub plugin_calls: Family<PluginCallLabel, Counter>,
+    pub(crate) plugin_calls: Family<PluginCallLabel, Counter>,
     /// Seconds one plugin call took, per plugin.
-    pub plugin_call_seconds: Family<PluginLabel, Histogram>,
+    pub(crate) plugin_call_seconds: Family<PluginLabel, Histogram>,
     /// Plugin loads, reloads, rejections and removals, per plugin.
-    pub plugin_loads: Family<PluginLoadLabel, Counter>,
+    pub(crate) plugin_loads: Family<PluginLoadLabel, Counter>,
     /// 1 while a plugin is failing (its last calls all failed), per plugin.
-    pub plugin_failing: Family<PluginLabel, Gauge>,
+    pub(crate) plugin_failing: Family<PluginLabel, Gauge>,
     /// The kubernetes source's metrics: API requests, leadership, watch errors.
-    pub kube: KubeMetrics,
+    pub(crate) kube: KubeMetrics,
     /// Dead letters over all endpoints, for the run summary.
     dead_lettered_total: Counter,
 }
@@ -237,7 +240,7 @@ impl Metrics {
     }
 
     /// Counts a dead letter for `endpoint`.
-    pub fn dead_letter(&self, endpoint: &str) {
+    pub(crate) fn dead_letter(&self, endpoint: &str) {
         self.dead_lettered
             .get_or_create(&Self::endpoint(endpoint))
             .inc();
@@ -245,13 +248,8 @@ impl Metrics {
     }
 
     /// Dead letters so far, over all endpoints.
-    pub fn dead_lettered_total(&self) -> u64 {
+    pub(crate) fn dead_lettered_total(&self) -> u64 {
         self.dead_lettered_total.get()
-    }
-
-    /// The registry, for modules that register metrics of their own.
-    pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
     }
 
     /// Renders every metric in the Prometheus text format.
@@ -263,7 +261,7 @@ impl Metrics {
     }
 
     /// Counts one plugin call's outcome.
-    pub fn plugin_call(&self, plugin: &str, outcome: &str) {
+    pub(crate) fn plugin_call(&self, plugin: &str, outcome: &str) {
         let labels = PluginCallLabel {
             plugin: plugin.to_owned(),
             outcome: outcome.to_owned(),
@@ -272,7 +270,7 @@ impl Metrics {
     }
 
     /// Counts a plugin load, reload, rejection or removal.
-    pub fn plugin_load(&self, plugin: &str, result: &str) {
+    pub(crate) fn plugin_load(&self, plugin: &str, result: &str) {
         let labels = PluginLoadLabel {
             plugin: plugin.to_owned(),
             result: result.to_owned(),
@@ -281,14 +279,14 @@ impl Metrics {
     }
 
     /// The labels of one plugin.
-    pub fn plugin(name: &str) -> PluginLabel {
+    pub(crate) fn plugin(name: &str) -> PluginLabel {
         PluginLabel {
             plugin: name.to_owned(),
         }
     }
 
     /// The labels of one endpoint.
-    pub fn endpoint(name: &str) -> EndpointLabel {
+    pub(crate) fn endpoint(name: &str) -> EndpointLabel {
         EndpointLabel {
             endpoint: name.to_owned(),
         }
@@ -297,24 +295,24 @@ impl Metrics {
 
 /// Labels of one Kubernetes API request.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct KubeRequestLabel {
+pub(crate) struct KubeRequestLabel {
     /// `get`, `list`, `watch`, `create`, `update`, `patch` or `delete`.
-    pub verb: String,
+    pub(crate) verb: String,
     /// The resource, e.g. `events` or `workflows.argoproj.io`.
-    pub resource: String,
+    pub(crate) resource: String,
 }
 
 /// The kubernetes source's metrics.
-pub struct KubeMetrics {
+pub(crate) struct KubeMetrics {
     /// Kubernetes API requests, by verb and resource (`kfp_event_router_kube_requests_total`).
-    pub requests: Family<KubeRequestLabel, Counter>,
+    pub(crate) requests: Family<KubeRequestLabel, Counter>,
     /// 1 while this replica holds the leader lease, 0 on standby.
-    pub leader: Gauge,
+    pub(crate) leader: Gauge,
     /// Watch errors (each is retried after a backoff), by resource.
-    pub watch_errors: Family<Labels, Counter>,
+    pub(crate) watch_errors: Family<Labels, Counter>,
     /// Events passed over because they were delivered already (relists, restarts, updates that
     /// are not new occurrences) or predate the first start.
-    pub skipped: Counter,
+    pub(crate) skipped: Counter,
 }
 
 impl KubeMetrics {
@@ -349,7 +347,7 @@ impl KubeMetrics {
     }
 
     /// Counts one API request.
-    pub fn request(&self, verb: &str, resource: &str) {
+    pub(crate) fn request(&self, verb: &str, resource: &str) {
         let labels = KubeRequestLabel {
             verb: verb.to_owned(),
             resource: resource.to_owned(),
@@ -358,7 +356,7 @@ impl KubeMetrics {
     }
 
     /// Counts one watch error on `resource`.
-    pub fn watch_error(&self, resource: &'static str) {
+    pub(crate) fn watch_error(&self, resource: &'static str) {
         self.watch_errors
             .get_or_create(&vec![("resource", resource)])
             .inc();

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde_json::{Value, json};
 
 use super::*;
-use crate::event::{EventFacts, NodeFacts, WorkflowFacts};
+use crate::model::event::{EventFacts, NodeFacts, WorkflowFacts};
 
 fn workflow() -> WorkflowFacts {
     WorkflowFacts {

@@ -2,17 +2,17 @@
 
 use serde::Serialize;
 
-use crate::event::RouterEvent;
+use crate::model::event::RouterEvent;
 
 /// `{"KfpRunId","WorkflowName","NodeName","EventType","Message"}`, in that order.
 #[derive(Serialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KfpPayload<'a> {
-    pub kfp_run_id: &'a str,
-    pub workflow_name: &'a str,
-    pub node_name: &'a str,
-    pub event_type: &'a str,
-    pub message: &'a str,
+    pub(crate) kfp_run_id: &'a str,
+    pub(crate) workflow_name: &'a str,
+    pub(crate) node_name: &'a str,
+    pub(crate) event_type: &'a str,
+    pub(crate) message: &'a str,
 }
 
 impl<'a> From<&'a RouterEvent> for KfpPayload<'a> {

@@ -3,15 +3,16 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::leader::LeaderSettings;
-use super::{KubernetesSettings, Namespaces};
-use crate::config::{Config, SourceConfig};
+use crate::config::Config;
+use crate::source::SourceSettings;
+use crate::source::kubernetes::leader::LeaderSettings;
+use crate::source::kubernetes::{KubernetesSettings, Namespaces};
 
 fn parse(source: &str) -> Result<KubernetesSettings, String> {
     let text = format!("[source]\nkind = \"kubernetes\"\n{source}\n");
     match Config::parse(Path::new("router.toml"), &text) {
         Ok(config) => match config.source {
-            SourceConfig::Kubernetes(settings) => Ok(settings),
+            SourceSettings::Kubernetes(settings) => Ok(settings),
             other => panic!("not a kubernetes source: {other:?}"),
         },
         Err(e) => Err(e.to_string()),

@@ -11,10 +11,9 @@ use std::time::Instant;
 use super::bindings::{self, Action};
 use super::health::PluginHealth;
 use super::plugin::{CallError, LoadedPlugin};
-use super::{Request, Verdict};
-use crate::config::OnError;
-use crate::event::RouterEvent;
-use crate::format::Payload;
+use super::settings::OnError;
+use crate::model::event::RouterEvent;
+use crate::model::request::{Payload, Request, Verdict};
 use crate::telemetry::Metrics;
 
 /// Headers plugins may not set: the transport's own (the router's signing and content-type
@@ -32,17 +31,17 @@ const REFUSED: [&str; 8] = [
 
 /// One version of the loaded plugins and the global chain.
 #[derive(Debug, Default)]
-pub struct Snapshot {
+pub(crate) struct Snapshot {
     /// Loaded plugins by name.
-    pub plugins: BTreeMap<String, Arc<LoadedPlugin>>,
+    pub(crate) plugins: BTreeMap<String, Arc<LoadedPlugin>>,
     /// The global chain, run for every endpoint first.
-    pub global: Vec<String>,
+    pub(crate) global: Vec<String>,
 }
 
 impl Snapshot {
     /// The plugins an endpoint's chain runs, in order: the global chain, then `own`. Err
     /// names the first that is not loaded.
-    pub fn resolve(&self, own: &[String]) -> Result<Vec<Arc<LoadedPlugin>>, String> {
+    pub(crate) fn resolve(&self, own: &[String]) -> Result<Vec<Arc<LoadedPlugin>>, String> {
         self.global
             .iter()
             .chain(own)

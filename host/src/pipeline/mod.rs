@@ -1,0 +1,218 @@
+//! The assembler: wires the stages into a running router. Start reading here.
+//!
+//! ```text
+//! model/  telemetry/  debounce     shared types, metrics and readiness, file watching
+//!    ▲
+//! state/                           the outbox and dead letters, on disk
+//!    ▲
+//! source/ ──items──▶ enrich/ ──intake──▶ accept/ ──outbox──▶ deliver/ ◀── payload/
+//!                                                    (a worker per endpoint; payload/ renders
+//!                                                     each request: format/, then plugins/)
+//!    ▲
+//! config/  server                  the file, checked into each stage's settings; /metrics
+//!    ▲
+//! pipeline/  receive               this assembler; the stand-in endpoint
+//!    ▲
+//! cli                              the command line
+//! ```
+//! Each layer imports only the layers below it, and no stage imports another stage: what
+//! crosses between stages is a [`model`](crate::model) type, handed over here
+//! (`host/tests/layering.rs` checks both). The channels are bounded, so a slow disk slows the
+//! source rather than filling memory; the outbox is the only queue that grows, on disk, while
+//! an endpoint is down.
+//!
+//! [`front`] is the half every command shares (source, enrich); [`run`] adds accept, payload
+//! and deliver; [`dry_run`] prints what each endpoint would be sent; [`plugin_test`] runs one
+//! plugin over a recording.
+
+mod dry_run;
+mod front;
+pub mod plugin_test;
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::deliver::{self, Deliverer};
+use crate::payload::PayloadStage;
+use crate::source::SourceSettings;
+use crate::source::kubernetes::Session;
+use crate::source::replay::Replay;
+use crate::state::State;
+use crate::telemetry::Metrics;
+use crate::telemetry::readiness::Readiness;
+pub(crate) use dry_run::dry_run;
+use front::{CHANNEL, Source};
+
+/// Folder of `state.dir` where compiled plugins are cached.
+pub(crate) const PLUGIN_CACHE: &str = "plugin-cache";
+
+/// How a run ended.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct RunSummary {
+    /// Events read from the source.
+    pub events: u64,
+    /// Deliveries given up during the run.
+    pub dead_lettered: u64,
+}
+
+/// Runs the router with `config` until the source ends and everything is delivered (a
+/// replay), or until `shutdown` is cancelled.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
+    let config = Arc::new(config);
+    let metrics = Arc::new(Metrics::new());
+    let state = State::open(&config.state_dir)?;
+    let outbox = state.outbox.clone();
+    let config_updates = crate::config::watch::spawn(Arc::clone(&config), Arc::clone(&metrics))
+        .context("cannot watch the config file")?;
+    let payload = PayloadStage::start(
+        Arc::new(config.payload()),
+        Some(follow(&config_updates, Config::payload)),
+        Arc::clone(&metrics),
+        Some(config.state_dir.join(PLUGIN_CACHE)),
+    )
+    .await
+    .context("cannot start the plugins")?;
+    let payload = Arc::new(payload);
+    let readiness = Readiness::default();
+    readiness.publish("plugins", Arc::clone(&payload) as _);
+    let (address, server) = crate::server::start(
+        config.listen,
+        Arc::clone(&metrics),
+        readiness.clone(),
+        outbox.clone(),
+    )
+    .await?;
+    tracing::info!(%address, "serving /metrics, /healthz and /readyz");
+
+    // A kubernetes source stands by until this replica holds the lease: only the leader
+    // watches and delivers.
+    let mut kube = match &config.source {
+        SourceSettings::Kubernetes(settings) => {
+            match Session::start(settings, &outbox, &metrics, &readiness, &shutdown).await? {
+                Some(session) => Some(session),
+                None => return Ok(RunSummary::default()),
+            }
+        }
+        SourceSettings::Replay { .. } => None,
+    };
+    let lost = kube
+        .as_ref()
+        .map_or_else(CancellationToken::new, Session::lost);
+
+    let context = deliver::Context {
+        outbox: outbox.clone(),
+        dead_letters: state.dead_letters.clone(),
+        metrics: Arc::clone(&metrics),
+        render: payload,
+        http: deliver::HttpSender::default(),
+    };
+    let stop_delivery = CancellationToken::new();
+    let deliverer = tokio::spawn(Deliverer::new(context).run(
+        follow(&config_updates, Config::deliveries),
+        stop_delivery.clone(),
+    ));
+
+    let (items, source_rx) = mpsc::channel(CHANNEL);
+    let mut source = match (&config.source, kube.as_mut()) {
+        (SourceSettings::Kubernetes(_), Some(session)) => Source::elected(session, &outbox, items),
+        (SourceSettings::Kubernetes(_), None) => unreachable!("a kubernetes source has a session"),
+        (SourceSettings::Replay { path, rate }, _) => {
+            let replay = Replay::new(path, *rate);
+            let key = replay.checkpoint_key();
+            let resume = outbox
+                .checkpoint(&key)?
+                .and_then(|line| line.parse::<u64>().ok());
+            if let Some(line) = resume {
+                tracing::info!(path = %path.display(), line, "resuming the replay after the last accepted event");
+            }
+            Source::replay(replay, resume, Some(key), items)
+        }
+    };
+    let mut enricher = front::enricher(config.paths, &metrics, Some(&outbox))?;
+    if let Some(session) = &kube {
+        enricher = enricher.since(session.since());
+    }
+    let (enrich, intake) = source.enrich(enricher, source_rx);
+    let accept = tokio::spawn(crate::accept::run(
+        intake,
+        outbox.clone(),
+        follow(&config_updates, Config::routes),
+        Arc::clone(&metrics),
+        source.accepted.take(),
+    ));
+    readiness.set_ready(true);
+
+    let mut summary = RunSummary::default();
+    let finished = tokio::select! {
+        ended = &mut source.task => Some(ended),
+        () = shutdown.cancelled() => None,
+        () = lost.cancelled() => None,
+    };
+    if finished.is_none() {
+        tracing::info!("shutting down: finishing the events under way");
+        source.abort.abort();
+    }
+    let _ = enrich.await;
+    summary.events = accept.await.context("the accept stage failed")??;
+    if let Some(ended) = finished {
+        let events = ended.context("the source failed")??;
+        tracing::info!(events, "source finished; delivering what is left");
+        if let Some(key) = &source.checkpoint_key {
+            let delivered = tokio::select! {
+                () = outbox.drained() => true,
+                () = shutdown.cancelled() => false,
+            };
+            if delivered {
+                outbox.clear_checkpoint(key).await?;
+            }
+        }
+    }
+    readiness.set_ready(false);
+    stop_delivery.cancel();
+    let _ = deliverer.await;
+    if let Some(session) = kube {
+        session.finish().await;
+    }
+    server.abort();
+    let _ = server.await;
+    drop(state);
+    outbox.close().await?;
+    if lost.is_cancelled() {
+        anyhow::bail!("lost the leader lease; stopping so that a restart rejoins as a standby");
+    }
+    summary.dead_lettered = metrics.dead_lettered_total();
+    Ok(summary)
+}
+
+/// One stage's part of the config, kept current as the config file changes: `part` of each
+/// new config, published only when it differs from the last.
+fn follow<T>(
+    config: &watch::Receiver<Arc<Config>>,
+    part: fn(&Config) -> T,
+) -> watch::Receiver<Arc<T>>
+where
+    T: PartialEq + Send + Sync + 'static,
+{
+    let mut config = config.clone();
+    let (sender, receiver) = watch::channel(Arc::new(part(&config.borrow_and_update())));
+    tokio::spawn(async move {
+        while config.changed().await.is_ok() {
+            let new = part(&config.borrow_and_update());
+            sender.send_if_modified(|current| {
+                let changed = **current != new;
+                if changed {
+                    *current = Arc::new(new);
+                }
+                changed
+            });
+            if sender.is_closed() {
+                break;
+            }
+        }
+    });
+    receiver
+}
