@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use url::Url;
 
 use super::Delivery;
 use super::retry::retry_after;
@@ -15,6 +16,15 @@ const RESERVED: [&str; 4] = [
     "webhook-timestamp",
     "webhook-signature",
 ];
+
+/// Characters of a response body quoted in an error.
+const EXCERPT_CHARS: usize = 200;
+
+/// Path segments and query values this long or longer are redacted: they may be tokens.
+const MIN_SECRET_CHARS: usize = 6;
+
+/// What redacted text is replaced with.
+const REDACTED: &str = "<redacted>";
 
 /// Why an attempt did not deliver.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -102,14 +112,14 @@ impl HttpSender {
             .send()
             .await
             .map_err(|e| Failure::Retry {
-                error: describe(&e.without_url()),
+                error: redact(&describe(&e.without_url()), &endpoint.url),
                 retry_after: None,
             })?;
         let status = response.status();
         let wait = retry_after(response.headers());
         // Reading the body lets the connection be reused; a short excerpt explains failures.
         let body = response.bytes().await.unwrap_or_default();
-        let excerpt: String = String::from_utf8_lossy(&body).chars().take(200).collect();
+        let excerpt = excerpt(&body, &endpoint.url);
         let code = status.as_u16();
         match code {
             200..=299 => Ok(code),
@@ -122,6 +132,40 @@ impl HttpSender {
     }
 }
 
+/// The first [`EXCERPT_CHARS`] characters of a response body, with `url`'s secrets redacted.
+fn excerpt(body: &[u8], url: &Url) -> String {
+    // Redact a window long enough to hold any secret that starts in the excerpt, so that a
+    // secret cut by the excerpt's end is not quoted in part. A character is 4 bytes at most.
+    let window = EXCERPT_CHARS + url.as_str().chars().count();
+    let head = &body[..body.len().min(4 * window)];
+    let text: String = String::from_utf8_lossy(head).chars().take(window).collect();
+    redact(&text, url).chars().take(EXCERPT_CHARS).collect()
+}
+
+/// `text` with every occurrence of `url`, its path, its query, its password, and each of its
+/// path segments and query values of [`MIN_SECRET_CHARS`] or more replaced with [`REDACTED`].
+fn redact(text: &str, url: &Url) -> String {
+    let mut secrets = vec![url.as_str().to_owned(), url.path().to_owned()];
+    secrets.extend(url.password().map(str::to_owned));
+    if let Some(query) = url.query() {
+        secrets.push(query.to_owned());
+        secrets.extend(
+            query
+                .split('&')
+                .filter_map(|pair| pair.split_once('=').map(|(_, value)| value.to_owned())),
+        );
+    }
+    secrets.extend(url.query_pairs().map(|(_, value)| value.into_owned()));
+    secrets.extend(url.path_segments().into_iter().flatten().map(str::to_owned));
+    secrets.retain(|s| s.chars().count() >= MIN_SECRET_CHARS);
+    // Longest first, so that the whole URL goes before the parts it contains.
+    secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    secrets.dedup();
+    secrets.iter().fold(text.to_owned(), |text, secret| {
+        text.replace(secret, REDACTED)
+    })
+}
+
 /// The error and its causes on one line.
 fn describe(error: &reqwest::Error) -> String {
     let mut text = error.to_string();
@@ -132,4 +176,101 @@ fn describe(error: &reqwest::Error) -> String {
         source = cause.source();
     }
     text
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+    use crate::model::request::Payload;
+
+    /// Serves one request on 127.0.0.1 with a raw HTTP/1.1 `404` whose body is `body`; returns
+    /// the port.
+    async fn serve_404(body: &'static str) -> u16 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            let (mut socket, _) = listener.accept().await.unwrap();
+            let mut request = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // Read the whole request (headers, then a `Content-Length` body) before answering.
+            loop {
+                let n = socket.read(&mut chunk).await.unwrap();
+                request.extend_from_slice(&chunk[..n]);
+                let text = String::from_utf8_lossy(&request).to_ascii_lowercase();
+                if let Some(end) = text.find("\r\n\r\n") {
+                    let length = text
+                        .lines()
+                        .find_map(|l| l.strip_prefix("content-length:"))
+                        .map_or(0, |v| v.trim().parse::<usize>().unwrap());
+                    if request.len() >= end + 4 + length {
+                        break;
+                    }
+                }
+                if n == 0 {
+                    break;
+                }
+            }
+            let response = format!(
+                "HTTP/1.1 404 Not Found\r\nContent-Type: text/plain\r\nContent-Length: {}\r\n\
+                 Connection: close\r\n\r\n{body}",
+                body.len()
+            );
+            socket.write_all(response.as_bytes()).await.unwrap();
+            socket.shutdown().await.unwrap();
+        });
+        port
+    }
+
+    #[tokio::test]
+    async fn an_echoed_url_is_redacted_from_the_error() {
+        let port = serve_404("Cannot POST /hooks/T0KEN123?sig=abcdef123").await;
+        let url = Url::parse(&format!(
+            "http://127.0.0.1:{port}/hooks/T0KEN123?sig=abcdef123"
+        ))
+        .unwrap();
+        let request = Request {
+            payload: Payload {
+                body: Bytes::from_static(b"{}"),
+                content_type: "application/json".into(),
+            },
+            headers: Vec::new(),
+        };
+        let failure = HttpSender::default()
+            .post(&Delivery::new("hook".into(), url), &request, "msg_1")
+            .await
+            .unwrap_err();
+        let error = failure.error();
+        assert!(matches!(failure, Failure::Final(_)), "{error}");
+        assert!(error.contains("404"), "{error}");
+        assert!(!error.contains("T0KEN123"), "{error}");
+        assert!(!error.contains("abcdef123"), "{error}");
+    }
+
+    #[test]
+    fn redacts_the_url_its_path_query_and_long_parts() {
+        let url = Url::parse("https://user:hunter22@example.com/hook/abcdefgh/x?token=s3cr3tv&v=1")
+            .unwrap();
+        let text = format!(
+            "{url} | {} | {} | abcdefgh | s3cr3tv | hunter22 | /hook | v=1",
+            url.path(),
+            url.query().unwrap()
+        );
+        assert_eq!(
+            redact(&text, &url),
+            "<redacted> | <redacted> | <redacted> | <redacted> | <redacted> | <redacted> \
+             | /hook | v=1"
+        );
+    }
+
+    #[test]
+    fn an_excerpt_does_not_quote_a_secret_it_cuts() {
+        let url = Url::parse("http://example.com/hooks/T0KEN123").unwrap();
+        let body = format!("{}T0KEN123", "x".repeat(EXCERPT_CHARS - 4));
+        let excerpt = excerpt(body.as_bytes(), &url);
+        assert_eq!(excerpt.chars().count(), EXCERPT_CHARS);
+        assert!(!excerpt.contains("T0KE"), "{excerpt}");
+    }
 }

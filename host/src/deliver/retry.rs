@@ -52,16 +52,20 @@ impl RetryPolicy {
             .copied()
             .unwrap_or_default();
         let spread = 1.0 + self.jitter * (rand::random::<f64>() - 0.5);
-        let delay = base.mul_f64(spread).max(retry_after.unwrap_or_default());
-        (elapsed + delay <= self.max_elapsed).then_some(delay)
+        let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * spread).unwrap_or(base);
+        let delay = jittered.max(retry_after.unwrap_or_default());
+        // Checked: an absurd wait (or elapsed time) is beyond any budget, not an overflow.
+        let resume = elapsed.checked_add(delay)?;
+        (resume <= self.max_elapsed).then_some(delay)
     }
 }
 
-/// Reads `Retry-After`: seconds, or an HTTP date.
+/// Reads `Retry-After`: seconds, or an HTTP date. Seconds beyond `u64` are clamped to its
+/// maximum, a wait beyond any retry budget.
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let text = headers.get(RETRY_AFTER)?.to_str().ok()?.trim();
-    if let Ok(seconds) = text.parse::<u64>() {
-        return Some(Duration::from_secs(seconds));
+    if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+        return Some(Duration::from_secs(text.parse().unwrap_or(u64::MAX)));
     }
     let when = httpdate::parse_http_date(text).ok()?;
     Some(when.duration_since(SystemTime::now()).unwrap_or_default())
@@ -121,5 +125,37 @@ mod tests {
         headers.insert(RETRY_AFTER, httpdate::fmt_http_date(later).parse().unwrap());
         let got = retry_after(&headers).unwrap().as_secs();
         assert!((118..=120).contains(&got), "{got}");
+    }
+
+    #[test]
+    fn a_huge_retry_after_is_clamped_not_a_panic() {
+        let mut headers = HeaderMap::new();
+        for huge in ["99999999999999999999", "18446744073709551615"] {
+            headers.insert(RETRY_AFTER, huge.parse().unwrap());
+            let got = retry_after(&headers).expect("clamped, not ignored");
+            assert!(got >= Duration::from_secs(u64::MAX / 2), "{huge}: {got:?}");
+        }
+    }
+
+    #[test]
+    fn a_huge_retry_after_spends_the_budget() {
+        let p = policy(&[0, 5], 10);
+        let huge = Some(Duration::from_secs(u64::MAX));
+        assert_eq!(p.next_delay(1, Duration::from_secs(1), huge), None);
+        assert_eq!(p.next_delay(1, Duration::ZERO, Some(Duration::MAX)), None);
+        assert_eq!(p.next_delay(1, Duration::MAX, None), None);
+    }
+
+    #[test]
+    fn a_retry_after_date_far_ahead_spends_the_budget() {
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            RETRY_AFTER,
+            "Fri, 31 Dec 9999 23:59:59 GMT".parse().unwrap(),
+        );
+        let wait = retry_after(&headers);
+        assert!(wait.is_some_and(|w| w > Duration::from_secs(100 * 365 * 86400)));
+        let p = policy(&[0, 5], 10);
+        assert_eq!(p.next_delay(1, Duration::from_secs(1), wait), None);
     }
 }

@@ -71,7 +71,7 @@ impl Replay {
         let file = tokio::fs::File::open(&self.path)
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
-        let mut lines = tokio::io::BufReader::with_capacity(1 << 16, file).lines();
+        let mut reader = tokio::io::BufReader::with_capacity(1 << 16, file);
         let mut pace = self.rate.map(|rate| {
             let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -82,12 +82,23 @@ impl Replay {
         let mut seen = Occurrences::new(usize::MAX);
         let mut summary = ReplaySummary::default();
         let mut number = 0u64;
-        while let Some(line) = lines.next_line().await? {
+        let mut bytes = Vec::new();
+        loop {
+            bytes.clear();
+            if reader.read_until(b'\n', &mut bytes).await? == 0 {
+                break;
+            }
             number += 1;
+            // Logged by position only, never by content.
+            let Ok(line) = std::str::from_utf8(&bytes) else {
+                tracing::warn!("{}:{number}: line skipped: not UTF-8", self.path.display());
+                summary.skipped_lines += 1;
+                continue;
+            };
             if line.trim().is_empty() {
                 continue;
             }
-            let objects = match parse_line(&line) {
+            let objects = match parse_line(line) {
                 Ok(objects) => objects,
                 Err(e) => {
                     tracing::warn!("{}:{number}: line skipped: {e}", self.path.display());
@@ -141,6 +152,7 @@ fn parse_line(line: &str) -> Result<Vec<(bool, Object)>, String> {
     Ok(objects)
 }
 
+/// Adds `object`'s Events and Workflows to `out`, the items of a `List` included.
 fn collect(mut object: Value, deleted: bool, out: &mut Vec<(bool, Object)>) -> Result<(), String> {
     let kind = object
         .get("kind")
@@ -168,4 +180,58 @@ fn collect(mut object: Value, deleted: bool, out: &mut Vec<(bool, Object)>) -> R
         _ => {}
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    /// A recorded Argo Event about workflow `wf`, with uid `uid`.
+    fn event_line(uid: &str) -> String {
+        serde_json::json!({
+            "kind": "Event",
+            "apiVersion": "v1",
+            "metadata": {"name": format!("wf.{uid}"), "namespace": "kubeflow", "uid": uid},
+            "involvedObject": {"kind": "Workflow", "name": "wf", "namespace": "kubeflow"},
+            "reason": "WorkflowRunning",
+            "message": "Workflow Running",
+            "count": 1,
+            "source": {"component": "workflow-controller"},
+            "reportingComponent": "workflow-controller",
+            "type": "Normal"
+        })
+        .to_string()
+    }
+
+    #[tokio::test]
+    async fn an_invalid_utf8_line_is_skipped_and_the_rest_flows() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let workflow = r#"{"kind":"Workflow","metadata":{"name":"wf","namespace":"kubeflow"}}"#;
+        writeln!(file, "{workflow}").unwrap();
+        writeln!(file, "{}", event_line("e1")).unwrap();
+        file.write_all(b"{\"kind\":\"Event\",\"message\":\"\xff\xfe\xc3\"}\n")
+            .unwrap();
+        writeln!(file, "{}", event_line("e2")).unwrap();
+        file.flush().unwrap();
+
+        let (tx, mut rx) = mpsc::channel(16);
+        let summary = Replay::new(file.path(), None).run(None, tx).await.unwrap();
+        let mut events = Vec::new();
+        while let Some(item) = rx.recv().await {
+            if let SourceItem::Event { event, checkpoint } = item {
+                events.push((event.metadata.uid.unwrap(), checkpoint.unwrap().value));
+            }
+        }
+        assert_eq!(
+            events,
+            [
+                ("e1".to_owned(), "2".to_owned()),
+                ("e2".to_owned(), "4".to_owned())
+            ]
+        );
+        assert_eq!(summary.skipped_lines, 1);
+        assert_eq!(summary.events, 2);
+    }
 }
