@@ -408,6 +408,9 @@ fn sample_event() -> RouterEvent {
             ..WorkflowFacts::default()
         }),
         synthesized: false,
+        task: None,
+        plumbing: false,
+        attempt: 1,
     }
 }
 

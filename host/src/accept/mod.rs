@@ -10,7 +10,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use tokio::sync::{mpsc, watch};
 
-use crate::model::event::RouterEvent;
+use crate::model::event::{NodeView, RouterEvent};
 use crate::model::item::{Accepted, Intake};
 use crate::state::outbox::{Accept, AcceptBatch, Outbox};
 use crate::telemetry::Metrics;
@@ -25,6 +25,8 @@ pub struct Route {
     pub reasons: Option<HashSet<String>>,
     /// Namespaces to deliver from, or all.
     pub namespaces: Option<HashSet<String>>,
+    /// Which nodes of KFP v2 runs to deliver.
+    pub nodes: NodeView,
 }
 
 impl Route {
@@ -49,7 +51,10 @@ pub(crate) fn route<'a>(
     let facts = &event.event;
     routes
         .iter()
-        .filter(move |(_, route)| route.accepts(&facts.reason, &facts.namespace))
+        .filter(move |(_, route)| {
+            route.accepts(&facts.reason, &facts.namespace)
+                && (route.nodes == NodeView::All || !event.plumbing)
+        })
         .map(|(name, _)| name.as_str())
 }
 

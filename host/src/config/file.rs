@@ -104,8 +104,9 @@ pub(crate) struct LeaderElectionSection {
     /// for two thirds of it; a standby looks every fifth of it.
     #[serde(default, deserialize_with = "optional_duration")]
     pub(crate) lease_duration: Option<Duration>,
-    /// This replica's name in the Lease. Defaults to `POD_NAME`, else the host name with a
-    /// random suffix.
+    /// A prefix for this replica's name in the Lease: the name is the prefix plus `-POD_NAME`
+    /// (or a random suffix), so replicas that share one config never share a name. Without
+    /// it, the name is `POD_NAME`, else the host name with a random suffix.
     pub(crate) identity: Option<String>,
 }
 
@@ -202,6 +203,12 @@ pub(crate) struct EndpointSection {
     /// How failed deliveries are retried.
     #[serde(default)]
     pub(crate) retry: RetrySection,
+    /// Which nodes of a KFP 2.x run this endpoint hears of: `"tasks"` (the default: the
+    /// pipeline's tasks, named as the pipeline names them, each transition once; the
+    /// compiler's drivers, executor wrappers and iteration DAGs are not sent) or `"all"`
+    /// (every node, named as Argo names it). Runs of KFP v1 and plain Argo are the same in both.
+    #[serde(default)]
+    pub nodes: crate::model::event::NodeView,
     /// Plugins run for this endpoint only, in order, after the global `plugins.chain`,
     /// e.g. `["teams-card"]`. Each must be a file `<name>.wasm` in `plugins.dir`.
     #[serde(default)]

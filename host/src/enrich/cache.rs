@@ -3,6 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use super::task::{self, TaskMap};
 use crate::model::event::WorkflowFacts;
 use crate::model::workflow::Workflow;
 
@@ -16,6 +17,32 @@ pub(crate) struct Cached {
     pub(crate) workflow: Workflow,
     /// Its facts.
     pub(crate) facts: WorkflowFacts,
+    /// Whether KFP 2.x compiled it.
+    pub(crate) kfp_v2: bool,
+    /// The KFP task of each node (KFP 2.x runs only).
+    pub(crate) tasks: TaskMap,
+}
+
+impl Cached {
+    /// Computes what every event of this Workflow version needs.
+    fn new(workflow: Workflow) -> Self {
+        let kfp_v2 = task::is_kfp_v2(&workflow);
+        let mut facts = workflow.facts();
+        if kfp_v2 {
+            // The compiler's component blobs are not the user's parameters.
+            facts.parameters = task::run_parameters(&workflow)
+                .unwrap_or_default()
+                .into_iter()
+                .collect();
+        }
+        facts.cap();
+        Self {
+            tasks: TaskMap::of(&workflow),
+            kfp_v2,
+            workflow,
+            facts,
+        }
+    }
 }
 
 /// Workflows by namespace/name and by uid, plus the most recently deleted ones.
@@ -28,10 +55,9 @@ pub(crate) struct WorkflowCache {
 impl WorkflowCache {
     /// Stores the latest version of a Workflow.
     pub(crate) fn apply(&mut self, workflow: Workflow) {
-        let facts = workflow.facts();
-        let key = (facts.namespace.clone(), facts.name.clone());
-        self.by_name
-            .insert(key, Arc::new(Cached { workflow, facts }));
+        let cached = Cached::new(workflow);
+        let key = (cached.facts.namespace.clone(), cached.facts.name.clone());
+        self.by_name.insert(key, Arc::new(cached));
     }
 
     /// Forgets a Workflow, keeping it a while for late Events.

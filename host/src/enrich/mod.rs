@@ -8,9 +8,10 @@
 mod cache;
 mod fallback;
 mod node;
+mod task;
 mod transitions;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Event;
@@ -48,6 +49,9 @@ pub struct Enricher {
     since: Option<Timestamp>,
     metrics: Arc<Metrics>,
     fallback: Option<Arc<dyn WorkflowLookup>>,
+    /// Uids of the workflows whose node status Argo offloaded to its database, seen with the
+    /// status path on: their node transitions come from Events, whatever the paths.
+    offloaded: HashSet<String>,
 }
 
 impl Enricher {
@@ -60,6 +64,7 @@ impl Enricher {
             since: None,
             metrics,
             fallback: None,
+            offloaded: HashSet::new(),
         }
     }
 
@@ -96,19 +101,19 @@ impl Enricher {
     /// Takes one source item; returns what to accept for it (an event, or state to store).
     pub fn apply(&mut self, item: SourceItem) -> Vec<Intake> {
         match item {
-            SourceItem::WorkflowApplied(wf) => self.workflow_changed(*wf),
+            SourceItem::WorkflowApplied(wf) => self.workflow_changed(*wf, self.since),
+            SourceItem::WorkflowLive(wf) => self.workflow_changed(*wf, None),
             SourceItem::WorkflowDeleted(wf) => {
                 self.workflows.delete(&wf);
-                match (self.paths, wf.metadata.uid) {
-                    (Paths::Events, _) | (_, None) => Vec::new(),
-                    (_, Some(uid)) => {
-                        self.transitions.forget(&uid);
-                        vec![Intake {
-                            seen: Some((uid, None)),
-                            ..Intake::default()
-                        }]
-                    }
-                }
+                let Some(uid) = wf.metadata.uid else {
+                    return Vec::new();
+                };
+                self.offloaded.remove(&uid);
+                self.transitions.forget(&uid);
+                vec![Intake {
+                    seen: Some((uid, None)),
+                    ..Intake::default()
+                }]
             }
             SourceItem::Checkpoint(checkpoint) => vec![Intake {
                 checkpoint: Some(checkpoint),
@@ -126,30 +131,41 @@ impl Enricher {
         }
     }
 
-    /// Caches a new Workflow version; with the status path on, derives its transitions.
-    fn workflow_changed(&mut self, workflow: Workflow) -> Vec<Intake> {
+    /// Caches a new Workflow version; with the status path on, derives its transitions. A
+    /// retried run's new Running comes from here on every path: Argo records no Event for it.
+    /// For a workflow seen for the first time, only what happened after `since` is news.
+    fn workflow_changed(&mut self, workflow: Workflow, since: Option<Timestamp>) -> Vec<Intake> {
         let uid = workflow.metadata.uid.clone().unwrap_or_default();
         let namespace = workflow.metadata.namespace.clone().unwrap_or_default();
         let name = workflow.metadata.name.clone().unwrap_or_default();
+        self.note_offloaded(&workflow, &uid);
         let derived = match self.paths {
-            Paths::Events => Vec::new(),
-            _ => self.transitions.observe(&workflow, self.since),
+            Paths::Events => {
+                let phase = workflow.status.as_ref().and_then(|s| s.phase.as_deref());
+                match self.transitions.follow_run(&uid, phase) {
+                    (_, true) => vec![transitions::rerun(&workflow)],
+                    (_, false) => Vec::new(),
+                }
+            }
+            _ => self.transitions.observe(&workflow, since),
         };
         self.workflows.apply(workflow);
-        if self.paths == Paths::Events {
-            return Vec::new();
-        }
         let cached = self.workflows.get(&namespace, &name, Some(&uid));
-        let mut intakes: Vec<Intake> = derived
-            .into_iter()
-            .filter_map(|t| {
+        let attempt = self.transitions.attempt(&uid);
+        let mut intakes = Vec::new();
+        for t in derived {
+            let Some(cached) = cached.as_ref() else {
+                continue;
+            };
+            let event = synthesize(cached, t, attempt);
+            if self.first_report(&uid, &event) {
                 self.count("workflows");
-                Some(Intake {
-                    event: Some(synthesize(cached.as_ref()?, t)),
+                intakes.push(Intake {
+                    event: Some(event),
                     ..Intake::default()
-                })
-            })
-            .collect();
+                });
+            }
+        }
         if let Some(state) = self.transitions.take_changed(&uid) {
             let seen = Some((uid, Some(serialise(&state))));
             match intakes.last_mut() {
@@ -163,36 +179,89 @@ impl Enricher {
         intakes
     }
 
+    /// Notes a workflow whose nodes Argo offloaded to its database (`offloadNodeStatusVersion`),
+    /// which the status path cannot see: with that path on, its Events report its node
+    /// transitions. Warned about and counted once per workflow.
+    fn note_offloaded(&mut self, workflow: &Workflow, uid: &str) {
+        let offloaded = workflow
+            .status
+            .as_ref()
+            .is_some_and(|s| s.offload_node_status_version.is_some());
+        if !offloaded || uid.is_empty() || self.paths == Paths::Events {
+            return;
+        }
+        if self.offloaded.insert(uid.to_owned()) {
+            let meta = &workflow.metadata;
+            tracing::warn!(
+                workflow = meta.name.as_deref().unwrap_or_default(),
+                namespace = meta.namespace.as_deref().unwrap_or_default(),
+                "node status offloaded to Argo's database, out of the router's sight: this \
+                 workflow's node transitions are taken from its Events"
+            );
+            self.metrics.offloaded_workflows.inc();
+        }
+    }
+
+    /// Whether `event` is the first report of its transition: always, unless it is about a
+    /// KFP task whose transition another of its nodes (or path) reported in this attempt.
+    fn first_report(&mut self, uid: &str, event: &RouterEvent) -> bool {
+        match &event.task {
+            Some(task) if !uid.is_empty() => {
+                let news = self
+                    .transitions
+                    .record_task(uid, &task.key(), &event.event.reason);
+                if !news {
+                    self.count("tasks-deduplicated");
+                }
+                news
+            }
+            _ => true,
+        }
+    }
+
     /// Decides whether a real Event is delivered, by the paths in use; returns it (or `None`
     /// for a duplicate) with the state to store.
-    fn report(&mut self, event: RouterEvent) -> (Option<RouterEvent>, Option<SeenState>) {
+    fn report(&mut self, mut event: RouterEvent) -> (Option<RouterEvent>, Option<SeenState>) {
         let uid = event
             .workflow
             .as_ref()
             .map(|w| w.uid.clone())
             .or_else(|| event.event.workflow_uid.clone())
             .filter(|uid| !uid.is_empty());
-        match (self.paths, uid) {
-            (Paths::Events, _) => {
-                self.count("events");
-                (Some(event), None)
+        let Some(uid) = uid else {
+            if self.paths == Paths::Workflows {
+                return (None, None);
             }
-            (Paths::Workflows, _) => (None, None),
-            (Paths::Both, None) => {
-                self.count("events");
-                (Some(event), None)
-            }
-            (Paths::Both, Some(uid)) => {
+            self.count("events");
+            return (Some(event), None);
+        };
+        event.attempt = self.transitions.attempt(&uid);
+        // An offloaded workflow's Events are read as with both paths on.
+        let paths = match self.paths {
+            Paths::Workflows if self.offloaded.contains(&uid) => Paths::Both,
+            paths => paths,
+        };
+        let news = match paths {
+            Paths::Events => true,
+            Paths::Workflows => false,
+            Paths::Both => {
                 let node = event.node.as_ref().map(|n| n.full_name.as_str());
                 let news = self.transitions.record(&uid, node, &event.event.reason);
-                self.count(if news { "events" } else { "both-deduplicated" });
-                let seen = self
-                    .transitions
-                    .take_changed(&uid)
-                    .map(|state| (uid, Some(serialise(&state))));
-                (news.then_some(event), seen)
+                if !news {
+                    self.count("both-deduplicated");
+                }
+                news
             }
+        };
+        let delivered = news && self.first_report(&uid, &event);
+        if delivered {
+            self.count("events");
         }
+        let seen = self
+            .transitions
+            .take_changed(&uid)
+            .map(|state| (uid, Some(serialise(&state))));
+        (delivered.then_some(event), seen)
     }
 
     fn count(&self, path: &'static str) {
@@ -238,18 +307,33 @@ impl Enricher {
                 full_name: r.full_name,
             }
         });
+        let role = match (&node, &cached) {
+            (Some(node), Some(cached)) if cached.kfp_v2 => Some(
+                cached
+                    .tasks
+                    .role(node.id.as_deref(), &node.full_name)
+                    .cloned()
+                    .unwrap_or_else(|| task::guess(&facts.workflow_name, &node.full_name)),
+            ),
+            _ => None,
+        };
         let workflow = cached.map(|c| {
             let mut facts = c.facts.clone();
             facts.phase = phase_at(&event_reason, facts.phase.take());
             facts
         });
-        RouterEvent {
+        let mut event = RouterEvent {
             id: occurrence_id(event),
             node,
             workflow,
             event: facts,
             synthesized: false,
-        }
+            task: None,
+            plumbing: false,
+            attempt: 1,
+        };
+        set_role(&mut event, role);
+        event
     }
 }
 
@@ -269,13 +353,34 @@ pub(crate) async fn run(
     }
 }
 
+/// Marks `event` with what its node stands for in a KFP v2 run. A task's failure reported by
+/// its DAG node, which has no message, names why the container failed, as Argo's own Pod
+/// events do: `Failed node <name>: Error (exit code 1)`.
+fn set_role(event: &mut RouterEvent, role: Option<task::Role>) {
+    match role {
+        Some(task::Role::Task(task)) => {
+            let failed = matches!(
+                event.event.reason.as_str(),
+                "WorkflowNodeFailed" | "WorkflowNodeError"
+            );
+            let bare = node::parse_message(&event.event.message).is_some_and(|(_, m)| m.is_none());
+            if let (true, true, Some(why)) = (failed, bare, &task.message) {
+                event.event.message = format!("{}: {why}", event.event.message);
+            }
+            event.task = Some(task);
+        }
+        Some(task::Role::Plumbing) => event.plumbing = true,
+        None => {}
+    }
+}
+
 /// A workflow's seen-state as the outbox stores it.
 fn serialise(seen: &Seen) -> Vec<u8> {
     serde_json::to_vec(seen).expect("workflow states serialise")
 }
 
-/// Builds the router event for a transition derived from `cached`'s status.
-fn synthesize(cached: &Cached, t: Transition) -> RouterEvent {
+/// Builds the router event for a transition derived from `cached`'s status, in run `attempt`.
+fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
     let wf = &cached.facts;
     let status_node = t
         .node_id
@@ -293,15 +398,23 @@ fn synthesize(cached: &Cached, t: Transition) -> RouterEvent {
         started_at: n.started_at.clone(),
         finished_at: n.finished_at.clone(),
     });
-    let identity = format!(
+    // The first attempt keeps the identity earlier versions gave it.
+    let mut identity = format!(
         "{}/{}/{}",
         wf.uid,
         t.node_id.as_deref().unwrap_or_default(),
         t.reason
     );
+    if attempt > 1 {
+        identity.push_str(&format!("/attempt-{attempt}"));
+    }
+    let role = match (&t.node_id, cached.kfp_v2) {
+        (Some(id), true) => cached.tasks.role(Some(id), "").cloned(),
+        _ => None,
+    };
     let mut workflow = wf.clone();
     workflow.phase = phase_at(&t.reason, workflow.phase.take());
-    RouterEvent {
+    let mut event = RouterEvent {
         id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, identity.as_bytes()).to_string(),
         event: EventFacts {
             uid: String::new(),
@@ -317,7 +430,12 @@ fn synthesize(cached: &Cached, t: Transition) -> RouterEvent {
         node,
         workflow: Some(workflow),
         synthesized: true,
-    }
+        task: None,
+        plumbing: false,
+        attempt,
+    };
+    set_role(&mut event, role);
+    event
 }
 
 fn event_facts(event: &Event) -> EventFacts {

@@ -394,3 +394,97 @@ fn occurrence_ids_are_stable_and_differ_per_count() {
     assert_ne!(occurrence_id(&other), id);
     assert!(uuid::Uuid::parse_str(&id).is_ok());
 }
+
+/// The events delivered for `item`.
+fn delivered(enricher: &mut Enricher, item: SourceItem) -> Vec<RouterEvent> {
+    enricher
+        .apply(item)
+        .into_iter()
+        .filter_map(|i| i.event)
+        .collect()
+}
+
+#[test]
+fn an_offloaded_workflow_s_node_events_are_delivered_with_the_status_path_only() {
+    let metrics = Arc::new(Metrics::new());
+    let mut enricher = Enricher::new(Paths::Workflows, Arc::clone(&metrics));
+    let mut offloaded = workflow("Running", WF_UID);
+    let status = offloaded.status.as_mut().unwrap();
+    status.nodes.clear();
+    status.offload_node_status_version = Some("fnv:784127654".into());
+    let derived = delivered(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(offloaded.clone())),
+    );
+    assert_eq!(derived.len(), 1, "the status still tells the run's phase");
+    assert_eq!(derived[0].event.reason, "WorkflowRunning");
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(offloaded)),
+    );
+    let mut normal = workflow("Running", "uid-normal");
+    normal.metadata.name = Some("wf-normal".into());
+    apply(&mut enricher, SourceItem::WorkflowApplied(Box::new(normal)));
+
+    let node_event = |uid: &str, wf: &str, wf_uid: &str| {
+        let mut e = event(
+            uid,
+            "WorkflowNodeRunning",
+            Some(&format!("Running node {wf}.train")),
+            json!({"workflows.argoproj.io/node-name": format!("{wf}.train")}),
+        );
+        e.involved_object.name = Some(wf.into());
+        e.involved_object.uid = Some(wf_uid.into());
+        SourceItem::Event {
+            event: Box::new(e),
+            checkpoint: None,
+        }
+    };
+    let out = delivered(&mut enricher, node_event("e20", WF, WF_UID));
+    assert_eq!(
+        out.len(),
+        1,
+        "the offloaded workflow's node Event is delivered"
+    );
+    assert_eq!(out[0].node_name(), "train");
+    assert_eq!(out[0].run_id(), format!("run-of-{WF_UID}"));
+    assert!(
+        delivered(&mut enricher, node_event("e21", WF, WF_UID)).is_empty(),
+        "once"
+    );
+    let run_event = SourceItem::Event {
+        event: Box::new(event(
+            "e22",
+            "WorkflowRunning",
+            Some("Workflow Running"),
+            json!(null),
+        )),
+        checkpoint: None,
+    };
+    assert!(
+        delivered(&mut enricher, run_event).is_empty(),
+        "the status path reported the run's Running already"
+    );
+    assert!(
+        delivered(&mut enricher, node_event("e23", "wf-normal", "uid-normal")).is_empty(),
+        "a normal workflow's Events are not read for delivery"
+    );
+    assert_eq!(metrics.offloaded_workflows.get(), 1, "counted once");
+}
+
+#[test]
+fn offloaded_workflows_are_not_noted_with_the_events_path() {
+    let metrics = Arc::new(Metrics::new());
+    let mut enricher = Enricher::new(Paths::Events, Arc::clone(&metrics));
+    let mut offloaded = workflow("Running", WF_UID);
+    offloaded
+        .status
+        .as_mut()
+        .unwrap()
+        .offload_node_status_version = Some("fnv:1".into());
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(offloaded)),
+    );
+    assert_eq!(metrics.offloaded_workflows.get(), 0);
+}

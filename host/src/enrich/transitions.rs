@@ -34,6 +34,16 @@ pub(crate) struct Seen {
     /// Per node (by full name, which Argo keeps unique in a workflow and which every Event
     /// carries, unlike the id): its phase when last seen and the reasons delivered for it.
     pub(crate) nodes: BTreeMap<String, SeenNode>,
+    /// KFP task transitions delivered in this attempt, as `<task key> <reason>`: a task's
+    /// nodes (a Retry node and its attempts, the executor Pod) report one transition once.
+    #[serde(default)]
+    pub(crate) tasks: BTreeSet<String>,
+    /// The run's attempt: 1, then one more each time the run is retried.
+    #[serde(default)]
+    pub(crate) attempt: u32,
+    /// The run's phase when last seen, whichever paths are on (for telling retries).
+    #[serde(default)]
+    pub(crate) run_phase: Option<String>,
 }
 
 /// What was seen of one node.
@@ -77,6 +87,44 @@ impl Transitions {
         }
     }
 
+    /// Follows the run phase of workflow `uid`: a run that goes from a completed phase back to
+    /// Running was retried (KFP "Retry run", `argo retry`), and its transitions are news again.
+    /// Returns the attempt, and whether this change started it.
+    pub(crate) fn follow_run(&mut self, uid: &str, phase: Option<&str>) -> (u32, bool) {
+        let seen = self.seen.entry(uid.to_owned()).or_default();
+        let completed = |p: Option<&str>| matches!(p, Some("Succeeded" | "Failed" | "Error"));
+        let retried = completed(seen.run_phase.as_deref()) && phase == Some("Running");
+        if retried {
+            seen.attempt = seen.attempt.max(1) + 1;
+            seen.delivered.clear();
+            seen.tasks.clear();
+            for node in seen.nodes.values_mut() {
+                node.delivered.clear();
+            }
+        }
+        if seen.run_phase.as_deref() != phase {
+            seen.run_phase = phase.map(str::to_owned);
+            self.changed.insert(uid.to_owned());
+        }
+        (seen.attempt.max(1), retried)
+    }
+
+    /// The attempt of workflow `uid`'s run.
+    pub(crate) fn attempt(&self, uid: &str) -> u32 {
+        self.seen.get(uid).map_or(1, |s| s.attempt.max(1))
+    }
+
+    /// Records that task `key` reported `reason` in the current attempt of workflow `uid`;
+    /// false when it already had.
+    pub(crate) fn record_task(&mut self, uid: &str, key: &str, reason: &str) -> bool {
+        let seen = self.seen.entry(uid.to_owned()).or_default();
+        let news = seen.tasks.insert(format!("{key} {reason}"));
+        if news {
+            self.changed.insert(uid.to_owned());
+        }
+        news
+    }
+
     /// The state of `uid` to store, when it changed since it was last taken.
     pub(crate) fn take_changed(&mut self, uid: &str) -> Option<Seen> {
         match self.changed.remove(uid) {
@@ -106,10 +154,11 @@ impl Transitions {
             true => None,
             false => since,
         };
-        let seen = self.seen.entry(uid.clone()).or_default();
         let empty = WorkflowStatus::default();
         let status = workflow.status.as_ref().unwrap_or(&empty);
         let phase = status.phase.clone();
+        let (_, retried) = self.follow_run(&uid, phase.as_deref());
+        let seen = self.seen.entry(uid.clone()).or_default();
         let mut out = Emitter::new(cutoff);
         if matches!(
             phase.as_deref(),
@@ -125,7 +174,7 @@ impl Transitions {
         }
         // Nodes in the order things happened; each node's Running comes before its outcome.
         let mut nodes = Emitter::new(cutoff);
-        let nodes_changed = node_transitions(seen, &status.nodes, &mut nodes);
+        let nodes_changed = node_transitions(seen, &status.nodes, retried, &mut nodes);
         nodes.out.sort_by(|a, b| a.time.cmp(&b.time));
         out.out.extend(nodes.out);
         let time = status
@@ -215,6 +264,12 @@ impl Emitter {
     }
 }
 
+/// The `WorkflowRunning` of a retried run, which Argo records no Event for.
+pub(crate) fn rerun(workflow: &Workflow) -> Transition {
+    let started = workflow.status.as_ref().and_then(|s| s.started_at.clone());
+    workflow_transition("WorkflowRunning", "Workflow Running", "Normal", started)
+}
+
 fn workflow_transition(
     reason: &str,
     message: &str,
@@ -232,9 +287,12 @@ fn workflow_transition(
 
 /// Node events for every node whose phase changed.
 /// Returns whether any node's phase changed.
+/// The transitions of `nodes` since `seen`. When the run was `reset` (retried) in this change,
+/// nodes the retry set back to Pending are not reported: the retry, not the controller, did it.
 fn node_transitions(
     seen: &mut Seen,
     nodes: &BTreeMap<String, NodeStatus>,
+    reset: bool,
     out: &mut Emitter,
 ) -> bool {
     let mut changed = false;
@@ -262,11 +320,23 @@ fn node_transitions(
             "Running" => true,
             _ if completed => true,
             // Argo reports other phases only as a change of a node it already had.
-            _ => !is_new,
+            _ => !is_new && !reset,
         };
         if reported {
             out.offer(&mut known.delivered, node_transition(node, id, phase));
         }
+    }
+    // A retry deletes the nodes it runs again; when the controller makes them anew they are
+    // new nodes, as Argo sees them. (Only then: otherwise a node known from its Event may
+    // simply not be in this status yet.)
+    if reset && !nodes.is_empty() {
+        let present: std::collections::HashSet<&str> = nodes
+            .iter()
+            .map(|(id, n)| if n.name.is_empty() { id } else { &n.name })
+            .map(String::as_str)
+            .collect();
+        seen.nodes.retain(|name, _| present.contains(name.as_str()));
+        changed = true;
     }
     changed
 }

@@ -22,6 +22,61 @@ pub struct RouterEvent {
     /// True when the router derived this event itself rather than reading a Kubernetes Event.
     #[serde(default)]
     pub synthesized: bool,
+    /// The KFP task the event is about, when its run is a KFP v2 run and its node is one of the
+    /// user's tasks (or that task's executor Pod).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskFacts>,
+    /// True when the event is about a node of a KFP v2 run that is none of the user's tasks:
+    /// a driver, the root DAG, an iteration or executor wrapper. Endpoints that see tasks (the
+    /// default) are not sent it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub plumbing: bool,
+    /// Which run of the workflow this is: 1, then 2 after the run is retried (the same
+    /// Workflow going from a completed phase back to Running), and so on.
+    #[serde(default = "first_attempt")]
+    pub attempt: u32,
+}
+
+fn first_attempt() -> u32 {
+    1
+}
+
+/// Which nodes of a KFP v2 run an endpoint hears of (`nodes` in its config).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NodeView {
+    /// The user's tasks, named as the pipeline names them; the compiler's plumbing (drivers,
+    /// executor wrappers, iteration DAGs) is not sent.
+    #[default]
+    Tasks,
+    /// Every node, named as Argo names it.
+    All,
+}
+
+/// A KFP task, as the pipeline names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TaskFacts {
+    /// The task's name in the pipeline, e.g. `train`.
+    pub name: String,
+    /// Its display name (`set_display_name`), when KFP recorded one.
+    pub display_name: Option<String>,
+    /// The ParallelFor iteration it ran in (0-based), when it ran in a loop.
+    pub iteration: Option<u32>,
+    /// The loop and sub-DAG tasks it runs in, outermost first (`["root", "for-loop-2"]`).
+    pub dag_path: Vec<String>,
+    /// True when KFP's cache served the task instead of running it.
+    pub cached: bool,
+    /// Why the task's container failed, e.g. `Error (exit code 1)`, when it did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+impl TaskFacts {
+    /// A key naming this task execution uniquely within a run: path, name and iteration.
+    pub fn key(&self) -> String {
+        let iteration = self.iteration.map(|i| format!("[{i}]")).unwrap_or_default();
+        format!("{}/{}{iteration}", self.dag_path.join("/"), self.name)
+    }
 }
 
 /// Facts taken from a Kubernetes Event.
@@ -78,6 +133,35 @@ pub struct WorkflowFacts {
     pub recurring_run_name: Option<String>,
 }
 
+/// The most characters of one label, annotation or parameter value an event stores.
+pub const MAX_VALUE_CHARS: usize = 1024;
+/// The most characters of labels, annotations and parameters together an event stores.
+pub const MAX_FACTS_CHARS: usize = 16 * 1024;
+
+impl WorkflowFacts {
+    /// Bounds what an event stores of its Workflow, so that a large Workflow (a v1 pipeline
+    /// spec in an annotation, a long parameter) cannot grow an outbox row without bound:
+    /// each value is cut at [`MAX_VALUE_CHARS`] and, past [`MAX_FACTS_CHARS`] in all, values
+    /// are emptied; a cut value ends with `…(truncated)`.
+    pub fn cap(&mut self) {
+        let mut budget = MAX_FACTS_CHARS;
+        for map in [
+            &mut self.parameters,
+            &mut self.labels,
+            &mut self.annotations,
+        ] {
+            for value in map.values_mut() {
+                let limit = MAX_VALUE_CHARS.min(budget);
+                if let Some((cut, _)) = value.char_indices().nth(limit) {
+                    value.truncate(cut);
+                    value.push_str("…(truncated)");
+                }
+                budget = budget.saturating_sub(value.chars().count());
+            }
+        }
+    }
+}
+
 /// Facts about the node (step) an event is about.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct NodeFacts {
@@ -115,8 +199,17 @@ impl RouterEvent {
             .map_or("", String::as_str)
     }
 
-    /// The step name subscribers see: empty for workflow-level and root-node events.
+    /// The step name subscribers see: the KFP task's name, else the node's short name; empty
+    /// for workflow-level and root-node events.
     pub fn node_name(&self) -> &str {
+        match &self.task {
+            Some(task) => &task.name,
+            None => self.raw_node_name(),
+        }
+    }
+
+    /// The node's short name as Argo writes it, whatever task it belongs to.
+    pub fn raw_node_name(&self) -> &str {
         self.node.as_ref().map_or("", |n| n.name.as_str())
     }
 

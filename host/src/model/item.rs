@@ -20,6 +20,10 @@ pub enum SourceItem {
     },
     /// A Workflow was created or changed.
     WorkflowApplied(Box<Workflow>),
+    /// A Workflow the source first saw after its first list: it began while the router
+    /// watched, so all it shows is news, whatever its timestamps say (the controller's clock
+    /// may lag the router's). Later changes of it are `WorkflowApplied`.
+    WorkflowLive(Box<Workflow>),
     /// A Workflow was deleted.
     WorkflowDeleted(Box<Workflow>),
     /// The source moved on without an event to carry its position (e.g. past the Events that

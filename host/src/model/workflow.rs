@@ -27,10 +27,42 @@ pub struct Workflow {
     pub status: Option<WorkflowStatus>,
 }
 
-/// `spec`: only the arguments.
+/// `spec`: the arguments and the templates' names and DAG tasks.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct WorkflowSpec {
     /// The workflow's input arguments.
+    #[serde(default)]
+    pub arguments: Arguments,
+    /// The templates, by name only.
+    #[serde(default)]
+    pub templates: Vec<Template>,
+}
+
+/// One of `spec.templates`: its name and, for a DAG, its tasks' names and arguments.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Template {
+    /// The template's name.
+    #[serde(default)]
+    pub name: String,
+    /// The DAG it runs, for a DAG template.
+    pub dag: Option<Dag>,
+}
+
+/// A template's `dag`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Dag {
+    /// Its tasks.
+    #[serde(default)]
+    pub tasks: Vec<DagTask>,
+}
+
+/// One task of a DAG template: its name and arguments.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct DagTask {
+    /// The task's name.
+    #[serde(default)]
+    pub name: String,
+    /// The arguments it passes.
     #[serde(default)]
     pub arguments: Arguments,
 }
@@ -53,9 +85,9 @@ pub struct Parameter {
     pub value: Option<Value>,
 }
 
-/// `status`.
+/// `status`. Nodes Argo compressed into `status.compressedNodes` are read into `nodes`.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", from = "WireStatus")]
 pub struct WorkflowStatus {
     /// `Pending`, `Running`, `Succeeded`, `Failed` or `Error`.
     pub phase: Option<String>,
@@ -68,6 +100,74 @@ pub struct WorkflowStatus {
     /// Every node (step, DAG, retry...) by node id.
     #[serde(default)]
     pub nodes: BTreeMap<String, NodeStatus>,
+    /// Set when Argo offloaded the nodes to its database: `nodes` is then empty.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) offload_node_status_version: Option<String>,
+}
+
+/// `status` as Argo writes it, before its compressed nodes are decoded.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct WireStatus {
+    /// See [`WorkflowStatus::phase`].
+    phase: Option<String>,
+    /// See [`WorkflowStatus::started_at`].
+    started_at: Option<String>,
+    /// See [`WorkflowStatus::finished_at`].
+    finished_at: Option<String>,
+    /// See [`WorkflowStatus::message`].
+    message: Option<String>,
+    /// See [`WorkflowStatus::nodes`].
+    #[serde(default)]
+    nodes: BTreeMap<String, NodeStatus>,
+    /// The nodes as gzip, then base64, of their JSON, when the map was too big to store as is.
+    compressed_nodes: Option<String>,
+    /// See [`WorkflowStatus::offload_node_status_version`].
+    offload_node_status_version: Option<String>,
+}
+
+impl From<WireStatus> for WorkflowStatus {
+    fn from(wire: WireStatus) -> Self {
+        let mut nodes = wire.nodes;
+        if nodes.is_empty()
+            && let Some(compressed) = wire.compressed_nodes.filter(|c| !c.is_empty())
+        {
+            match decompress_nodes(&compressed) {
+                Ok(decoded) => nodes = decoded,
+                // Never the value: it can hold any node's inputs and outputs.
+                Err(e) => tracing::warn!(
+                    bytes = compressed.len(),
+                    "status.compressedNodes unreadable, the workflow's nodes are left out: {e}"
+                ),
+            }
+        }
+        Self {
+            phase: wire.phase,
+            started_at: wire.started_at,
+            finished_at: wire.finished_at,
+            message: wire.message,
+            nodes,
+            offload_node_status_version: wire.offload_node_status_version,
+        }
+    }
+}
+
+/// Decodes `status.compressedNodes` as Argo's `file.DecodeDecompressString` does: base64, then
+/// gzip, then the JSON of the node map. The error names the step that failed, never the data.
+fn decompress_nodes(compressed: &str) -> Result<BTreeMap<String, NodeStatus>, String> {
+    use base64::Engine;
+    let gzipped = base64::engine::general_purpose::STANDARD
+        .decode(compressed.trim())
+        .map_err(|_| "not base64".to_owned())?;
+    let json = flate2::read::GzDecoder::new(gzipped.as_slice());
+    serde_json::from_reader(std::io::BufReader::new(json)).map_err(|e| match e.classify() {
+        serde_json::error::Category::Io => "not gzip".to_owned(),
+        category => format!(
+            "not a node map ({category:?} error at line {}, column {})",
+            e.line(),
+            e.column()
+        ),
+    })
 }
 
 /// One entry of `status.nodes`.
@@ -95,6 +195,32 @@ pub struct NodeStatus {
     pub started_at: Option<String>,
     /// When it finished.
     pub finished_at: Option<String>,
+    /// The node whose template started this one (its enclosing DAG), by id.
+    #[serde(rename = "boundaryID")]
+    pub boundary_id: Option<String>,
+    /// The node's inputs (KFP drivers carry the task spec and the run's parameters here).
+    pub inputs: Option<Inputs>,
+}
+
+/// A node's `inputs`.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct Inputs {
+    /// Input parameters.
+    #[serde(default)]
+    pub parameters: Vec<Parameter>,
+}
+
+impl NodeStatus {
+    /// The value of input parameter `name`, as text.
+    pub fn input(&self, name: &str) -> Option<String> {
+        let parameter = self
+            .inputs
+            .as_ref()?
+            .parameters
+            .iter()
+            .find(|p| p.name == name)?;
+        Some(scalar_text(parameter.value.as_ref()))
+    }
 }
 
 impl kube::Resource for Workflow {
@@ -223,6 +349,74 @@ mod tests {
         assert_eq!(facts.parameters["epochs"], "3");
         assert_eq!(facts.parameters["empty"], "");
         assert_eq!(facts.labels["pipeline/runid"], "r1");
+    }
+
+    /// The last Workflow of the KFP 2.4 ParallelFor recording, as JSON.
+    fn recorded_workflow() -> Value {
+        let path = format!(
+            "{}/../examples/recordings/kfp-2.4-parallelfor.jsonl",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(path).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str::<Value>(line).unwrap())
+            .map(|line| line.get("object").cloned().unwrap_or(line))
+            .rfind(|object| object["kind"] == "Workflow")
+            .expect("a Workflow")
+    }
+
+    /// `nodes` as Argo's `file.CompressEncodeString` writes it: gzip, then base64, of the JSON.
+    fn compress(nodes: &Value) -> String {
+        use base64::Engine;
+        use std::io::Write;
+        let mut gzip = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        gzip.write_all(nodes.to_string().as_bytes()).unwrap();
+        base64::engine::general_purpose::STANDARD.encode(gzip.finish().unwrap())
+    }
+
+    #[test]
+    fn compressed_nodes_read_as_the_plain_ones() {
+        let plain = recorded_workflow();
+        let nodes = plain["status"]["nodes"].clone();
+        let mut packed = plain.clone();
+        packed["status"]["compressedNodes"] = Value::String(compress(&nodes));
+        packed["status"]["nodes"] = serde_json::json!({});
+        let plain: Workflow = serde_json::from_value(plain).unwrap();
+        let packed: Workflow = serde_json::from_value(packed).unwrap();
+        let nodes_of = |wf: &Workflow| serde_json::to_value(&wf.status.as_ref().unwrap().nodes);
+        assert_eq!(plain.status.as_ref().unwrap().nodes.len(), 32);
+        assert_eq!(nodes_of(&packed).unwrap(), nodes_of(&plain).unwrap());
+    }
+
+    #[test]
+    fn corrupt_compressed_nodes_leave_the_nodes_empty() {
+        let not_gzip =
+            base64::Engine::encode(&base64::engine::general_purpose::STANDARD, b"{\"a\": 1}");
+        let not_nodes = compress(&serde_json::json!(["a list"]));
+        for bad in ["%%% not base64 %%%", not_gzip.as_str(), not_nodes.as_str()] {
+            let mut wf = recorded_workflow();
+            wf["status"]["compressedNodes"] = Value::String(bad.to_owned());
+            wf["status"]["nodes"] = serde_json::json!({});
+            let wf: Workflow = serde_json::from_value(wf).expect("still a Workflow");
+            let status = wf.status.unwrap();
+            assert!(status.nodes.is_empty(), "{bad}");
+            assert_eq!(status.phase.as_deref(), Some("Failed"));
+        }
+    }
+
+    #[test]
+    fn offloaded_node_status_is_noted() {
+        let wf: Workflow = serde_json::from_value(serde_json::json!({
+            "metadata": {"name": "wf-1"},
+            "status": {"phase": "Running", "offloadNodeStatusVersion": "fnv:1234"}
+        }))
+        .unwrap();
+        let status = wf.status.unwrap();
+        assert_eq!(
+            status.offload_node_status_version.as_deref(),
+            Some("fnv:1234")
+        );
+        assert!(status.nodes.is_empty());
     }
 
     #[test]

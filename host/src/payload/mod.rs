@@ -24,7 +24,7 @@ use futures::FutureExt as _;
 use futures::future::BoxFuture;
 use tokio::sync::{Semaphore, watch};
 
-use crate::model::event::RouterEvent;
+use crate::model::event::{NodeView, RouterEvent};
 use crate::model::request::{Render, Request, Verdict};
 use crate::telemetry::Metrics;
 use crate::telemetry::readiness::Report;
@@ -41,6 +41,8 @@ pub struct EndpointPayload {
     pub format: Format,
     /// Plugins run for this endpoint, after the global chain.
     pub plugins: Vec<String>,
+    /// How nodes of KFP v2 runs are named: as tasks, or as Argo names them.
+    pub nodes: NodeView,
 }
 
 /// The stage's settings: the plugins, and every endpoint's format and chain.
@@ -148,7 +150,7 @@ impl PayloadStage {
                 };
             }
             return Verdict::Deliver(Request {
-                payload: endpoint.format.render(event),
+                payload: endpoint.format.render_as(event, endpoint.nodes),
                 headers: Vec::new(),
             });
         };
@@ -168,7 +170,7 @@ impl PayloadStage {
                 };
             }
         };
-        let payload = endpoint.format.render(event);
+        let payload = endpoint.format.render_as(event, endpoint.nodes);
         if plugins.is_empty() {
             return Verdict::Deliver(Request {
                 payload,

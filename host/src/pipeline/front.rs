@@ -108,14 +108,14 @@ impl Source {
 }
 
 /// The enrich stage reporting transitions from `paths`, resuming from the workflow states in
-/// `outbox` (when the run keeps state).
+/// `outbox` (when the run keeps state): what was delivered of each run, and its attempt.
 pub(super) fn enricher(
     paths: Paths,
     metrics: &Arc<Metrics>,
     outbox: Option<&Outbox>,
 ) -> anyhow::Result<Enricher> {
     let enricher = Enricher::new(paths, Arc::clone(metrics));
-    Ok(match outbox.filter(|_| paths != Paths::Events) {
+    Ok(match outbox {
         Some(outbox) => enricher.restore(outbox.workflows()?),
         None => enricher,
     })

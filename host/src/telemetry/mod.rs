@@ -105,6 +105,9 @@ pub struct Metrics {
     /// Run transitions by the path that reported them: `events`, `workflows` (derived from
     /// status), `both-deduplicated` (an Event for a transition already delivered).
     pub(crate) transitions: Family<Labels, Counter>,
+    /// Workflows whose node status Argo offloaded to its database, seen with the status path
+    /// on: their node transitions are taken from Events.
+    pub(crate) offloaded_workflows: Counter,
     /// Plugin calls by plugin and outcome.
     pub(crate) plugin_calls: Family<PluginCallLabel, Counter>,
     /// Seconds one plugin call took, per plugin.
@@ -199,6 +202,13 @@ impl Metrics {
              is what Events alone would have lost",
             transitions.clone(),
         );
+        let offloaded_workflows = Counter::default();
+        registry.register(
+            "offloaded_workflows",
+            "Workflows whose node status Argo offloaded to its database, their node transitions \
+             taken from Events",
+            offloaded_workflows.clone(),
+        );
         registry.register(
             "plugin_calls",
             "Plugin calls by plugin and outcome",
@@ -234,6 +244,7 @@ impl Metrics {
             plugin_loads,
             plugin_failing,
             transitions,
+            offloaded_workflows,
             kube,
             dead_lettered_total: Counter::default(),
         }

@@ -101,6 +101,9 @@ pub fn event(reason: &str) -> RouterEvent {
             ..WorkflowFacts::default()
         }),
         synthesized: false,
+        task: None,
+        plumbing: false,
+        attempt: 1,
     }
 }
 

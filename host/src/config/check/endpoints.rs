@@ -97,9 +97,11 @@ impl Checker<'_> {
                     .namespaces
                     .as_ref()
                     .map(|n| n.iter().cloned().collect()),
+                nodes: section.nodes,
             },
             payload: EndpointPayload {
                 format: section.format,
+                nodes: section.nodes,
                 plugins: section
                     .plugins
                     .iter()

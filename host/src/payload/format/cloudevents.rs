@@ -3,7 +3,7 @@
 use serde::Serialize;
 
 use super::extended::ExtendedPayload;
-use crate::model::event::RouterEvent;
+use crate::model::event::{NodeView, RouterEvent};
 
 /// The media type of a structured-mode CloudEvent.
 pub(super) const CONTENT_TYPE: &str = "application/cloudevents+json";
@@ -24,8 +24,9 @@ pub(super) struct CloudEvent<'a> {
     data: ExtendedPayload<'a>,
 }
 
-impl<'a> From<&'a RouterEvent> for CloudEvent<'a> {
-    fn from(event: &'a RouterEvent) -> Self {
+impl<'a> CloudEvent<'a> {
+    /// The envelope of `event`, its node named as `view` says.
+    pub(super) fn new(event: &'a RouterEvent, view: NodeView) -> Self {
         let facts = &event.event;
         Self {
             specversion: "1.0",
@@ -35,13 +36,13 @@ impl<'a> From<&'a RouterEvent> for CloudEvent<'a> {
                 facts.namespace, facts.workflow_name
             ),
             event_type: event_type(&facts.reason),
-            subject: match event.node_name() {
+            subject: match super::node_name(event, view) {
                 "" => &facts.workflow_name,
                 node => node,
             },
             time: facts.time.as_deref(),
             datacontenttype: "application/json",
-            data: ExtendedPayload::from(event),
+            data: ExtendedPayload::new(event, view),
         }
     }
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::kfp::KfpPayload;
-use crate::model::event::{NodeFacts, RouterEvent};
+use crate::model::event::{NodeFacts, NodeView, RouterEvent, TaskFacts};
 
 /// The `kfp` keys, then run, workflow and node facts, all in PascalCase.
 #[derive(Serialize)]
@@ -29,7 +29,36 @@ pub(super) struct ExtendedPayload<'a> {
     parameters: Option<&'a BTreeMap<String, String>>,
     labels: Option<&'a BTreeMap<String, String>>,
     node: Option<Node<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    task: Option<Task<'a>>,
+    attempt: u32,
     synthesized: bool,
+}
+
+/// The KFP task an event is about.
+#[derive(Serialize)]
+#[serde(rename_all = "PascalCase")]
+struct Task<'a> {
+    name: &'a str,
+    display_name: Option<&'a str>,
+    iteration: Option<u32>,
+    dag_path: &'a [String],
+    cached: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    message: Option<&'a str>,
+}
+
+impl<'a> From<&'a TaskFacts> for Task<'a> {
+    fn from(t: &'a TaskFacts) -> Self {
+        Self {
+            name: &t.name,
+            display_name: t.display_name.as_deref(),
+            iteration: t.iteration,
+            dag_path: &t.dag_path,
+            cached: t.cached,
+            message: t.message.as_deref(),
+        }
+    }
 }
 
 /// The node an event is about.
@@ -66,11 +95,12 @@ impl<'a> From<&'a NodeFacts> for Node<'a> {
     }
 }
 
-impl<'a> From<&'a RouterEvent> for ExtendedPayload<'a> {
-    fn from(event: &'a RouterEvent) -> Self {
+impl<'a> ExtendedPayload<'a> {
+    /// The payload of `event`, its node named as `view` says.
+    pub(super) fn new(event: &'a RouterEvent, view: NodeView) -> Self {
         let wf = event.workflow.as_ref();
         Self {
-            kfp: KfpPayload::from(event),
+            kfp: KfpPayload::new(event, view),
             namespace: &event.event.namespace,
             event_uid: &event.event.uid,
             event_time: event.event.time.as_deref(),
@@ -89,6 +119,8 @@ impl<'a> From<&'a RouterEvent> for ExtendedPayload<'a> {
             parameters: wf.map(|w| &w.parameters),
             labels: wf.map(|w| &w.labels),
             node: event.node.as_ref().map(Node::from),
+            task: event.task.as_ref().map(Task::from),
+            attempt: event.attempt,
             synthesized: event.synthesized,
         }
     }

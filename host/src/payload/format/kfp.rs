@@ -2,7 +2,7 @@
 
 use serde::Serialize;
 
-use crate::model::event::RouterEvent;
+use crate::model::event::{NodeView, RouterEvent};
 
 /// `{"KfpRunId","WorkflowName","NodeName","EventType","Message"}`, in that order.
 #[derive(Serialize)]
@@ -15,12 +15,13 @@ pub(super) struct KfpPayload<'a> {
     pub(crate) message: &'a str,
 }
 
-impl<'a> From<&'a RouterEvent> for KfpPayload<'a> {
-    fn from(event: &'a RouterEvent) -> Self {
+impl<'a> KfpPayload<'a> {
+    /// The payload of `event`, its node named as `view` says.
+    pub(super) fn new(event: &'a RouterEvent, view: NodeView) -> Self {
         Self {
             kfp_run_id: event.run_id(),
             workflow_name: &event.event.workflow_name,
-            node_name: event.node_name(),
+            node_name: super::node_name(event, view),
             event_type: &event.event.reason,
             message: &event.event.message,
         }

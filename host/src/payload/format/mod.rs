@@ -11,7 +11,7 @@ mod kfp;
 use bytes::Bytes;
 use serde::Deserialize;
 
-use crate::model::event::RouterEvent;
+use crate::model::event::{NodeView, RouterEvent};
 use crate::model::request::Payload;
 
 /// The payload format of an endpoint.
@@ -28,16 +28,24 @@ pub enum Format {
 }
 
 impl Format {
-    /// Renders `event` in this format.
+    /// Renders `event` in this format, naming KFP v2 nodes as tasks.
     pub fn render(self, event: &RouterEvent) -> Payload {
+        self.render_as(event, NodeView::Tasks)
+    }
+
+    /// Renders `event` in this format, naming nodes as `view` says.
+    pub fn render_as(self, event: &RouterEvent, view: NodeView) -> Payload {
         let (body, content_type) = match self {
-            Self::Kfp => (to_json(&kfp::KfpPayload::from(event)), "application/json"),
+            Self::Kfp => (
+                to_json(&kfp::KfpPayload::new(event, view)),
+                "application/json",
+            ),
             Self::Extended => (
-                to_json(&extended::ExtendedPayload::from(event)),
+                to_json(&extended::ExtendedPayload::new(event, view)),
                 "application/json",
             ),
             Self::Cloudevents => (
-                to_json(&cloudevents::CloudEvent::from(event)),
+                to_json(&cloudevents::CloudEvent::new(event, view)),
                 cloudevents::CONTENT_TYPE,
             ),
         };
@@ -45,6 +53,14 @@ impl Format {
             body: Bytes::from(body),
             content_type: content_type.to_owned(),
         }
+    }
+}
+
+/// The node name subscribers see: the task's in the task view, Argo's in the raw one.
+fn node_name(event: &RouterEvent, view: NodeView) -> &str {
+    match view {
+        NodeView::Tasks => event.node_name(),
+        NodeView::All => event.raw_node_name(),
     }
 }
 

@@ -52,6 +52,9 @@ fn event(
         }),
         workflow,
         synthesized: false,
+        task: None,
+        plumbing: false,
+        attempt: 1,
     }
 }
 
@@ -169,6 +172,7 @@ fn extended_starts_with_the_kfp_keys_and_has_a_node_object_for_node_events() {
             "Parameters",
             "Labels",
             "Node",
+            "Attempt",
             "Synthesized"
         ]
     );
@@ -252,4 +256,34 @@ fn formats_are_named_in_snake_case_and_kfp_is_the_default() {
     assert_eq!(parse("cloudevents").unwrap(), Format::Cloudevents);
     assert!(parse("CloudEvents").is_err());
     assert_eq!(Format::default(), Format::Kfp);
+}
+
+#[test]
+fn a_kfp_task_is_named_as_the_pipeline_names_it_unless_the_endpoint_wants_all_nodes() {
+    let mut e = event(
+        "WorkflowNodeSucceeded",
+        "Succeeded node wf-1.root.for-loop-2.iteration-iterations(1:1).iteration-item.train(0)",
+        Some("train(0)"),
+        Some(workflow()),
+    );
+    e.task = Some(crate::model::event::TaskFacts {
+        name: "train".into(),
+        display_name: Some("Train model".into()),
+        iteration: Some(1),
+        dag_path: vec!["root".into(), "for-loop-2".into()],
+        cached: false,
+        message: None,
+    });
+    let tasks: Value = serde_json::from_slice(&Format::Kfp.render(&e).body).unwrap();
+    assert_eq!(tasks["NodeName"], "train");
+    let all = Format::Kfp.render_as(&e, crate::model::event::NodeView::All);
+    let all: Value = serde_json::from_slice(&all.body).unwrap();
+    assert_eq!(all["NodeName"], "train(0)");
+    let extended: Value = serde_json::from_slice(&Format::Extended.render(&e).body).unwrap();
+    assert_eq!(
+        extended["Task"],
+        json!({"Name": "train", "DisplayName": "Train model", "Iteration": 1,
+               "DagPath": ["root", "for-loop-2"], "Cached": false})
+    );
+    assert_eq!(extended["Attempt"], 1);
 }
