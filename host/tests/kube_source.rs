@@ -843,3 +843,62 @@ async fn a_first_start_in_an_empty_namespace_still_resumes_after_a_restart() {
     let got = exactly(&world, 5).await;
     assert_eq!(ids(&got).into_iter().collect::<BTreeSet<_>>(), expected);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_pod_resumes_from_the_configmap_through_transient_errors_reading_it() {
+    let world = World::new().await;
+    let uid = world.workflow(NS, "wf-flaky");
+    let config = world.config("flaky-a", "");
+    let mut router = world.start("flaky-a", &config);
+    wait_watching(&world, &mut router, 1).await;
+    world.event(NS, "before", "wf-flaky", &uid, true);
+    exactly(&world, 1).await;
+    router.terminate();
+    router.expect_success().await;
+    let cm = world
+        .api
+        .get(Res::ConfigMaps, NS, "kfp-event-router-state")
+        .expect("the checkpoint ConfigMap");
+    assert!(
+        cm["data"]["kubernetes"]
+            .as_str()
+            .unwrap()
+            .contains("resourceVersion"),
+        "{cm}"
+    );
+
+    // Events happen while no router runs; then a new pod starts, with an empty state dir, and
+    // its first reads of the checkpoint ConfigMap fail (the API server is having a bad moment).
+    let mut expected = BTreeSet::new();
+    for i in 0..5 {
+        expected.insert(webhook_id(&world.event(
+            NS,
+            &format!("while-down-{i}"),
+            "wf-flaky",
+            &uid,
+            true,
+        )));
+    }
+    world.api.fail_next("get", Res::ConfigMaps, 3, 500);
+    let gets_before = world.api.requests("get", Res::ConfigMaps);
+    let config = world.config("flaky-b", "");
+    let mut router = world.start("flaky-b", &config);
+    wait_watching(&world, &mut router, 1).await;
+    let got = exactly(&world, 6).await;
+    assert_eq!(
+        ids(&got[1..]).into_iter().collect::<BTreeSet<_>>(),
+        expected,
+        "the Events after the checkpoint, not skipped as history; logs:\n{}",
+        router.logs()
+    );
+    assert!(
+        world.api.requests("get", Res::ConfigMaps) - gets_before >= 4,
+        "the read was retried"
+    );
+    assert!(
+        router.logs().contains("resuming after the checkpoint"),
+        "{}",
+        router.logs()
+    );
+    assert_requests_allowed(&world.api);
+}

@@ -14,8 +14,10 @@
 //! - create (409 AlreadyExists), update (409 Conflict on a stale `resourceVersion`), get (404).
 //!
 //! And what tests need: [`KubeApi::drop_watches`] breaks every open watch connection,
-//! [`KubeApi::set_latency`] delays every answer, [`KubeApi::requests`] counts requests by verb
-//! and resource, [`KubeApi::kubeconfig`] writes a kubeconfig pointing at it.
+//! [`KubeApi::set_latency`] delays every answer, [`KubeApi::fail_next`] fails the next few
+//! requests of a kind with an error status, [`KubeApi::requests`] counts requests by verb
+//! and resource, [`KubeApi::kubeconfig`] writes a kubeconfig pointing at it, [`KubeApi::put`]
+//! stores objects as a recording has them (their own uids and timestamps).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -102,6 +104,8 @@ struct Inner {
     watching: HashMap<Res, i64>,
     drops: u64,
     bookmark_every: Option<Duration>,
+    /// Per (verb, resource): how many of the next requests fail, and with which status code.
+    faults: HashMap<(String, Res), (u32, u16)>,
 }
 
 struct Shared {
@@ -178,6 +182,39 @@ impl KubeApi {
         create(&mut inner, &self.shared.changes, res, namespace, object).expect("the object is new")
     }
 
+    /// Stores `object` as given, as a watch reports it: `ADDED` when it is new, else `MODIFIED`
+    /// (replacing the stored version). Unlike [`KubeApi::create`], it keeps the object's own
+    /// `uid` and `creationTimestamp` (a recording's, or those of a controller whose clock is off).
+    pub fn put(&self, res: Res, namespace: &str, mut object: Value) -> Value {
+        let mut inner = self.lock();
+        let name = object["metadata"]["name"]
+            .as_str()
+            .expect("a name")
+            .to_owned();
+        let key = (res, namespace.to_owned(), name);
+        let kind = match inner.objects.get(&key) {
+            Some(current) => {
+                object["metadata"]["uid"] = current["metadata"]["uid"].clone();
+                "MODIFIED"
+            }
+            None => {
+                if object["metadata"]["uid"].as_str().is_none() {
+                    inner.uids += 1;
+                    object["metadata"]["uid"] =
+                        json!(format!("00000000-0000-4000-8000-{:012x}", inner.uids));
+                }
+                if object["metadata"]["creationTimestamp"].as_str().is_none() {
+                    object["metadata"]["creationTimestamp"] = json!(now());
+                }
+                "ADDED"
+            }
+        };
+        object["metadata"]["namespace"] = json!(namespace);
+        object["apiVersion"] = json!(res.api_version());
+        object["kind"] = json!(res.kind());
+        commit(&mut inner, &self.shared.changes, res, kind, object)
+    }
+
     /// Changes an object; returns it.
     pub fn update(
         &self,
@@ -247,6 +284,14 @@ impl KubeApi {
     /// How often open watches send a bookmark (`None`: never).
     pub fn set_bookmarks(&self, every: Option<Duration>) {
         self.lock().bookmark_every = every;
+    }
+
+    /// Answers the next `times` requests with `verb` on `res` with an error status `code`
+    /// (counted as requests all the same), as a failing API server would.
+    pub fn fail_next(&self, verb: &str, res: Res, times: u32, code: u16) {
+        self.lock()
+            .faults
+            .insert((verb.to_owned(), res), (times, code));
     }
 
     /// Requests so far with `verb` (`get`, `list`, `watch`, `create`, `update`, `delete`) on `res`.
@@ -519,16 +564,34 @@ async fn handle(
         (&Method::DELETE, _, _) => "delete",
         _ => "other",
     };
-    let latency = {
+    let (latency, fault) = {
         let mut inner = shared.inner.lock().unwrap();
         *inner
             .requests
             .entry((verb.to_owned(), target.res.name().to_owned()))
             .or_default() += 1;
-        inner.latency
+        let fault = match inner.faults.get_mut(&(verb.to_owned(), target.res)) {
+            Some((times, code)) if *times > 0 => {
+                *times -= 1;
+                Some(*code)
+            }
+            _ => None,
+        };
+        (inner.latency, fault)
     };
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
+    }
+    if let Some(code) = fault {
+        let reason = match code {
+            404 => "NotFound",
+            409 => "Conflict",
+            429 => "TooManyRequests",
+            503 => "ServiceUnavailable",
+            504 => "Timeout",
+            _ => "InternalError",
+        };
+        return reply(code, &status(code, reason, "a fault injected by the test"));
     }
     let filter = Filter {
         res: target.res,

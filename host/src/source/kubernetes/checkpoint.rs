@@ -6,7 +6,9 @@
 //! seconds, into a ConfigMap of the router's own namespace. What it writes there is the
 //! *delivered* position: the last checkpoint all of whose events every endpoint has had, so a
 //! new leader that resumes from it loses nothing even when the old leader's outbox is gone.
-//! On start the newer of the two is taken, per watch.
+//! On start the newer of the two is taken, per watch. Only a `404` means the ConfigMap has no
+//! checkpoint: other errors are retried ([`ReadRetry`]), and when they last the start fails
+//! rather than take the downtime's Events for history.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -39,6 +41,30 @@ pub(crate) enum CheckpointError {
         name: String,
         /// The API error.
         source: kube::Error,
+    },
+    /// One read took too long.
+    #[error("checkpoint ConfigMap {name}: no answer within {after:.1?}")]
+    Timeout {
+        /// The ConfigMap's name.
+        name: String,
+        /// How long the read waited.
+        after: Duration,
+    },
+    /// Every read at start failed: where to resume is unknown.
+    #[error(
+        "cannot read the checkpoint ConfigMap {name} ({attempts} attempts in {elapsed:.1?}); \
+         not starting, since without it every Event since the checkpoint would be skipped \
+         as history: {last}"
+    )]
+    Unreadable {
+        /// The ConfigMap's name.
+        name: String,
+        /// How many reads were made.
+        attempts: u32,
+        /// How long they took in all.
+        elapsed: Duration,
+        /// The last read's error.
+        last: Box<CheckpointError>,
     },
 }
 
@@ -86,6 +112,30 @@ impl Positions {
     }
 }
 
+/// How the read of the checkpoint ConfigMap at start is retried: exponential waits, all of it
+/// bounded in time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct ReadRetry {
+    /// The wait after the first failure, doubled after each further one.
+    pub(crate) first_wait: Duration,
+    /// The longest wait between two reads.
+    pub(crate) max_wait: Duration,
+    /// How long one read may take.
+    pub(crate) per_read: Duration,
+    /// How long the reads and waits may take in all.
+    pub(crate) total: Duration,
+}
+
+impl ReadRetry {
+    /// At start: waits of 0.25, 0.5, 1, 2 and 4 s between reads, then of 8 s; 30 s at most.
+    pub(crate) const START: Self = Self {
+        first_wait: Duration::from_millis(250),
+        max_wait: Duration::from_secs(8),
+        per_read: Duration::from_secs(10),
+        total: Duration::from_secs(30),
+    };
+}
+
 /// The checkpoint ConfigMap.
 pub(crate) struct ConfigMapStore {
     api: Api<ConfigMap>,
@@ -110,13 +160,39 @@ impl ConfigMapStore {
         }
     }
 
-    /// Reads the stored positions; `None` when there are none yet.
-    pub(crate) async fn load(&mut self) -> Result<Option<Positions>> {
-        self.current = self
-            .api
-            .get_opt(&self.name)
-            .await
-            .map_err(|e| self.error(e))?;
+    /// Reads the stored positions; `None` when there are none yet (the ConfigMap is not
+    /// found, or holds no checkpoint). Other errors are retried as `retry` says; when the
+    /// reads never succeed, [`CheckpointError::Unreadable`].
+    pub(crate) async fn load(&mut self, retry: ReadRetry) -> Result<Option<Positions>> {
+        let started = tokio::time::Instant::now();
+        let deadline = started + retry.total;
+        let mut wait = retry.first_wait;
+        let mut attempts = 0;
+        self.current = loop {
+            attempts += 1;
+            let per_read = retry
+                .per_read
+                .min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+            let error = match tokio::time::timeout(per_read, self.api.get_opt(&self.name)).await {
+                Ok(Ok(found)) => break found,
+                Ok(Err(e)) => self.error(e),
+                Err(_) => CheckpointError::Timeout {
+                    name: self.name.clone(),
+                    after: per_read,
+                },
+            };
+            if tokio::time::Instant::now() + wait >= deadline {
+                return Err(CheckpointError::Unreadable {
+                    name: self.name.clone(),
+                    attempts,
+                    elapsed: started.elapsed(),
+                    last: Box::new(error),
+                });
+            }
+            tracing::warn!("{error}; reading it again in {wait:.2?}");
+            tokio::time::sleep(wait).await;
+            wait = (wait * 2).min(retry.max_wait);
+        };
         let value = self
             .current
             .as_ref()
@@ -173,23 +249,19 @@ impl ConfigMapStore {
 }
 
 /// Reads where to resume: the newer, per watch, of the outbox's checkpoint and the
-/// ConfigMap's (when one is configured and readable).
+/// ConfigMap's (when one is configured). A ConfigMap that cannot be read, even after
+/// `retry`, is an error: resuming without it could skip what happened since it was written.
 pub(crate) async fn resume(
     outbox: &Outbox,
     store: Option<&mut ConfigMapStore>,
+    retry: ReadRetry,
 ) -> anyhow::Result<Positions> {
     let local = outbox
         .checkpoint(KEY)?
         .and_then(|v| Positions::parse(&v, "the outbox"))
         .unwrap_or_default();
     let cluster = match store {
-        Some(store) => match store.load().await {
-            Ok(found) => found.unwrap_or_default(),
-            Err(e) => {
-                tracing::warn!("{e}; resuming from the local checkpoint only");
-                Positions::default()
-            }
-        },
+        Some(store) => store.load(retry).await?.unwrap_or_default(),
         None => Positions::default(),
     };
     Ok(local.newest(cluster))
@@ -306,7 +378,125 @@ impl Mirror {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use axum::http::StatusCode;
+    use axum::response::IntoResponse;
+
     use super::*;
+
+    /// Quick retries, for tests.
+    const QUICK: ReadRetry = ReadRetry {
+        first_wait: Duration::from_millis(10),
+        max_wait: Duration::from_millis(40),
+        per_read: Duration::from_millis(200),
+        total: Duration::from_millis(400),
+    };
+
+    /// A store of ConfigMap `state` on an API server that answers each request with the next
+    /// of `answers` (the last one repeated; code 0: never); the answers left are returned too.
+    async fn store_answering(
+        answers: Vec<(u16, serde_json::Value)>,
+    ) -> (ConfigMapStore, Arc<Mutex<Vec<(u16, serde_json::Value)>>>) {
+        let answers = Arc::new(Mutex::new(answers));
+        let left = Arc::clone(&answers);
+        let app = axum::Router::new().fallback(move || {
+            let answers = Arc::clone(&answers);
+            async move {
+                let (code, body) = {
+                    let mut answers = answers.lock().unwrap();
+                    match answers.len() {
+                        1 => answers[0].clone(),
+                        _ => answers.remove(0),
+                    }
+                };
+                if code == 0 {
+                    std::future::pending::<()>().await;
+                }
+                let mut response =
+                    (StatusCode::from_u16(code).unwrap(), body.to_string()).into_response();
+                response
+                    .headers_mut()
+                    .insert("content-type", "application/json".parse().unwrap());
+                response
+            }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        let connection =
+            super::super::client::connect_with(kube::Config::new(url.parse().unwrap()), None)
+                .unwrap();
+        (ConfigMapStore::new(connection.client, "ns", "state"), left)
+    }
+
+    fn status(code: u16) -> (u16, serde_json::Value) {
+        let reason = match code {
+            404 => "NotFound",
+            503 => "ServiceUnavailable",
+            _ => "InternalError",
+        };
+        let body = serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "failed", "reason": reason, "code": code
+        });
+        (code, body)
+    }
+
+    fn config_map(positions: &Positions) -> (u16, serde_json::Value) {
+        let body = serde_json::json!({
+            "kind": "ConfigMap", "apiVersion": "v1",
+            "metadata": {"name": "state", "namespace": "ns", "resourceVersion": "7"},
+            "data": {KEY: positions.checkpoint().value}
+        });
+        (200, body)
+    }
+
+    #[tokio::test]
+    async fn failed_reads_are_retried_until_the_checkpoint_is_read() {
+        let stored = Positions {
+            positions: BTreeMap::from([("ns".into(), at("42"))]),
+        };
+        let (mut store, left) = store_answering(vec![
+            status(500),
+            status(503),
+            status(500),
+            config_map(&stored),
+        ])
+        .await;
+        assert_eq!(store.load(QUICK).await.unwrap(), Some(stored));
+        assert_eq!(left.lock().unwrap().len(), 1, "every answer was asked for");
+    }
+
+    #[tokio::test]
+    async fn reads_that_keep_failing_are_an_error_not_a_first_start() {
+        let (mut store, _) = store_answering(vec![status(500)]).await;
+        let started = tokio::time::Instant::now();
+        match store.load(QUICK).await {
+            Err(CheckpointError::Unreadable { attempts, .. }) => {
+                assert!(attempts >= 3, "{attempts} attempts");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(started.elapsed() < QUICK.total + QUICK.per_read);
+    }
+
+    #[tokio::test]
+    async fn a_read_without_an_answer_times_out_and_is_retried() {
+        let stored = Positions {
+            positions: BTreeMap::from([("ns".into(), at("42"))]),
+        };
+        let (mut store, _) =
+            store_answering(vec![(0, serde_json::Value::Null), config_map(&stored)]).await;
+        assert_eq!(store.load(QUICK).await.unwrap(), Some(stored));
+    }
+
+    #[tokio::test]
+    async fn only_not_found_means_no_checkpoint() {
+        let (mut store, left) = store_answering(vec![status(404), status(500)]).await;
+        assert_eq!(store.load(QUICK).await.unwrap(), None);
+        assert_eq!(left.lock().unwrap().len(), 1, "one read");
+    }
 
     fn at(rv: &str) -> Position {
         Position {

@@ -30,7 +30,10 @@ pub struct LeaderSettings {
     pub lease_name: String,
     /// How long a claim lasts without renewal.
     pub lease_duration: Duration,
-    /// This replica's name; `POD_NAME`, else the host name with a random suffix, when `None`.
+    /// The prefix of this replica's name: `-` and `POD_NAME` (else 8 random hex digits) are
+    /// always appended, as a config shared by the replicas would otherwise give them all one
+    /// name, and two of them the Lease. `None`: `POD_NAME`, else the host name with a random
+    /// suffix.
     pub identity: Option<String>,
 }
 
@@ -44,17 +47,30 @@ impl Default for LeaderSettings {
     }
 }
 
-/// This replica's default identity: `POD_NAME`, else the host name and a random suffix.
-pub(crate) fn default_identity() -> String {
-    if let Some(name) = std::env::var("POD_NAME").ok().filter(|n| !n.is_empty()) {
-        return name;
+/// The pod this process runs in: `POD_NAME`, when set.
+fn pod_name() -> Option<String> {
+    std::env::var("POD_NAME").ok().filter(|n| !n.is_empty())
+}
+
+/// This process's identity in the Lease, given the `configured` one and `pod_name`: the
+/// configured one as a prefix, then `-` and the pod's name (when set, and not the prefix
+/// itself) or else 8 random hex digits; unconfigured, the pod's name, else the host name and
+/// 8 random hex digits. No two live replicas get the same one.
+pub(crate) fn identity(configured: Option<&str>, pod_name: Option<&str>) -> String {
+    let random = || format!("{:08x}", rand::random::<u32>());
+    match (configured.filter(|c| !c.is_empty()), pod_name) {
+        (Some(prefix), Some(pod)) if pod != prefix => format!("{prefix}-{pod}"),
+        (Some(prefix), _) => format!("{prefix}-{}", random()),
+        (None, Some(pod)) => pod.to_owned(),
+        (None, None) => {
+            let host = std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+                .filter(|h| !h.is_empty())
+                .unwrap_or_else(|| "kfp-event-router".to_owned());
+            format!("{host}-{}", random())
+        }
     }
-    let host = std::fs::read_to_string("/etc/hostname")
-        .ok()
-        .map(|h| h.trim().to_owned())
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "kfp-event-router".to_owned());
-    format!("{host}-{:08x}", rand::random::<u32>())
 }
 
 /// What a candidate saw of the Lease, to tell when its holder stopped renewing.
@@ -77,12 +93,26 @@ pub(crate) struct Elector {
 }
 
 impl Elector {
-    /// A candidate for the Lease `settings.lease_name` in `namespace`.
+    /// A candidate for the Lease `settings.lease_name` in `namespace`, in this process's pod.
     pub(crate) fn new(client: kube::Client, namespace: &str, settings: &LeaderSettings) -> Self {
+        Self::in_pod(client, namespace, settings, pod_name().as_deref())
+    }
+
+    /// As [`Elector::new`], in the pod named `pod_name` (`None`: not in a pod, or unknown).
+    fn in_pod(
+        client: kube::Client,
+        namespace: &str,
+        settings: &LeaderSettings,
+        pod_name: Option<&str>,
+    ) -> Self {
+        let identity = identity(settings.identity.as_deref(), pod_name);
+        if let Some(prefix) = &settings.identity {
+            tracing::info!(lease = %settings.lease_name, %identity, "leader election identity: the configured {prefix:?} with a suffix of this process");
+        }
         Self {
             api: Api::namespaced(client, namespace),
             name: settings.lease_name.clone(),
-            identity: settings.identity.clone().unwrap_or_else(default_identity),
+            identity,
             duration: settings.lease_duration,
             observed: None,
             held: None,
@@ -296,5 +326,56 @@ impl Leadership {
     pub(crate) async fn release(self) {
         self.release.cancel();
         let _ = self.task.await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A client of an API server that is never asked anything.
+    fn client() -> kube::Client {
+        let config = kube::Config::new("http://127.0.0.1:9".parse().unwrap());
+        super::super::client::connect_with(config, None)
+            .unwrap()
+            .client
+    }
+
+    #[tokio::test]
+    async fn a_configured_identity_shared_by_replicas_gives_each_its_own() {
+        let settings = LeaderSettings {
+            identity: Some("shared".to_owned()),
+            ..LeaderSettings::default()
+        };
+        // Outside a pod: random suffixes.
+        let a = Elector::in_pod(client(), "ns", &settings, None);
+        let b = Elector::in_pod(client(), "ns", &settings, None);
+        assert_ne!(a.identity(), b.identity());
+        for elector in [&a, &b] {
+            assert!(
+                elector.identity().starts_with("shared-"),
+                "{}",
+                elector.identity()
+            );
+        }
+        // In pods: their names.
+        let a = Elector::in_pod(client(), "ns", &settings, Some("router-0"));
+        let b = Elector::in_pod(client(), "ns", &settings, Some("router-1"));
+        assert_eq!(
+            (a.identity(), b.identity()),
+            ("shared-router-0", "shared-router-1")
+        );
+    }
+
+    #[test]
+    fn identities() {
+        assert_eq!(identity(None, Some("router-0")), "router-0");
+        let random = identity(Some("router-0"), Some("router-0"));
+        let suffix = random.strip_prefix("router-0-").expect("the prefix");
+        assert!(
+            suffix.len() == 8 && suffix.chars().all(|c| c.is_ascii_hexdigit()),
+            "{random}"
+        );
+        assert_ne!(identity(None, None), identity(None, None));
     }
 }

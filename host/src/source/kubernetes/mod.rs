@@ -28,6 +28,7 @@ pub mod leader;
 pub(crate) mod position;
 pub(crate) mod record;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,7 +48,7 @@ use crate::model::workflow::Workflow;
 use crate::state::Outbox;
 use crate::telemetry::Metrics;
 use crate::telemetry::readiness::{Readiness, Role};
-use checkpoint::{ConfigMapStore, Mirror, Positions};
+use checkpoint::{ConfigMapStore, Mirror, Positions, ReadRetry};
 use client::Connection;
 use fetch::WorkflowFetcher;
 use leader::{Elector, LeaderSettings, Leadership};
@@ -122,7 +123,7 @@ pub(crate) enum SourceError {
     /// No client could be made.
     #[error(transparent)]
     Client(#[from] client::ClientError),
-    /// The local checkpoint could not be read.
+    /// The checkpoint could not be read, locally or from its ConfigMap.
     #[error("cannot read the checkpoint: {0}")]
     Checkpoint(#[source] anyhow::Error),
 }
@@ -306,19 +307,43 @@ impl KubernetesSource {
 }
 
 /// Passes a reflector's Workflows on as source items, until `out` closes.
+///
+/// Only the Workflows of the first list existed before the router watched, so only what their
+/// status shows may be history to the enrich stage (`source.history`). A Workflow that shows up
+/// later (live, or first in a relist) began while the router watched: it is passed on as
+/// [`SourceItem::WorkflowLive`], all of it news.
 async fn forward_workflows(
     stream: impl Stream<Item = watcher::Result<watcher::Event<Workflow>>>,
     out: mpsc::Sender<SourceItem>,
     metrics: Arc<Metrics>,
 ) {
     let mut stream = std::pin::pin!(stream);
+    let mut known = HashSet::new();
+    let mut listed = false;
     while let Some(result) = stream.next().await {
         let item = match result {
             Ok(watcher::Event::Apply(wf) | watcher::Event::InitApply(wf)) => {
-                SourceItem::WorkflowApplied(Box::new(wf))
+                let first = wf
+                    .metadata
+                    .uid
+                    .as_ref()
+                    .is_some_and(|uid| known.insert(uid.clone()));
+                match first && listed {
+                    true => SourceItem::WorkflowLive(Box::new(wf)),
+                    false => SourceItem::WorkflowApplied(Box::new(wf)),
+                }
             }
-            Ok(watcher::Event::Delete(wf)) => SourceItem::WorkflowDeleted(Box::new(wf)),
-            Ok(watcher::Event::Init | watcher::Event::InitDone) => continue,
+            Ok(watcher::Event::Delete(wf)) => {
+                if let Some(uid) = &wf.metadata.uid {
+                    known.remove(uid);
+                }
+                SourceItem::WorkflowDeleted(Box::new(wf))
+            }
+            Ok(watcher::Event::InitDone) => {
+                listed = true;
+                continue;
+            }
+            Ok(watcher::Event::Init) => continue,
             Err(e) => {
                 metrics.kube.watch_error("workflows");
                 tracing::warn!("watching Workflows: {e}; retrying");
@@ -392,7 +417,7 @@ impl Session {
         let mut store = settings.checkpoint_configmap.as_ref().map(|name| {
             ConfigMapStore::new(connection.client.clone(), &connection.namespace, name)
         });
-        let resume = checkpoint::resume(outbox, store.as_mut())
+        let resume = checkpoint::resume(outbox, store.as_mut(), ReadRetry::START)
             .await
             .map_err(SourceError::Checkpoint)?;
         if resume.positions.is_empty() {
@@ -420,8 +445,9 @@ impl Session {
             .map_or_else(CancellationToken::new, Leadership::lost)
     }
 
-    /// For the status path of enrich: on a first start, only what happens from now (or from the
-    /// history window) on; on a resume, from the oldest checkpoint time on.
+    /// For the status path of enrich, about the Workflows of the first list (the others are news
+    /// from their start, see [`forward_workflows`]): on a first start, only what happens from
+    /// now (or from the history window) on; on a resume, from the oldest checkpoint time on.
     pub(crate) fn since(&self) -> Option<Timestamp> {
         let times = self
             .resume

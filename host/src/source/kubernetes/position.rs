@@ -10,10 +10,13 @@
 //!
 //! The first list of a watch is the baseline: with a position to resume from, the listed Events
 //! after it are sent (they happened while the router was down), in `resourceVersion` order;
-//! without one (the very first start), only those within the `history` window are.
-//! Should a server hand out `resourceVersion`s that are not numbers, Event times stand in; so
-//! does a first start that lists no Event at all, whose position is then its start time (less
-//! a minute of clock skew: no Event existed before it, so none can be taken for an old one).
+//! without one (the very first start), only those within the `history` window are. Only that
+//! first list is held to a time: with numeric `resourceVersion`s, an Event the watch (or a later
+//! relist) brings is news whatever its timestamps say (the controller's clock may lag the
+//! router's). A first start that lists no Event at all takes `resourceVersion` 0 as its position: every
+//! Event there is came after it. Should a server hand out `resourceVersion`s that are not
+//! numbers, Event times stand in, and that position's time is its start (less a minute of clock
+//! skew: no Event existed before it, so none can be taken for an old one).
 
 use std::cmp::Ordering;
 use std::time::Duration;
@@ -30,7 +33,7 @@ use crate::source::occurrence::Occurrences;
 /// How many Event uids a gate remembers the count of.
 const REMEMBERED: usize = 65_536;
 /// Clock skew allowed between the router and the controller, for the baseline of a first
-/// start that listed no Event (see [`Gate`]).
+/// start that listed no Event, where `resourceVersion`s are not numbers (see [`Gate`]).
 const SKEW: Duration = Duration::from_secs(60);
 
 /// Where one watch stands: the last Event version it handled.
@@ -216,6 +219,7 @@ impl Gate {
         }
         if self.position.is_none() {
             self.position = Some(Position {
+                resource_version: "0".to_owned(),
                 time: Some((self.started.checked_sub(SKEW).unwrap_or(self.started)).to_string()),
                 ..Position::default()
             });
@@ -302,7 +306,7 @@ mod tests {
         let step = list(&mut gate, vec![]);
         assert!(step.moved && step.listed);
         let baseline = gate.position().cloned().unwrap();
-        assert_eq!(baseline.resource_version, "");
+        assert_eq!(baseline.resource_version, "0");
         // After a restart from it, an Event created while down is new.
         let mut gate = Gate::new(
             Some(baseline),
@@ -324,6 +328,25 @@ mod tests {
                 .events
                 .is_empty()
         );
+    }
+
+    #[test]
+    fn after_an_empty_first_list_events_are_news_whatever_their_time() {
+        let mut gate = Gate::new(None, None, NOW.parse().unwrap());
+        list(&mut gate, vec![]);
+        // The controller's clock is a day behind the router's.
+        let behind = "2026-11-19T12:00:00Z";
+        assert_eq!(
+            uids(&gate.step(watcher::Event::Apply(event("a", 5, 1, behind)))),
+            ["a#1"]
+        );
+        // The watch broke and the router lists again: what came meanwhile is news too.
+        let step = list(
+            &mut gate,
+            vec![event("a", 5, 1, behind), event("b", 6, 1, behind)],
+        );
+        assert_eq!(uids(&step), ["b#1"]);
+        assert_eq!(gate.position().unwrap().resource_version, "6");
     }
 
     #[test]
