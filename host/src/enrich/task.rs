@@ -277,6 +277,10 @@ impl<'a> Nodes<'a> {
             cached: self
                 .executor(node)
                 .is_some_and(|e| e.node_type.as_deref() == Some("Skipped")),
+            pod_name: self
+                .executor(node)
+                .filter(|e| e.node_type.as_deref() == Some("Pod"))
+                .and_then(|e| pod_name(self.workflow, e)),
             message: self
                 .executor(node)
                 .filter(|e| matches!(e.phase.as_deref(), Some("Failed" | "Error")))
@@ -319,6 +323,25 @@ impl<'a> Nodes<'a> {
             })
             .max_by(|a, b| a.started_at.cmp(&b.started_at))
     }
+}
+
+/// The name of a Pod node's Pod, as Argo names Pods (`POD_NAMES=v2`, the default since Argo
+/// 3.2; `workflow/util/pod_name.go`): `<workflow>-<template>-<hash of the node name>`, where
+/// the hash is the one in the node id `<workflow>-<hash>`, and the prefix is cut to leave
+/// room for it within Kubernetes' 253 characters.
+fn pod_name(workflow: &str, node: &NodeStatus) -> Option<String> {
+    const MAX: usize = 253;
+    let hash = node.id.strip_prefix(workflow)?.strip_prefix('-')?;
+    let mut prefix = format!("{workflow}-{}", node.template_name.as_deref()?);
+    let room = MAX.saturating_sub(hash.len() + 1);
+    if prefix.len() > room {
+        let cut = (0..=room)
+            .rev()
+            .find(|&i| prefix.is_char_boundary(i))
+            .unwrap_or(0);
+        prefix.truncate(cut);
+    }
+    Some(format!("{prefix}-{hash}"))
 }
 
 /// `name` without an attempt suffix `(n)`: `train(0)` -> `train`; `x(0:0)` stays.

@@ -66,6 +66,9 @@ pub struct TaskFacts {
     pub dag_path: Vec<String>,
     /// True when KFP's cache served the task instead of running it.
     pub cached: bool,
+    /// The Pod that ran the task's container, when it ran.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod_name: Option<String>,
     /// Why the task's container failed, e.g. `Error (exit code 1)`, when it did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,

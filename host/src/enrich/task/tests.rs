@@ -107,6 +107,23 @@ fn display_names_iterations_and_the_cache_come_from_the_run() {
         (train.iteration, train.dag_path.clone()),
         (Some(2), vec!["root".to_owned(), "for-loop-2".to_owned()])
     );
+    let executor = wf
+        .status
+        .as_ref()
+        .unwrap()
+        .nodes
+        .values()
+        .find(|n| {
+            n.name
+                .ends_with("iteration-iterations(2:2).iteration-item.train.executor")
+        })
+        .unwrap();
+    let hash = executor.id.rsplit('-').next().unwrap();
+    assert_eq!(
+        train.pod_name,
+        Some(format!("churn-training-x7k2p-system-container-impl-{hash}")),
+        "the executor Pod, named as Argo names it"
+    );
     let cached = last_workflow("kfp-2.17-retry");
     let map = TaskMap::of(&cached);
     let preprocess = format!(

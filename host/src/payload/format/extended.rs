@@ -44,6 +44,7 @@ struct Task<'a> {
     iteration: Option<u32>,
     dag_path: &'a [String],
     cached: bool,
+    pod_name: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     message: Option<&'a str>,
 }
@@ -56,6 +57,7 @@ impl<'a> From<&'a TaskFacts> for Task<'a> {
             iteration: t.iteration,
             dag_path: &t.dag_path,
             cached: t.cached,
+            pod_name: t.pod_name.as_deref(),
             message: t.message.as_deref(),
         }
     }

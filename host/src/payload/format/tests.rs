@@ -272,6 +272,7 @@ fn a_kfp_task_is_named_as_the_pipeline_names_it_unless_the_endpoint_wants_all_no
         iteration: Some(1),
         dag_path: vec!["root".into(), "for-loop-2".into()],
         cached: false,
+        pod_name: None,
         message: None,
     });
     let tasks: Value = serde_json::from_slice(&Format::Kfp.render(&e).body).unwrap();
@@ -283,7 +284,7 @@ fn a_kfp_task_is_named_as_the_pipeline_names_it_unless_the_endpoint_wants_all_no
     assert_eq!(
         extended["Task"],
         json!({"Name": "train", "DisplayName": "Train model", "Iteration": 1,
-               "DagPath": ["root", "for-loop-2"], "Cached": false})
+               "DagPath": ["root", "for-loop-2"], "Cached": false, "PodName": null})
     );
     assert_eq!(extended["Attempt"], 1);
 }
