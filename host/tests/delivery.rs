@@ -393,3 +393,61 @@ url = {plain_url}
         );
     }
 }
+
+/// A dead letter that cannot be written yet (here: a folder is in the file's place) is written
+/// once it can be; only then is the delivery done, its workflow's next event sent, and the run
+/// finished as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_letter_that_cannot_be_written_is_retried_then_its_workflow_goes_on() {
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(1, 2);
+    let path = write_recording(&scratch, &generated);
+    let blocker = scratch.state_dir().join("dead-letter.jsonl");
+    std::fs::create_dir_all(&blocker).unwrap();
+    let sink = Sink::start().await;
+    sink.script("/hook", [Reply::status(400)]);
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{}[[endpoints]]\nname = \"hook\"\nurl = {}\n",
+            scratch.tables(&path, None),
+            toml_str(&sink.url("/hook"))
+        ),
+    );
+    let mut router = RouterProcess::start(&config);
+    router
+        .wait_for_log("cannot write the dead letter", PATIENCE)
+        .await;
+    assert_eq!(
+        sink.received_on("/hook").len(),
+        1,
+        "the workflow's next event waits for the dead letter"
+    );
+    let unblocked = std::time::Instant::now();
+    std::fs::remove_dir(&blocker).unwrap();
+    assert_eq!(
+        router.exit_code(PATIENCE).await,
+        i32::from(kfp_event_router::cli::EXIT_DEAD_LETTERS),
+        "exit code for dead letters; logs:\n{}",
+        router.logs()
+    );
+
+    let received = sink.received_on("/hook");
+    assert_eq!(
+        per_workflow(&received),
+        generated.order,
+        "both events, in order"
+    );
+    assert!(
+        received[1].at > unblocked,
+        "the next event was sent once the dead letter could be written"
+    );
+    let letters = scratch.dead_letters();
+    assert_eq!(letters.len(), 1, "{letters:#?}");
+    assert_eq!(letters[0]["webhook_id"], received[0].header("webhook-id"));
+    assert!(
+        letters[0]["last_error"].as_str().unwrap().contains("400"),
+        "{}",
+        letters[0]
+    );
+}

@@ -131,3 +131,61 @@ async fn kill_9_twice_mid_stream_loses_no_event() {
         received.len() - total
     );
 }
+
+/// A replay line that is one `List` of thousands of Events is accepted in several outbox
+/// transactions: a `kill -9` between two of them, then a restart, still delivers every Event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_inside_a_list_line_loses_no_event() {
+    let scratch = Scratch::new();
+    // The Workflow lines, then one `List` line of all 2,000 Events.
+    let generated = recording::interleaved(10, 200);
+    let total = generated.events();
+    let mut lines = generated.recording.lines.clone();
+    let events: Vec<serde_json::Value> = lines
+        .split_off(generated.workflows.len())
+        .into_iter()
+        .map(|line| line["object"].clone())
+        .collect();
+    let mut list = recording::Recording { lines };
+    list.push(serde_json::json!({ "apiVersion": "v1", "kind": "List", "items": events }));
+    let path = scratch.path("recording.jsonl");
+    list.write(&path);
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200));
+    // Paced, so that the List is accepted a few events per transaction, over seconds.
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{}[[endpoints]]\nname = \"hook\"\nurl = {}\nformat = \"extended\"\nconcurrency = 4\n",
+            scratch.tables(&path, Some(400.0)),
+            toml_str(&sink.url("/hook"))
+        ),
+    );
+
+    let mut router = RouterProcess::start(&config);
+    wait_for_distinct(&sink, 100).await;
+    assert!(router.is_running());
+    router.kill();
+    assert!(
+        !router.logs().contains("source finished"),
+        "killed while the List was being accepted; logs:\n{}",
+        router.logs()
+    );
+    let at_kill = distinct_ids(&sink);
+
+    let mut router = RouterProcess::start(&config);
+    router.expect_success().await;
+
+    let uids: HashSet<String> = sink
+        .received()
+        .iter()
+        .map(|r| r.json()["EventUid"].as_str().unwrap().to_owned())
+        .collect();
+    let expected: HashSet<String> = generated.event_uids.iter().cloned().collect();
+    let missing = expected.difference(&uids).count();
+    assert_eq!(
+        missing, 0,
+        "{missing} of {total} events never arrived ({at_kill} had before the kill)"
+    );
+    assert_eq!(uids, expected, "every event arrived, none invented");
+}

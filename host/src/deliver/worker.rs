@@ -29,6 +29,12 @@ pub(crate) const LOADED: usize = 4096;
 /// How often a delivery waiting for a missing plugin looks again, besides on every change.
 const PLUGIN_RECHECK: Duration = Duration::from_secs(30);
 
+/// The wait before writing a dead letter again after a failed write; it doubles each time.
+const DEAD_LETTER_RETRY_FIRST: Duration = Duration::from_secs(1);
+
+/// The longest wait between two attempts to write a dead letter.
+const DEAD_LETTER_RETRY_MAX: Duration = Duration::from_secs(60);
+
 /// What a worker needs, shared by its delivery tasks.
 pub(super) struct Shared {
     pub(crate) name: String,
@@ -145,8 +151,8 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                     headers: Vec::new(),
                 };
                 let error = format!("plugin {plugin} failed: {error}");
-                dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
-                return (key, End::Done);
+                let end = dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
+                return (key, end);
             }
             Verdict::Wait { reason } => {
                 tracing::warn!(endpoint = %shared.name, webhook_id, "delivery waits in the outbox: {reason}");
@@ -202,8 +208,8 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             Failure::Final(_) => None,
         };
         let Some(delay) = delay else {
-            dead_letter(&shared, &delivery, &request, &webhook_id, failure.error()).await;
-            return (key, End::Done);
+            let end = dead_letter(&shared, &delivery, &request, &webhook_id, failure.error()).await;
+            return (key, end);
         };
         tracing::warn!(
             endpoint = %shared.name,
@@ -240,13 +246,18 @@ async fn wait_for_plugins(shared: &Shared) -> bool {
     }
 }
 
+/// Writes the dead letter of `delivery`, then completes it. A failed write (disk full, read
+/// only) is logged and tried again, from [`DEAD_LETTER_RETRY_FIRST`] doubling up to
+/// [`DEAD_LETTER_RETRY_MAX`], for as long as the worker runs: the delivery stays pending in the
+/// outbox meanwhile, holding back its workflow, and when the worker stops it is left there for
+/// the next start ([`End::Left`]).
 async fn dead_letter(
     shared: &Shared,
     delivery: &PendingDelivery,
     request: &Request,
     webhook_id: &str,
     error: &str,
-) {
+) -> End {
     tracing::error!(
         endpoint = %shared.name,
         webhook_id,
@@ -263,14 +274,25 @@ async fn dead_letter(
         payload: std::str::from_utf8(&request.payload.body).ok(),
         event: &delivery.event,
     };
-    match shared.dead_letters.write(&letter).await {
-        Ok(()) => {
-            shared.metrics.dead_letter(&shared.name);
-            shared.outbox.complete(&shared.name, delivery.seq);
+    let mut wait = DEAD_LETTER_RETRY_FIRST;
+    loop {
+        match shared.dead_letters.write(&letter).await {
+            Ok(()) => {
+                shared.metrics.dead_letter(&shared.name);
+                shared.outbox.complete(&shared.name, delivery.seq);
+                return End::Done;
+            }
+            Err(e) => tracing::error!(
+                endpoint = %shared.name,
+                webhook_id,
+                retry_in = ?wait,
+                "cannot write the dead letter, kept in the outbox: {e}"
+            ),
         }
-        // Left in the outbox: delivered again on the next start rather than lost.
-        Err(e) => {
-            tracing::error!(endpoint = %shared.name, "cannot write the dead letter, kept in the outbox: {e}")
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = shared.stop.cancelled() => return End::Left,
         }
+        wait = (wait * 2).min(DEAD_LETTER_RETRY_MAX);
     }
 }

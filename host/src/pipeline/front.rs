@@ -31,15 +31,16 @@ pub(super) struct Source {
 }
 
 impl Source {
-    /// Replays `path` at `rate` into `items`, from line `resume` on (stored under
+    /// Replays `replay` into `items`, after the stored checkpoint `resume` (kept under
     /// `checkpoint_key`, when the run keeps one).
     pub(super) fn replay(
         replay: Replay,
-        resume: Option<u64>,
+        resume: Option<String>,
         checkpoint_key: Option<String>,
         items: mpsc::Sender<SourceItem>,
     ) -> Self {
-        let task = tokio::spawn(async move { Ok(replay.run(resume, items).await?.events) });
+        let task =
+            tokio::spawn(async move { Ok(replay.run(resume.as_deref(), items).await?.events) });
         Self {
             abort: task.abort_handle(),
             task,

@@ -123,11 +123,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         (SourceSettings::Replay { path, rate }, _) => {
             let replay = Replay::new(path, *rate);
             let key = replay.checkpoint_key();
-            let resume = outbox
-                .checkpoint(&key)?
-                .and_then(|line| line.parse::<u64>().ok());
-            if let Some(line) = resume {
-                tracing::info!(path = %path.display(), line, "resuming the replay after the last accepted event");
+            let resume = outbox.checkpoint(&key)?;
+            if let Some(position) = &resume {
+                tracing::info!(path = %path.display(), %position, "resuming the replay after the last accepted event");
             }
             Source::replay(replay, resume, Some(key), items)
         }

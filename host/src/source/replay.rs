@@ -6,8 +6,11 @@
 //! enrichment cache; Events that are new occurrences become [`SourceItem::Event`]s. A line that
 //! cannot be read is logged with its `file:line` and skipped: the rest still flows.
 //!
-//! The checkpoint is the line number of the last event sent, so a replay that was stopped
-//! resumes after the last accepted event rather than from the top.
+//! The checkpoint says where the last accepted event was, so a replay that was stopped resumes
+//! after it rather than from the top: `<n>` once every Event of line `n` was sent, and
+//! `<n>:<k>` while the line after `n` is a `List` whose first `k` Events were sent. The accept
+//! stage stores a long `List` in several transactions, so a replay stopped between two of them
+//! resumes inside the `List`, neither passing over its rest nor sending its start again.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -61,11 +64,11 @@ impl Replay {
         format!("replay:{}", path.display())
     }
 
-    /// Sends the recording's items to `out`, skipping events up to line `resume_after`.
-    /// Returns when the file ends or `out` is closed.
+    /// Sends the recording's items to `out`, skipping the events a stored checkpoint of this
+    /// replay (`resume`) says were accepted. Returns when the file ends or `out` is closed.
     pub(crate) async fn run(
         self,
-        resume_after: Option<u64>,
+        resume: Option<&str>,
         out: mpsc::Sender<SourceItem>,
     ) -> std::io::Result<ReplaySummary> {
         let file = tokio::fs::File::open(&self.path)
@@ -78,7 +81,7 @@ impl Replay {
             tick
         });
         let key = self.checkpoint_key();
-        let resume_after = resume_after.unwrap_or(0);
+        let resume = resume.map(Resume::parse).unwrap_or_default();
         let mut seen = Occurrences::new(usize::MAX);
         let mut summary = ReplaySummary::default();
         let mut number = 0u64;
@@ -106,35 +109,88 @@ impl Replay {
                     continue;
                 }
             };
+            let mut items = Vec::with_capacity(objects.len());
+            let mut sent_in_line = 0u64;
             for (deleted, object) in objects {
-                let item = match object {
+                items.push(match object {
                     Object::Workflow(wf) if deleted => SourceItem::WorkflowDeleted(wf),
                     Object::Workflow(wf) => SourceItem::WorkflowApplied(wf),
                     Object::Event(event) => {
                         if deleted || !is_workflow_event(&event) || !seen.is_new(&event) {
                             continue;
                         }
-                        if number <= resume_after {
+                        sent_in_line += 1;
+                        if resume.accepted(number, sent_in_line) {
                             summary.resumed_past += 1;
                             continue;
                         }
-                        if let Some(pace) = &mut pace {
-                            pace.tick().await;
+                        SourceItem::Event {
+                            event,
+                            checkpoint: None,
                         }
-                        summary.events += 1;
-                        let checkpoint = Some(Checkpoint {
-                            key: key.clone(),
-                            value: number.to_string(),
-                        });
-                        SourceItem::Event { event, checkpoint }
                     }
-                };
+                });
+            }
+            let last_event = items
+                .iter()
+                .rposition(|item| matches!(item, SourceItem::Event { .. }));
+            // Events of this line accepted by an earlier run come before the ones sent now.
+            let mut position = sent_in_line
+                - items
+                    .iter()
+                    .filter(|item| matches!(item, SourceItem::Event { .. }))
+                    .count() as u64;
+            for (index, mut item) in items.into_iter().enumerate() {
+                if let SourceItem::Event { checkpoint, .. } = &mut item {
+                    if let Some(pace) = &mut pace {
+                        pace.tick().await;
+                    }
+                    summary.events += 1;
+                    position += 1;
+                    // The line is done with its last Event; before, the checkpoint says how far
+                    // into the line (a List) the replay got.
+                    let value = match Some(index) == last_event {
+                        true => number.to_string(),
+                        false => format!("{}:{position}", number - 1),
+                    };
+                    *checkpoint = Some(Checkpoint {
+                        key: key.clone(),
+                        value,
+                    });
+                }
                 if out.send(item).await.is_err() {
                     return Ok(summary);
                 }
             }
         }
         Ok(summary)
+    }
+}
+
+/// Where a replay resumes: after line `done`, and past the first `partial` Events of the line
+/// after it. Stored as `<done>` or `<done>:<partial>`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Resume {
+    done: u64,
+    partial: u64,
+}
+
+impl Resume {
+    /// Reads a stored checkpoint; one that cannot be read resumes from the top.
+    fn parse(text: &str) -> Self {
+        let (done, partial) = text.split_once(':').unwrap_or((text, "0"));
+        match (done.parse(), partial.parse()) {
+            (Ok(done), Ok(partial)) => Self { done, partial },
+            _ => {
+                tracing::warn!("replay checkpoint unreadable, replaying from the top");
+                Self::default()
+            }
+        }
+    }
+
+    /// Whether the `nth` Event (1-based) of line `line` was accepted by an earlier run.
+    fn accepted(self, line: u64, nth: u64) -> bool {
+        line <= self.done || (line == self.done + 1 && nth <= self.partial)
     }
 }
 
@@ -233,5 +289,46 @@ mod tests {
         );
         assert_eq!(summary.skipped_lines, 1);
         assert_eq!(summary.events, 2);
+    }
+
+    /// The Events of a `List` carry the line before until the last one, so a replay stopped
+    /// inside the List sends all of it again.
+    #[tokio::test]
+    async fn a_list_line_is_resumed_inside_from_how_far_its_events_were_accepted() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        let workflow = r#"{"kind":"Workflow","metadata":{"name":"wf","namespace":"kubeflow"}}"#;
+        writeln!(file, "{workflow}").unwrap();
+        let items: Vec<Value> = ["e1", "e2", "e3"]
+            .iter()
+            .map(|uid| serde_json::from_str(&event_line(uid)).unwrap())
+            .collect();
+        writeln!(
+            file,
+            "{}",
+            serde_json::json!({"kind": "List", "items": items})
+        )
+        .unwrap();
+        file.flush().unwrap();
+
+        let expected: [(Option<&str>, &[&str]); 4] = [
+            (None, &["1:1", "1:2", "2"]),
+            (Some("1"), &["1:1", "1:2", "2"]),
+            (Some("1:2"), &["2"]),
+            (Some("2"), &[]),
+        ];
+        for (resume, checkpoints_then) in expected {
+            let (tx, mut rx) = mpsc::channel(16);
+            Replay::new(file.path(), None)
+                .run(resume, tx)
+                .await
+                .unwrap();
+            let mut checkpoints = Vec::new();
+            while let Some(item) = rx.recv().await {
+                if let SourceItem::Event { checkpoint, .. } = item {
+                    checkpoints.push(checkpoint.unwrap().value);
+                }
+            }
+            assert_eq!(checkpoints, checkpoints_then, "resuming after {resume:?}");
+        }
     }
 }
