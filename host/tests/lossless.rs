@@ -305,3 +305,52 @@ async fn a_roll_up_that_hides_thirty_nodes_still_delivers_each_once() {
     }
     assert_eq!(counts.len(), 30 * 2 + 2, "{counts:?}");
 }
+
+#[tokio::test]
+async fn with_both_paths_a_transition_has_one_webhook_id_whichever_path_reports_it() {
+    let wf = support::recording::Wf::new("ids");
+    let mut events_first = Recording::new();
+    events_first.push(wf.object(None));
+    run_of(&wf, 5, true, &mut events_first);
+    // Each Event before the status that shows its change: the Events path reports it.
+    for i in 1..events_first.lines.len() {
+        if events_first.lines[i]["object"]["kind"] == "Event" {
+            events_first.lines.swap(i - 1, i);
+        }
+    }
+    let mut status_only = events_first.clone();
+    status_only.lines.retain(|l| l["object"]["kind"] != "Event");
+    let mut ids = Vec::new();
+    for recording in [&events_first, &status_only] {
+        let scratch = Scratch::new();
+        let path = scratch.path("generated.jsonl");
+        recording.write(&path);
+        let sink = Sink::start().await;
+        let tables = scratch
+            .tables(&path, None)
+            .replace("[state]", "from = \"both\"\n\n[state]");
+        let config = scratch.write(
+            "router.toml",
+            &format!(
+                "{tables}[[endpoints]]\nname = \"kfp\"\nurl = \"{}\"\n",
+                sink.url("/kfp")
+            ),
+        );
+        RouterProcess::start(&config).expect_success().await;
+        let by_transition: BTreeMap<(String, String), String> = sink
+            .received_on("/kfp")
+            .iter()
+            .map(|r| {
+                let p = r.json();
+                let key = |k: &str| p[k].as_str().unwrap().to_owned();
+                (
+                    (key("EventType"), key("NodeName")),
+                    r.header("webhook-id").to_owned(),
+                )
+            })
+            .collect();
+        ids.push(by_transition);
+    }
+    assert_eq!(ids[0].len(), 5 * 2 + 2, "{:?}", ids[0]);
+    assert_eq!(ids[0], ids[1], "the same transition, the same id");
+}

@@ -220,7 +220,8 @@ impl Enricher {
     }
 
     /// Decides whether a real Event is delivered, by the paths in use; returns it (or `None`
-    /// for a duplicate) with the state to store.
+    /// for a duplicate) with the state to store. With both paths on, it gets the id the status
+    /// path gives its transition: one id whichever path (or leader) reports it.
     fn report(&mut self, mut event: RouterEvent) -> (Option<RouterEvent>, Option<SeenState>) {
         let uid = event
             .workflow
@@ -241,6 +242,11 @@ impl Enricher {
             Paths::Workflows if self.offloaded.contains(&uid) => Paths::Both,
             paths => paths,
         };
+        if paths == Paths::Both
+            && let Some(id) = transition_of(&uid, &event)
+        {
+            event.id = id;
+        }
         let news = match paths {
             Paths::Events => true,
             Paths::Workflows => false,
@@ -337,14 +343,15 @@ impl Enricher {
     }
 }
 
-/// Runs the stage: reads `input` until it closes, writes what to accept to `output`.
+/// Runs the stage: reads `input` until it closes, writes what to accept to `output`, in the
+/// order of the items. The Workflows of items read ahead are looked up meanwhile.
 pub(crate) async fn run(
     mut enricher: Enricher,
     mut input: mpsc::Receiver<SourceItem>,
     output: mpsc::Sender<Intake>,
 ) {
-    while let Some(item) = input.recv().await {
-        enricher.prefetch(&item).await;
+    let mut ahead = fallback::ReadAhead::default();
+    while let Some(item) = ahead.next(&mut enricher, &mut input).await {
         for intake in enricher.apply(item) {
             if output.send(intake).await.is_err() {
                 return;
@@ -398,16 +405,12 @@ fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
         started_at: n.started_at.clone(),
         finished_at: n.finished_at.clone(),
     });
-    // The first attempt keeps the identity earlier versions gave it.
-    let mut identity = format!(
-        "{}/{}/{}",
-        wf.uid,
+    let id = transition_id(
+        &wf.uid,
         t.node_id.as_deref().unwrap_or_default(),
-        t.reason
+        &t.reason,
+        attempt,
     );
-    if attempt > 1 {
-        identity.push_str(&format!("/attempt-{attempt}"));
-    }
     let role = match (&t.node_id, cached.kfp_v2) {
         (Some(id), true) => cached.tasks.role(Some(id), "").cloned(),
         _ => None,
@@ -415,7 +418,7 @@ fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
     let mut workflow = wf.clone();
     workflow.phase = phase_at(&t.reason, workflow.phase.take());
     let mut event = RouterEvent {
-        id: uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, identity.as_bytes()).to_string(),
+        id,
         event: EventFacts {
             uid: String::new(),
             namespace: wf.namespace.clone(),
@@ -501,6 +504,29 @@ fn phase_at(reason: &str, cached: Option<String>) -> Option<String> {
         Some(phase) if terminal(&phase) => Some(phase),
         _ => Some(implied.to_owned()),
     }
+}
+
+/// The id of the transition `reason` of node `node_id` (empty for the workflow itself) in run
+/// `attempt` of workflow `uid`: the same whichever path reports it. The first attempt keeps the
+/// identity earlier versions gave it.
+fn transition_id(uid: &str, node_id: &str, reason: &str, attempt: u32) -> String {
+    let mut identity = format!("{uid}/{node_id}/{reason}");
+    if attempt > 1 {
+        identity.push_str(&format!("/attempt-{attempt}"));
+    }
+    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, identity.as_bytes()).to_string()
+}
+
+/// The transition id of a real Event of workflow `uid` (see [`transition_id`]), or `None` when
+/// its node is not known by id (the Event keeps its occurrence id).
+fn transition_of(uid: &str, event: &RouterEvent) -> Option<String> {
+    let reason = &event.event.reason;
+    let node_id = match &event.node {
+        Some(node) => node.id.as_deref()?,
+        None if reason.starts_with("WorkflowNode") => return None,
+        None => "",
+    };
+    Some(transition_id(uid, node_id, reason, event.attempt))
 }
 
 /// A stable id for one occurrence: the same Event uid and count always give the same id.

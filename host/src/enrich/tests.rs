@@ -1,6 +1,7 @@
 //! The enrich stage on small in-memory Events and Workflows.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde_json::{Value, json};
 
@@ -487,4 +488,252 @@ fn offloaded_workflows_are_not_noted_with_the_events_path() {
         SourceItem::WorkflowApplied(Box::new(offloaded)),
     );
     assert_eq!(metrics.offloaded_workflows.get(), 0);
+}
+
+/// `event` as a source item.
+fn event_item(event: Event) -> SourceItem {
+    SourceItem::Event {
+        event: Box::new(event),
+        checkpoint: None,
+    }
+}
+
+#[test]
+fn with_both_paths_a_transition_has_one_id_whichever_path_reports_it() {
+    let both = || Enricher::new(Paths::Both, Arc::new(Metrics::new()));
+    let mut running = workflow("Running", WF_UID);
+    let train = running
+        .status
+        .as_mut()
+        .unwrap()
+        .nodes
+        .get_mut("wf-abc-111")
+        .unwrap();
+    train.phase = Some("Running".into());
+    train.message = None;
+    train.finished_at = None;
+    let run_event = event(
+        "e30",
+        "WorkflowRunning",
+        Some("Workflow Running"),
+        json!(null),
+    );
+    let failed_event = event(
+        "e31",
+        "WorkflowNodeFailed",
+        Some("Failed node wf-abc.train: Error (exit code 1)"),
+        json!({"workflows.argoproj.io/node-name": "wf-abc.train", "workflows.argoproj.io/node-id": "wf-abc-111"}),
+    );
+
+    // This leader reads the run's Running and the node's failure from their Events.
+    let mut by_events = both();
+    let run = delivered(&mut by_events, event_item(run_event.clone()));
+    assert_eq!(run.len(), 1);
+    let derived = delivered(
+        &mut by_events,
+        SourceItem::WorkflowApplied(Box::new(running.clone())),
+    );
+    assert_eq!(
+        derived
+            .iter()
+            .map(|e| e.event.reason.as_str())
+            .collect::<Vec<_>>(),
+        ["WorkflowNodeRunning"]
+    );
+    let failed = delivered(&mut by_events, event_item(failed_event.clone()));
+    assert_eq!(failed.len(), 1);
+    assert!(!run[0].synthesized && !failed[0].synthesized);
+
+    // That one derives them from the status.
+    let mut by_status = both();
+    apply(
+        &mut by_status,
+        SourceItem::WorkflowApplied(Box::new(running.clone())),
+    );
+    let derived = delivered(
+        &mut by_status,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    assert_eq!(derived.len(), 1);
+    assert_eq!(derived[0].event.reason, "WorkflowNodeFailed");
+    assert_eq!(failed[0].id, derived[0].id, "the node's failure");
+    let mut from_scratch = both();
+    let derived = delivered(
+        &mut from_scratch,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    assert_eq!(derived[0].event.reason, "WorkflowRunning");
+    assert_eq!(run[0].id, derived[0].id, "the run's Running");
+
+    // Without the node-id annotation, the cached status names the node.
+    let mut unannotated = failed_event.clone();
+    unannotated.metadata.annotations = None;
+    unannotated.metadata.uid = Some("e32".into());
+    let mut by_name = both();
+    apply(
+        &mut by_name,
+        SourceItem::WorkflowApplied(Box::new(running.clone())),
+    );
+    let out = delivered(&mut by_name, event_item(unannotated));
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].id, failed[0].id, "the node found by its name");
+
+    // With Events only, each occurrence keeps its own id.
+    let mut events = enricher();
+    let out = delivered(&mut events, event_item(failed_event.clone()));
+    assert_eq!(out[0].id, occurrence_id(&failed_event));
+}
+
+#[test]
+fn a_workflow_first_seen_through_an_event_keeps_the_since_cutoff() {
+    let since: Timestamp = "2026-11-20T12:00:00Z".parse().unwrap();
+    let mut enricher = Enricher::new(Paths::Both, Arc::new(Metrics::new())).since(Some(since));
+    let node = |n: usize, phase: &str, started: &str, finished: Option<&str>| {
+        let id = format!("wf-abc-{n}");
+        let status = json!({"id": id, "name": format!("wf-abc.step-{n}"), "type": "Pod",
+                            "phase": phase, "startedAt": started, "finishedAt": finished});
+        (id, status)
+    };
+    let version = |late: (String, Value)| {
+        let mut nodes: serde_json::Map<String, Value> = (0..5)
+            .map(|n| {
+                node(
+                    n,
+                    "Succeeded",
+                    "2026-11-20T10:00:00Z",
+                    Some("2026-11-20T11:00:00Z"),
+                )
+            })
+            .collect();
+        nodes.insert(late.0, late.1);
+        let wf: Workflow = serde_json::from_value(json!({
+            "metadata": {"name": WF, "namespace": "kubeflow", "uid": WF_UID},
+            "status": {"phase": "Running", "startedAt": "2026-11-20T10:00:00Z", "nodes": nodes}
+        }))
+        .unwrap();
+        SourceItem::WorkflowApplied(Box::new(wf))
+    };
+    // The first the stage hears of the run is the Event of a node that starts after `since`.
+    let first = delivered(
+        &mut enricher,
+        event_item(event(
+            "e40",
+            "WorkflowNodeRunning",
+            Some("Running node wf-abc.step-5"),
+            json!({"workflows.argoproj.io/node-name": "wf-abc.step-5", "workflows.argoproj.io/node-id": "wf-abc-5"}),
+        )),
+    );
+    assert_eq!(first.len(), 1);
+    let old = delivered(
+        &mut enricher,
+        version(node(5, "Running", "2026-11-20T12:00:05Z", None)),
+    );
+    assert!(
+        old.is_empty(),
+        "history before `since` is not news: {:?}",
+        old.iter()
+            .map(|e| (&e.event.reason, e.node_name()))
+            .collect::<Vec<_>>()
+    );
+    let new = delivered(
+        &mut enricher,
+        version(node(
+            5,
+            "Succeeded",
+            "2026-11-20T12:00:05Z",
+            Some("2026-11-20T12:01:00Z"),
+        )),
+    );
+    assert_eq!(new.len(), 1);
+    assert_eq!(new[0].event.reason, "WorkflowNodeSucceeded");
+    assert_eq!(new[0].node_name(), "step-5");
+
+    // A Workflow that began while the router watched is all news, cutoff or not.
+    let mut live = Enricher::new(Paths::Both, Arc::new(Metrics::new())).since(Some(since));
+    apply(
+        &mut live,
+        event_item(event(
+            "e41",
+            "WorkflowRunning",
+            Some("Workflow Running"),
+            json!(null),
+        )),
+    );
+    let SourceItem::WorkflowApplied(wf) = version(node(5, "Running", "2026-11-20T12:00:05Z", None))
+    else {
+        unreachable!()
+    };
+    let all = delivered(&mut live, SourceItem::WorkflowLive(wf));
+    assert_eq!(all.len(), 5 * 2 + 1, "every node of the live run");
+}
+
+/// A lookup that takes 200 ms to find any Workflow, counting its calls and how many of them
+/// run at once at most.
+#[derive(Debug, Default)]
+struct SlowLookup {
+    calls: AtomicUsize,
+    running: AtomicUsize,
+    most: AtomicUsize,
+}
+
+impl WorkflowLookup for SlowLookup {
+    fn find<'a>(
+        &'a self,
+        namespace: &'a str,
+        name: &'a str,
+        uid: Option<&'a str>,
+    ) -> futures::future::BoxFuture<'a, Option<Workflow>> {
+        Box::pin(async move {
+            self.calls.fetch_add(1, Ordering::SeqCst);
+            let running = self.running.fetch_add(1, Ordering::SeqCst) + 1;
+            self.most.fetch_max(running, Ordering::SeqCst);
+            tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            self.running.fetch_sub(1, Ordering::SeqCst);
+            let mut wf = workflow("Running", uid.unwrap_or_default());
+            wf.metadata.name = Some(name.to_owned());
+            wf.metadata.namespace = Some(namespace.to_owned());
+            Some(wf)
+        })
+    }
+}
+
+// Tokio's paused clock needs its `test-util` feature, which this crate does not enable: the
+// overlap is measured as how many lookups run at once instead of as elapsed time.
+#[tokio::test]
+async fn lookups_of_different_workflows_overlap_and_items_keep_their_order() {
+    let lookup = Arc::new(SlowLookup::default());
+    let enricher = enricher().with_fallback(Arc::clone(&lookup) as Arc<dyn WorkflowLookup>);
+    let (items, input) = mpsc::channel(64);
+    let (output, mut intakes) = mpsc::channel(64);
+    for n in 0..20 {
+        let mut e = event(
+            &format!("e-{n:02}"),
+            "WorkflowRunning",
+            Some("Workflow Running"),
+            json!(null),
+        );
+        e.involved_object.name = Some(format!("wf-{n:02}"));
+        e.involved_object.uid = Some(format!("uid-{n:02}"));
+        items.send(event_item(e)).await.unwrap();
+    }
+    drop(items);
+    let stage = tokio::spawn(run(enricher, input, output));
+    let mut out = Vec::new();
+    while let Some(intake) = intakes.recv().await {
+        out.push(intake.event.unwrap());
+    }
+    stage.await.unwrap();
+    let order: Vec<_> = out.iter().map(|e| e.event.uid.clone()).collect();
+    let expected: Vec<_> = (0..20).map(|n| format!("e-{n:02}")).collect();
+    assert_eq!(order, expected, "in input order");
+    for (n, e) in out.iter().enumerate() {
+        assert_eq!(
+            e.run_id(),
+            format!("run-of-uid-{n:02}"),
+            "joined with its Workflow"
+        );
+    }
+    assert_eq!(lookup.calls.load(Ordering::SeqCst), 20, "one lookup each");
+    let most = lookup.most.load(Ordering::SeqCst);
+    assert!(most >= 10, "the lookups overlap: at most {most} at once");
 }

@@ -44,6 +44,10 @@ pub(crate) struct Seen {
     /// The run's phase when last seen, whichever paths are on (for telling retries).
     #[serde(default)]
     pub(crate) run_phase: Option<String>,
+    /// Whether no status of the workflow was compared yet (it is known from its Events, or
+    /// its run phase, only): the `since` cutoff still applies to the first.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub(crate) status_unseen: bool,
 }
 
 /// What was seen of one node.
@@ -91,7 +95,7 @@ impl Transitions {
     /// Running was retried (KFP "Retry run", `argo retry`), and its transitions are news again.
     /// Returns the attempt, and whether this change started it.
     pub(crate) fn follow_run(&mut self, uid: &str, phase: Option<&str>) -> (u32, bool) {
-        let seen = self.seen.entry(uid.to_owned()).or_default();
+        let seen = Self::entry(&mut self.seen, uid);
         let completed = |p: Option<&str>| matches!(p, Some("Succeeded" | "Failed" | "Error"));
         let retried = completed(seen.run_phase.as_deref()) && phase == Some("Running");
         if retried {
@@ -109,6 +113,15 @@ impl Transitions {
         (seen.attempt.max(1), retried)
     }
 
+    /// The state of workflow `uid` in `seen`; one seen for the first time has had no status
+    /// compared.
+    fn entry<'a>(seen: &'a mut HashMap<String, Seen>, uid: &str) -> &'a mut Seen {
+        seen.entry(uid.to_owned()).or_insert_with(|| Seen {
+            status_unseen: true,
+            ..Seen::default()
+        })
+    }
+
     /// The attempt of workflow `uid`'s run.
     pub(crate) fn attempt(&self, uid: &str) -> u32 {
         self.seen.get(uid).map_or(1, |s| s.attempt.max(1))
@@ -117,7 +130,7 @@ impl Transitions {
     /// Records that task `key` reported `reason` in the current attempt of workflow `uid`;
     /// false when it already had.
     pub(crate) fn record_task(&mut self, uid: &str, key: &str, reason: &str) -> bool {
-        let seen = self.seen.entry(uid.to_owned()).or_default();
+        let seen = Self::entry(&mut self.seen, uid);
         let news = seen.tasks.insert(format!("{key} {reason}"));
         if news {
             self.changed.insert(uid.to_owned());
@@ -141,24 +154,26 @@ impl Transitions {
 
     /// Takes in a new version of `workflow`; returns the transitions to deliver, in order.
     ///
-    /// For a workflow seen before, every change is reported. For one never seen, only what
-    /// happened after `since` is (all of it when `since` is `None`): what happened before the
-    /// router watched is history, not news; the rest is recorded as known.
+    /// For a workflow whose status was seen before, every change is reported. For one never
+    /// seen, or seen only through its Events, only what happened after `since` is (all of it
+    /// when `since` is `None`): what happened before the router watched is history, not news;
+    /// the rest is recorded as known.
     pub(crate) fn observe(
         &mut self,
         workflow: &Workflow,
         since: Option<Timestamp>,
     ) -> Vec<Transition> {
         let uid = workflow.metadata.uid.clone().unwrap_or_default();
-        let cutoff = match self.seen.contains_key(&uid) {
-            true => None,
-            false => since,
+        let cutoff = match self.seen.get(&uid) {
+            Some(seen) if !seen.status_unseen => None,
+            _ => since,
         };
         let empty = WorkflowStatus::default();
         let status = workflow.status.as_ref().unwrap_or(&empty);
         let phase = status.phase.clone();
         let (_, retried) = self.follow_run(&uid, phase.as_deref());
-        let seen = self.seen.entry(uid.clone()).or_default();
+        let seen = Self::entry(&mut self.seen, &uid);
+        let first_status = std::mem::take(&mut seen.status_unseen);
         let mut out = Emitter::new(cutoff);
         if matches!(
             phase.as_deref(),
@@ -205,7 +220,7 @@ impl Transitions {
             }
             _ => {}
         }
-        if nodes_changed || out.recorded || seen.phase != phase {
+        if first_status || nodes_changed || out.recorded || seen.phase != phase {
             self.changed.insert(uid);
         }
         seen.phase = phase;
@@ -216,7 +231,7 @@ impl Transitions {
     /// workflow `uid`; returns false when that transition was already delivered (the Event is
     /// a duplicate).
     pub(crate) fn record(&mut self, uid: &str, node: Option<&str>, reason: &str) -> bool {
-        let seen = self.seen.entry(uid.to_owned()).or_default();
+        let seen = Self::entry(&mut self.seen, uid);
         let news = match node.filter(|name| !name.is_empty()) {
             Some(name) => seen
                 .nodes

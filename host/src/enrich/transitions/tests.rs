@@ -164,6 +164,48 @@ fn history_before_since_is_recorded_not_delivered() {
 }
 
 #[test]
+fn a_workflow_known_only_from_its_events_keeps_the_cutoff_across_a_restart() {
+    let since: Timestamp = "2026-11-20T10:03:00Z".parse().unwrap();
+    let early = node("n1", "wf.early", "Running", "2026-11-20T10:00:01Z");
+    let late = node("n2", "wf.late", "Running", "2026-11-20T10:04:00Z");
+    let status = workflow("Running", nodes(&[early, late]), None);
+
+    let mut before = Transitions::default();
+    assert!(before.record("uid-1", Some("wf.late"), "WorkflowNodeRunning"));
+    let stored = before.take_changed("uid-1").unwrap();
+    assert!(stored.status_unseen);
+    let bytes = serde_json::to_vec(&stored).unwrap();
+    let mut t = Transitions::restore(
+        [("uid-1".to_owned(), serde_json::from_slice(&bytes).unwrap())].into(),
+    );
+    let ts = t.observe(&status, Some(since));
+    assert!(
+        ts.is_empty(),
+        "history, and a transition its Event reported: {ts:?}"
+    );
+    let seen = t.take_changed("uid-1").unwrap();
+    assert!(!seen.status_unseen);
+    assert!(
+        !serde_json::to_string(&seen)
+            .unwrap()
+            .contains("status_unseen"),
+        "a state whose status was seen is stored as before"
+    );
+
+    // A state stored before the field existed had its status seen: no cutoff.
+    let stored = r#"{"phase":"Running","delivered":["WorkflowRunning"],"nodes":{}}"#;
+    let mut old =
+        Transitions::restore([("uid-1".to_owned(), serde_json::from_str(stored).unwrap())].into());
+    assert_eq!(
+        reasons(&old.observe(&status, Some(since))),
+        [
+            "WorkflowNodeRunning Running node wf.early",
+            "WorkflowNodeRunning Running node wf.late"
+        ]
+    );
+}
+
+#[test]
 fn a_deadline_failure_is_reported_as_timed_out_then_failed() {
     let mut t = Transitions::default();
     let (id, mut n) = node("n1", "wf.slow", "Failed", "2026-11-20T10:00:01Z");
