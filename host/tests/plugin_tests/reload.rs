@@ -122,7 +122,8 @@ async fn configmap_swaps_under_load_deliver_each_event_once_through_one_whole_ch
          [plugins.config.tag-c]\nmode = \"tag\"\ntag = \"c\"\n\n\
          [[endpoints]]\nname = \"one\"\nurl = {one:?}\n\n\
          [[endpoints]]\nname = \"two\"\nurl = {two:?}\nplugins = [\"tag-c\"]\n",
-        tables = scratch.tables(&recording, Some(100.0)),
+        // Slow enough that several versions load while it runs, even on a busy machine.
+        tables = scratch.tables(&recording, Some(25.0)),
         dir = toml_path(&dir),
         one = sink.url("/one"),
         two = sink.url("/two"),
@@ -134,7 +135,18 @@ async fn configmap_swaps_under_load_deliver_each_event_once_through_one_whole_ch
     sink.wait_for("/one", 20, Duration::from_secs(30)).await;
     for version in 1..=SWAPS {
         configmap.swap(version, &names, &variant(version));
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Swap again once this version serves (or a while passed: the replay may be over), so
+        // that a loaded machine still sees several versions serve, however slowly they load.
+        for _ in 0..50 {
+            let serving = sink
+                .received_on("/one")
+                .iter()
+                .any(|r| request_tags(r).iter().any(|(v, _)| *v == version));
+            if serving || router.is_finished() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
     tokio::time::timeout(Duration::from_secs(120), router)
         .await
