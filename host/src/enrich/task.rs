@@ -173,16 +173,35 @@ struct Nodes<'a> {
     workflow: &'a str,
     by_id: &'a std::collections::BTreeMap<String, NodeStatus>,
     by_name: HashMap<&'a str, &'a NodeStatus>,
+    /// Each container task's executor Pod (the latest attempt's), by the task node's name.
+    executors: HashMap<&'a str, &'a NodeStatus>,
 }
 
 impl<'a> Nodes<'a> {
     fn new(workflow: &'a str, by_id: &'a std::collections::BTreeMap<String, NodeStatus>) -> Self {
         let by_name = by_id.values().map(|n| (n.name.as_str(), n)).collect();
-        Self {
+        let mut nodes = Self {
             workflow,
             by_id,
             by_name,
+            executors: HashMap::new(),
+        };
+        // Once per Workflow version: a task's executor is found without a scan per task.
+        let executors = by_id.values().filter(|n| {
+            Self::template(n).ends_with(EXECUTOR_POD) && n.node_type.as_deref() != Some("Retry")
+        });
+        let mut by_task: HashMap<&'a str, &'a NodeStatus> = HashMap::new();
+        for executor in executors {
+            let Some(task) = nodes.boundary(executor).map(|b| nodes.canonical(b)) else {
+                continue;
+            };
+            let latest = by_task.entry(task.name.as_str()).or_insert(executor);
+            if executor.started_at > latest.started_at {
+                *latest = executor;
+            }
         }
+        nodes.executors = by_task;
+        nodes
     }
 
     /// The Retry node an attempt belongs to, or the node itself.
@@ -270,19 +289,16 @@ impl<'a> Nodes<'a> {
             boundary = self.boundary(outer);
         }
         dag_path.reverse();
+        let executor = self.executor(node);
         TaskFacts {
             display_name: self.display_name(node),
             iteration,
             dag_path,
-            cached: self
-                .executor(node)
-                .is_some_and(|e| e.node_type.as_deref() == Some("Skipped")),
-            pod_name: self
-                .executor(node)
+            cached: executor.is_some_and(|e| e.node_type.as_deref() == Some("Skipped")),
+            pod_name: executor
                 .filter(|e| e.node_type.as_deref() == Some("Pod"))
                 .and_then(|e| pod_name(self.workflow, e)),
-            message: self
-                .executor(node)
+            message: executor
                 .filter(|e| matches!(e.phase.as_deref(), Some("Failed" | "Error")))
                 .and_then(|e| e.message.clone()),
             name,
@@ -312,16 +328,7 @@ impl<'a> Nodes<'a> {
     /// The executor Pod of a container task (the latest attempt's, under a Retry node): it
     /// is Skipped when KFP's cache served the task, and it holds why the task failed.
     fn executor(&self, node: &NodeStatus) -> Option<&'a NodeStatus> {
-        self.by_id
-            .values()
-            .filter(|n| {
-                Self::template(n).ends_with(EXECUTOR_POD)
-                    && n.node_type.as_deref() != Some("Retry")
-                    && self
-                        .boundary(n)
-                        .is_some_and(|b| std::ptr::eq(self.canonical(b), node))
-            })
-            .max_by(|a, b| a.started_at.cmp(&b.started_at))
+        self.executors.get(node.name.as_str()).copied()
     }
 }
 
