@@ -137,12 +137,19 @@ pub(crate) struct StateSection {
     /// Defaults to `/var/lib/kfp-event-router`.
     #[serde(default = "default_state_dir")]
     pub(crate) dir: PathBuf,
+    /// How long the undelivered events of an endpoint that left the config (a reload, or a
+    /// restart with a half-edited ConfigMap) are kept, e.g. `"24h"` (the default). An endpoint
+    /// that comes back within it resumes them, in order; after it they are dropped, with a
+    /// warning. `"0s"` drops them at once.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub(crate) removed_endpoint_grace: Option<Duration>,
 }
 
 impl Default for StateSection {
     fn default() -> Self {
         Self {
             dir: default_state_dir(),
+            removed_endpoint_grace: None,
         }
     }
 }

@@ -13,6 +13,7 @@ use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Duration;
 
 use url::Url;
 
@@ -37,6 +38,8 @@ pub struct Config {
     pub paths: Paths,
     /// Folder of the outbox, checkpoints and dead letters.
     pub state_dir: PathBuf,
+    /// How long a removed endpoint's undelivered events are kept (`state.removed_endpoint_grace`).
+    pub removed_endpoint_grace: Duration,
     /// Address of the metrics and health server.
     pub listen: SocketAddr,
     /// Every endpoint: the `[[endpoints]]` tables, then one per file of `subscribers_dir`.
@@ -107,6 +110,9 @@ impl Config {
 }
 
 impl Config {
+    /// The default of `state.removed_endpoint_grace`.
+    pub const DEFAULT_REMOVED_ENDPOINT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {

@@ -123,6 +123,10 @@ impl Checker<'_> {
                 }),
             source,
             state_dir: file.state.dir,
+            removed_endpoint_grace: file
+                .state
+                .removed_endpoint_grace
+                .unwrap_or(Config::DEFAULT_REMOVED_ENDPOINT_GRACE),
             listen: file.server.listen,
             endpoints,
             plugins,
