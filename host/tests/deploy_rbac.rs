@@ -173,13 +173,10 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
                 );
             }
         }
-        // The Deployment tells the router its namespace and name, for `namespaces = []` and
+        // The StatefulSet tells the router its namespace and name, for `namespaces = []` and
         // the Lease holder identity.
-        let deployment = objects
-            .iter()
-            .find(|o| o["kind"] == "Deployment")
-            .expect("a Deployment");
-        let env: BTreeSet<String> = deployment["spec"]["template"]["spec"]["containers"][0]["env"]
+        let workload = statefulset(&objects);
+        let env: BTreeSet<String> = workload["spec"]["template"]["spec"]["containers"][0]["env"]
             .as_array()
             .into_iter()
             .flatten()
@@ -192,18 +189,91 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
     }
 }
 
+/// The router's StatefulSet among rendered objects.
+fn statefulset(objects: &[Value]) -> &Value {
+    objects
+        .iter()
+        .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "kfp-event-router")
+        .expect("the StatefulSet")
+}
+
+/// The `router.toml` of the rendered config ConfigMap, parsed.
+fn router_toml(objects: &[Value]) -> toml::Table {
+    let config = objects
+        .iter()
+        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "kfp-event-router-config")
+        .expect("the config ConfigMap");
+    let text = config["data"]["router.toml"].as_str().expect("router.toml");
+    toml::from_str(text).expect("router.toml is TOML")
+}
+
+/// The container's mount path of volume `name`.
+fn mount_path<'a>(workload: &'a Value, name: &str) -> Option<&'a str> {
+    workload["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
+        .as_array()?
+        .iter()
+        .find(|m| m["name"] == name)?["mountPath"]
+        .as_str()
+}
+
+#[test]
+fn the_base_keeps_each_replicas_state_on_a_persistent_volume_claim() {
+    let objects = render(&deploy().join("base"));
+    let workload = statefulset(&objects);
+    let claims = workload["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .expect("volumeClaimTemplates");
+    assert_eq!(claims.len(), 1, "{claims:?}");
+    assert_eq!(claims[0]["metadata"]["name"], "state");
+    assert_eq!(claims[0]["spec"]["accessModes"][0], "ReadWriteOnce");
+    assert!(
+        claims[0]["spec"]["resources"]["requests"]["storage"].is_string(),
+        "a sized claim"
+    );
+    let volumes = workload["spec"]["template"]["spec"]["volumes"]
+        .as_array()
+        .expect("volumes");
+    assert!(
+        volumes.iter().all(|v| v["name"] != "state"),
+        "the state volume is the claim, not a pod volume"
+    );
+    let dir = router_toml(&objects)["state"]["dir"]
+        .as_str()
+        .expect("state.dir")
+        .to_owned();
+    assert_eq!(mount_path(workload, "state"), Some(dir.as_str()));
+    assert_eq!(
+        workload["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain",
+        "scaling down keeps undelivered events"
+    );
+    assert_eq!(workload["spec"]["template"]["spec"]["securityContext"]["fsGroup"], 65532);
+}
+
+#[test]
+fn the_postgres_variant_runs_two_replicas_on_a_url_from_a_secret() {
+    let objects = render(&deploy().join("overlays/postgres-ha"));
+    let workload = statefulset(&objects);
+    assert_eq!(workload["spec"]["replicas"], 2);
+    assert!(workload["spec"]["volumeClaimTemplates"].is_null());
+    let state = router_toml(&objects)["state"].clone();
+    assert_eq!(state["backend"].as_str(), Some("postgres"));
+    let var = state["url"]["env"].as_str().expect("url = { env = .. }");
+    let env = workload["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .expect("env");
+    let url = env
+        .iter()
+        .find(|e| e["name"] == var)
+        .unwrap_or_else(|| panic!("{var} is set"));
+    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "kfp-event-router-postgres");
+    assert!(url.get("value").is_none(), "the URL never sits in the manifest");
+    assert!(mount_path(workload, "state").is_some(), "the plugin cache has a folder");
+}
+
 #[test]
 fn every_variant_config_is_a_valid_kubernetes_source() {
     for dir in variants() {
-        let objects = render(&dir);
-        let config = objects
-            .iter()
-            .find(|o| {
-                o["kind"] == "ConfigMap" && o["metadata"]["name"] == "kfp-event-router-config"
-            })
-            .expect("the config ConfigMap");
-        let text = config["data"]["router.toml"].as_str().expect("router.toml");
-        let file: toml::Table = toml::from_str(text).expect("router.toml is TOML");
+        let file = router_toml(&render(&dir));
         assert_eq!(
             file["source"]["kind"].as_str(),
             Some("kubernetes"),
