@@ -246,7 +246,10 @@ fn the_base_keeps_each_replicas_state_on_a_persistent_volume_claim() {
         workload["spec"]["persistentVolumeClaimRetentionPolicy"]["whenScaled"], "Retain",
         "scaling down keeps undelivered events"
     );
-    assert_eq!(workload["spec"]["template"]["spec"]["securityContext"]["fsGroup"], 65532);
+    assert_eq!(
+        workload["spec"]["template"]["spec"]["securityContext"]["fsGroup"],
+        65532
+    );
 }
 
 #[test]
@@ -265,9 +268,18 @@ fn the_postgres_variant_runs_two_replicas_on_a_url_from_a_secret() {
         .iter()
         .find(|e| e["name"] == var)
         .unwrap_or_else(|| panic!("{var} is set"));
-    assert_eq!(url["valueFrom"]["secretKeyRef"]["name"], "kfp-event-router-postgres");
-    assert!(url.get("value").is_none(), "the URL never sits in the manifest");
-    assert!(mount_path(workload, "state").is_some(), "the plugin cache has a folder");
+    assert_eq!(
+        url["valueFrom"]["secretKeyRef"]["name"],
+        "kfp-event-router-postgres"
+    );
+    assert!(
+        url.get("value").is_none(),
+        "the URL never sits in the manifest"
+    );
+    assert!(
+        mount_path(workload, "state").is_some(),
+        "the plugin cache has a folder"
+    );
 }
 
 #[test]

@@ -67,11 +67,31 @@ impl WorkflowCache {
             workflow.metadata.name.clone().unwrap_or_default(),
         );
         if let Some(cached) = self.by_name.remove(&key) {
-            if self.deleted.len() == DELETED_KEPT {
-                self.deleted.pop_front();
-            }
-            self.deleted.push_back(cached);
+            self.keep_deleted(cached);
         }
+    }
+
+    /// Forgets the Workflows of `scope` (a namespace, or `None` for all) for which `gone` holds,
+    /// keeping them a while for late Events; returns how many.
+    pub(crate) fn prune(&mut self, scope: Option<&str>, gone: impl Fn(&Cached) -> bool) -> usize {
+        let keys: Vec<(String, String)> = self
+            .by_name
+            .iter()
+            .filter(|((namespace, _), c)| scope.is_none_or(|s| s == namespace) && gone(c))
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in &keys {
+            let cached = self.by_name.remove(key).expect("listed above");
+            self.keep_deleted(cached);
+        }
+        keys.len()
+    }
+
+    fn keep_deleted(&mut self, cached: Arc<Cached>) {
+        if self.deleted.len() == DELETED_KEPT {
+            self.deleted.pop_front();
+        }
+        self.deleted.push_back(cached);
     }
 
     /// The Workflow `namespace/name`; when `uid` is known it must match, so that a re-created

@@ -8,6 +8,7 @@
 mod cache;
 mod fallback;
 mod node;
+mod prune;
 mod task;
 mod transitions;
 
@@ -24,6 +25,7 @@ use crate::model::item::{Intake, SeenState, SourceItem, WorkflowLookup};
 use crate::model::workflow::Workflow;
 use crate::telemetry::Metrics;
 use cache::{Cached, WorkflowCache};
+use prune::Sightings;
 use transitions::{Seen, Transition, Transitions};
 
 /// Which paths report run transitions (`source.from`).
@@ -52,6 +54,8 @@ pub struct Enricher {
     /// Uids of the workflows whose node status Argo offloaded to its database, seen with the
     /// status path on: their node transitions come from Events, whatever the paths.
     offloaded: HashSet<String>,
+    /// When each workflow was last heard of, to forget those deleted unseen.
+    sightings: Sightings,
 }
 
 impl Enricher {
@@ -65,6 +69,7 @@ impl Enricher {
             metrics,
             fallback: None,
             offloaded: HashSet::new(),
+            sightings: Sightings::default(),
         }
     }
 
@@ -108,13 +113,13 @@ impl Enricher {
                 let Some(uid) = wf.metadata.uid else {
                     return Vec::new();
                 };
-                self.offloaded.remove(&uid);
-                self.transitions.forget(&uid);
+                self.forget(&uid);
                 vec![Intake {
                     seen: Some((uid, None)),
                     ..Intake::default()
                 }]
             }
+            SourceItem::WorkflowsListed { namespace, uids } => self.listed(namespace, &uids),
             SourceItem::Checkpoint(checkpoint) => vec![Intake {
                 checkpoint: Some(checkpoint),
                 ..Intake::default()
@@ -131,6 +136,47 @@ impl Enricher {
         }
     }
 
+    /// Forgets workflow `uid` (its Workflow aside).
+    fn forget(&mut self, uid: &str) {
+        self.offloaded.remove(uid);
+        self.transitions.forget(uid);
+        self.sightings.forget(uid);
+    }
+
+    /// Takes a complete list of `scope`'s Workflows: forgets those of that scope it lacks
+    /// (deleted while nobody watched), and removes their stored states.
+    fn listed(&mut self, scope: Option<String>, uids: &HashSet<String>) -> Vec<Intake> {
+        let (cached, forgotten) = {
+            let gone = self.sightings.listed(&scope);
+            let unlisted = |uid: &str| !uids.contains(uid) && gone(uid);
+            let cached = self
+                .workflows
+                .prune(scope.as_deref(), |c| unlisted(&c.facts.uid));
+            (
+                cached,
+                self.transitions.known_in(scope.as_deref(), unlisted),
+            )
+        };
+        if cached > 0 || !forgotten.is_empty() {
+            tracing::info!(
+                namespace = scope.as_deref().unwrap_or("*"),
+                cached,
+                states = forgotten.len(),
+                "forgot workflows deleted while the watch was down"
+            );
+        }
+        forgotten
+            .into_iter()
+            .map(|uid| {
+                self.forget(&uid);
+                Intake {
+                    seen: Some((uid, None)),
+                    ..Intake::default()
+                }
+            })
+            .collect()
+    }
+
     /// Caches a new Workflow version; with the status path on, derives its transitions. A
     /// retried run's new Running comes from here on every path: Argo records no Event for it.
     /// For a workflow seen for the first time, only what happened after `since` is news.
@@ -138,6 +184,8 @@ impl Enricher {
         let uid = workflow.metadata.uid.clone().unwrap_or_default();
         let namespace = workflow.metadata.namespace.clone().unwrap_or_default();
         let name = workflow.metadata.name.clone().unwrap_or_default();
+        self.sightings.touch(&uid);
+        self.transitions.place(&uid, &namespace);
         self.note_offloaded(&workflow, &uid);
         let derived = match self.paths {
             Paths::Events => {
@@ -236,6 +284,10 @@ impl Enricher {
             self.count("events");
             return (Some(event), None);
         };
+        self.sightings.touch(&uid);
+        let namespace = event.workflow.as_ref().map(|w| w.namespace.as_str());
+        self.transitions
+            .place(&uid, namespace.unwrap_or(&event.event.namespace));
         event.attempt = self.transitions.attempt(&uid);
         // An offloaded workflow's Events are read as with both paths on.
         let paths = match self.paths {

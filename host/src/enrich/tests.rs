@@ -737,3 +737,57 @@ async fn lookups_of_different_workflows_overlap_and_items_keep_their_order() {
     let most = lookup.most.load(Ordering::SeqCst);
     assert!(most >= 10, "the lookups overlap: at most {most} at once");
 }
+
+/// The uids whose stored state the intakes remove.
+fn removed(intakes: &[Intake]) -> Vec<String> {
+    let mut uids: Vec<String> = intakes
+        .iter()
+        .filter_map(|i| match &i.seen {
+            Some((uid, None)) => Some(uid.clone()),
+            _ => None,
+        })
+        .collect();
+    uids.sort();
+    uids
+}
+
+#[test]
+fn a_list_forgets_the_workflows_of_its_scope_deleted_unseen() {
+    let state = |namespace: Option<&str>| {
+        let seen = Seen {
+            namespace: namespace.map(str::to_owned),
+            ..Seen::default()
+        };
+        serde_json::to_vec(&seen).unwrap()
+    };
+    let mut enricher = Enricher::new(Paths::Both, Arc::new(Metrics::new())).restore(vec![
+        ("gone-here".to_owned(), state(Some("kubeflow"))),
+        ("elsewhere".to_owned(), state(Some("team-b"))),
+        ("stored-long-ago".to_owned(), state(None)),
+        ("still-here".to_owned(), state(Some("kubeflow"))),
+    ]);
+    // Heard of in this run, before the first list: it may postdate the list.
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", "new"))),
+    );
+    let listed = |namespace: Option<&str>, uids: &[&str]| SourceItem::WorkflowsListed {
+        namespace: namespace.map(str::to_owned),
+        uids: uids.iter().map(|u| u.to_string()).collect(),
+    };
+
+    let out = enricher.apply(listed(Some("kubeflow"), &["still-here"]));
+    assert_eq!(removed(&out), ["gone-here"]);
+
+    let out = enricher.apply(listed(None, &["still-here"]));
+    assert_eq!(
+        removed(&out),
+        ["elsewhere", "stored-long-ago"],
+        "a list of every namespace also covers states stored without one"
+    );
+
+    // Not heard of since the last list of every namespace, and not in this one: gone.
+    let out = enricher.apply(listed(None, &["still-here"]));
+    assert_eq!(removed(&out), ["new"]);
+    assert!(enricher.apply(listed(None, &["still-here"])).is_empty());
+}

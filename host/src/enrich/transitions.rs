@@ -48,6 +48,10 @@ pub(crate) struct Seen {
     /// its run phase, only): the `since` cutoff still applies to the first.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub(crate) status_unseen: bool,
+    /// The workflow's namespace, so that a list of that namespace's Workflows can tell it is
+    /// gone (states stored by earlier versions have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) namespace: Option<String>,
 }
 
 /// What was seen of one node.
@@ -144,6 +148,26 @@ impl Transitions {
             true => self.seen.get(uid).cloned(),
             false => None,
         }
+    }
+
+    /// Notes that workflow `uid` lives in `namespace`, once.
+    pub(crate) fn place(&mut self, uid: &str, namespace: &str) {
+        let seen = Self::entry(&mut self.seen, uid);
+        if seen.namespace.is_none() && !namespace.is_empty() {
+            seen.namespace = Some(namespace.to_owned());
+            self.changed.insert(uid.to_owned());
+        }
+    }
+
+    /// The workflows known in `scope` (a namespace, or `None` for all) for which `gone` holds.
+    pub(crate) fn known_in(&self, scope: Option<&str>, gone: impl Fn(&str) -> bool) -> Vec<String> {
+        self.seen
+            .iter()
+            .filter(|(_, s)| scope.is_none() || s.namespace.as_deref() == scope)
+            .map(|(uid, _)| uid)
+            .filter(|uid| gone(uid))
+            .cloned()
+            .collect()
     }
 
     /// Forgets a deleted workflow.

@@ -1,5 +1,6 @@
 //! What one stage hands the next: the source's items, and the enrich stage's intake.
 
+use std::collections::HashSet;
 use std::fmt;
 
 use futures::future::BoxFuture;
@@ -26,6 +27,14 @@ pub enum SourceItem {
     WorkflowLive(Box<Workflow>),
     /// A Workflow was deleted.
     WorkflowDeleted(Box<Workflow>),
+    /// A complete list of a scope's Workflows (the first one, or one after the watch had to
+    /// start over): a Workflow of that scope known before and not listed was deleted unseen.
+    WorkflowsListed {
+        /// The namespace listed, or `None` for all of them.
+        namespace: Option<String>,
+        /// The uids of the Workflows listed.
+        uids: HashSet<String>,
+    },
     /// The source moved on without an event to carry its position (e.g. past the Events that
     /// existed at its first start): store this checkpoint as it is.
     Checkpoint(Checkpoint),

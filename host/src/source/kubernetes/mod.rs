@@ -208,6 +208,7 @@ impl KubernetesSource {
             .modify(|wf| wf.managed_fields_mut().clear());
             let stream = reflector::reflector(writer, workflows).default_backoff();
             reflectors.push(forward_workflows(
+                scope.clone(),
                 stream,
                 out.clone(),
                 Arc::clone(&self.metrics),
@@ -311,23 +312,27 @@ impl KubernetesSource {
 /// Only the Workflows of the first list existed before the router watched, so only what their
 /// status shows may be history to the enrich stage (`source.history`). A Workflow that shows up
 /// later (live, or first in a relist) began while the router watched: it is passed on as
-/// [`SourceItem::WorkflowLive`], all of it news.
+/// [`SourceItem::WorkflowLive`], all of it news. Each complete list ends with
+/// [`SourceItem::WorkflowsListed`], so that Workflows deleted unseen are forgotten.
 async fn forward_workflows(
+    scope: Scope,
     stream: impl Stream<Item = watcher::Result<watcher::Event<Workflow>>>,
     out: mpsc::Sender<SourceItem>,
     metrics: Arc<Metrics>,
 ) {
     let mut stream = std::pin::pin!(stream);
     let mut known = HashSet::new();
+    // The uids of the list under way, between `Init` and `InitDone`.
+    let mut listing: Option<HashSet<String>> = None;
     let mut listed = false;
     while let Some(result) = stream.next().await {
         let item = match result {
             Ok(watcher::Event::Apply(wf) | watcher::Event::InitApply(wf)) => {
-                let first = wf
-                    .metadata
-                    .uid
-                    .as_ref()
-                    .is_some_and(|uid| known.insert(uid.clone()));
+                let uid = wf.metadata.uid.as_ref();
+                if let (Some(listing), Some(uid)) = (listing.as_mut(), uid) {
+                    listing.insert(uid.clone());
+                }
+                let first = uid.is_some_and(|uid| known.insert(uid.clone()));
                 match first && listed {
                     true => SourceItem::WorkflowLive(Box::new(wf)),
                     false => SourceItem::WorkflowApplied(Box::new(wf)),
@@ -339,11 +344,20 @@ async fn forward_workflows(
                 }
                 SourceItem::WorkflowDeleted(Box::new(wf))
             }
+            // A complete list: what it lacks was deleted while nobody watched.
             Ok(watcher::Event::InitDone) => {
                 listed = true;
+                let uids = listing.take().unwrap_or_default();
+                known.retain(|uid| uids.contains(uid));
+                SourceItem::WorkflowsListed {
+                    namespace: scope.clone(),
+                    uids,
+                }
+            }
+            Ok(watcher::Event::Init) => {
+                listing = Some(HashSet::new());
                 continue;
             }
-            Ok(watcher::Event::Init) => continue,
             Err(e) => {
                 metrics.kube.watch_error("workflows");
                 tracing::warn!("watching Workflows: {e}; retrying");
@@ -392,8 +406,8 @@ impl Session {
         let connection = client::connect(Some(Arc::clone(metrics))).await?;
         let leadership = match &settings.leader_election {
             Some(election) => {
-                let elector =
-                    Elector::new(connection.client.clone(), &connection.namespace, election);
+                let client = connection.bounded(election.lease_duration / 3)?;
+                let elector = Elector::new(client, &connection.namespace, election);
                 tracing::info!(
                     lease = %election.lease_name,
                     namespace = %connection.namespace,
