@@ -5,6 +5,7 @@ pub mod kube_api;
 pub mod recording;
 pub mod router;
 pub mod sink;
+pub mod world;
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
