@@ -4,9 +4,13 @@
 //! `~/.kube/config` when present, else the pod's ServiceAccount. [`CountRequestsLayer`] is a
 //! tower layer on the client's service stack that counts each request by verb and resource in
 //! `kfp_event_router_kube_requests_total`, so the cost of a source is visible, not guessed.
+//! [`Connection::bounded`] makes a second client for calls that must end in time (the
+//! Lease's): kube's defaults have no read timeout and retry `429`/`503`/`504` as long as the
+//! server's `Retry-After` says.
 
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use http::{Method, Request};
 use kube::client::ClientBuilder;
@@ -39,6 +43,27 @@ pub(crate) struct Connection {
     /// The router's own namespace: `POD_NAMESPACE`, else the kubeconfig context's (or the
     /// ServiceAccount's) namespace.
     pub(crate) namespace: String,
+    /// The configuration the client was made from.
+    config: kube::Config,
+    /// Where requests are counted.
+    metrics: Option<Arc<Metrics>>,
+}
+
+impl Connection {
+    /// Another client of the same server, for calls that must end in time: no built-in
+    /// retries, and `timeout` to connect, to send a request and for each read of its answer.
+    /// Callers still bound each call as a whole (a slow trickle of bytes passes a read
+    /// timeout).
+    pub(crate) fn bounded(&self, timeout: Duration) -> Result<kube::Client, ClientError> {
+        let mut config = self.config.clone();
+        config.default_retry = false;
+        config.connect_timeout = Some(timeout);
+        config.read_timeout = Some(timeout);
+        config.write_timeout = Some(timeout);
+        // The read timeout counts from each request, not from when a pooled connection idled.
+        config.reset_reader_on_write = true;
+        build(config, self.metrics.clone())
+    }
 }
 
 /// Infers the client configuration and connects (lazily: no request is made yet).
@@ -52,16 +77,25 @@ pub(crate) fn connect_with(
     config: kube::Config,
     metrics: Option<Arc<Metrics>>,
 ) -> Result<Connection, ClientError> {
-    let default_namespace = config.default_namespace.clone();
-    let client = ClientBuilder::try_from(config)
-        .map_err(ClientError::Build)?
-        .with_layer(&CountRequestsLayer { metrics })
-        .build();
+    let client = build(config.clone(), metrics.clone())?;
     let namespace = std::env::var(POD_NAMESPACE)
         .ok()
         .filter(|ns| !ns.is_empty())
-        .unwrap_or(default_namespace);
-    Ok(Connection { client, namespace })
+        .unwrap_or_else(|| config.default_namespace.clone());
+    Ok(Connection {
+        client,
+        namespace,
+        config,
+        metrics,
+    })
+}
+
+/// A client of `config`, counting its requests in `metrics`.
+fn build(config: kube::Config, metrics: Option<Arc<Metrics>>) -> Result<kube::Client, ClientError> {
+    Ok(ClientBuilder::try_from(config)
+        .map_err(ClientError::Build)?
+        .with_layer(&CountRequestsLayer { metrics })
+        .build())
 }
 
 /// Counts requests by verb and resource; see [`classify`].

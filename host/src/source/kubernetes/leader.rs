@@ -10,6 +10,13 @@
 //! before anyone else may take over. On shutdown it releases the Lease so a standby takes over
 //! at once.
 //!
+//! Stepping down in time needs every call to end in time: the Lease calls go through a client
+//! with no built-in retries (kube's would wait out any `Retry-After`) and with connect and read
+//! timeouts ([`super::client::Connection::bounded`]), and each round of the protocol is given
+//! up at the step-down deadline, two thirds of the lease after the start of the last round that
+//! renewed it. A standby counts the whole lease from when it saw that renewal, which came after
+//! the round started: the old leader has stopped a third of the lease before anyone takes over.
+//!
 //! Start at [`Elector::acquire`]; it returns a [`Leadership`] that renews in the background.
 
 use std::time::Duration;
@@ -73,6 +80,17 @@ pub(crate) fn identity(configured: Option<&str>, pod_name: Option<&str>) -> Stri
     }
 }
 
+/// Why one round of the protocol failed.
+#[derive(Debug, thiserror::Error)]
+enum RoundError {
+    /// The API server refused or failed.
+    #[error(transparent)]
+    Api(#[from] kube::Error),
+    /// No answer in the time left before the step-down deadline.
+    #[error("no answer within {0:.1?}, the time left before the step-down deadline")]
+    Timeout(Duration),
+}
+
 /// What a candidate saw of the Lease, to tell when its holder stopped renewing.
 #[derive(Debug, PartialEq)]
 struct Observed {
@@ -94,6 +112,7 @@ pub(crate) struct Elector {
 
 impl Elector {
     /// A candidate for the Lease `settings.lease_name` in `namespace`, in this process's pod.
+    /// `client` must bound its calls ([`super::client::Connection::bounded`]).
     pub(crate) fn new(client: kube::Client, namespace: &str, settings: &LeaderSettings) -> Self {
         Self::in_pod(client, namespace, settings, pod_name().as_deref())
     }
@@ -124,13 +143,20 @@ impl Elector {
         &self.identity
     }
 
+    /// How long after the start of the last round that renewed the Lease the leader steps
+    /// down: two thirds of the lease.
+    fn step_down_after(&self) -> Duration {
+        self.duration * 2 / 3
+    }
+
     /// Waits until this candidate holds the Lease, then keeps renewing it in the background.
     /// `None` when `stop` was cancelled first.
     pub(crate) async fn acquire(mut self, stop: &CancellationToken) -> Option<Leadership> {
         let retry = self.duration / 5;
-        loop {
-            match self.try_acquire_or_renew().await {
-                Ok(true) => break,
+        let renewed = loop {
+            let started = Instant::now();
+            match self.round(started + self.step_down_after()).await {
+                Ok(true) => break started,
                 Ok(false) => {}
                 Err(e) => tracing::warn!(lease = %self.name, "leader election: {e}"),
             }
@@ -138,11 +164,11 @@ impl Elector {
                 () = tokio::time::sleep(retry) => {}
                 () = stop.cancelled() => return None,
             }
-        }
+        };
         tracing::info!(lease = %self.name, identity = %self.identity, "became the leader");
         let lost = CancellationToken::new();
         let release = CancellationToken::new();
-        let task = tokio::spawn(self.renew(lost.clone(), release.clone()));
+        let task = tokio::spawn(self.renew(renewed, lost.clone(), release.clone()));
         Some(Leadership {
             lost,
             release,
@@ -150,25 +176,37 @@ impl Elector {
         })
     }
 
-    /// Renews until the Lease is lost or `release` is cancelled; then releases it.
-    async fn renew(mut self, lost: CancellationToken, release: CancellationToken) {
+    /// Renews every third of the lease until it is lost, then cancels `lost`; or until
+    /// `release` is cancelled, then gives the Lease up. `renewed` is when the round that last
+    /// renewed it started. No round outlasts the step-down deadline: one that cannot finish by
+    /// then counts as failed, and the leader steps down at the deadline.
+    async fn renew(
+        mut self,
+        mut renewed: Instant,
+        lost: CancellationToken,
+        release: CancellationToken,
+    ) {
         let every = self.duration / 3;
         let retry = self.duration / 10;
-        let deadline = self.duration * 2 / 3;
-        let mut renewed = Instant::now();
-        let mut wait = every;
+        let mut next = renewed + every;
         loop {
+            let deadline = renewed + self.step_down_after();
             tokio::select! {
-                () = tokio::time::sleep(wait) => {}
+                () = tokio::time::sleep_until(next.min(deadline)) => {}
                 () = release.cancelled() => {
                     self.release().await;
                     return;
                 }
             }
-            match self.try_acquire_or_renew().await {
+            if Instant::now() >= deadline {
+                tracing::error!(lease = %self.name, "could not renew the lease in time; stepping down");
+                break;
+            }
+            let started = Instant::now();
+            match self.round(deadline).await {
                 Ok(true) => {
-                    renewed = Instant::now();
-                    wait = every;
+                    renewed = started;
+                    next = started + every;
                 }
                 Ok(false) => {
                     tracing::error!(lease = %self.name, "another replica holds the lease now; stepping down");
@@ -176,15 +214,21 @@ impl Elector {
                 }
                 Err(e) => {
                     tracing::warn!(lease = %self.name, "cannot renew the lease: {e}");
-                    wait = retry;
+                    next = Instant::now() + retry;
                 }
-            }
-            if renewed.elapsed() > deadline {
-                tracing::error!(lease = %self.name, "could not renew the lease in time; stepping down");
-                break;
             }
         }
         lost.cancel();
+    }
+
+    /// One round of the protocol, given up at `deadline`: true when this candidate holds the
+    /// Lease afterwards. A round given up leaves nothing held: the next one reads the Lease.
+    async fn round(&mut self, deadline: Instant) -> Result<bool, RoundError> {
+        let allowed = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout_at(deadline, self.try_acquire_or_renew()).await {
+            Ok(result) => Ok(result?),
+            Err(_) => Err(RoundError::Timeout(allowed)),
+        }
     }
 
     /// One round of the protocol: true when this candidate holds the Lease afterwards.
@@ -285,6 +329,7 @@ impl Elector {
         }
     }
 
+    /// Replaces the Lease with `lease`: `409 Conflict` when it changed since `lease` was read.
     async fn write(&self, lease: &Lease) -> Result<Lease, kube::Error> {
         self.api
             .replace(&self.name, &PostParams::default(), lease)
@@ -300,11 +345,16 @@ impl Elector {
         spec.holder_identity = None;
         spec.lease_duration_seconds = Some(1);
         spec.renew_time = Some(MicroTime(Timestamp::now()));
-        match self.write(&lease).await {
-            Ok(_) => tracing::info!(lease = %self.name, "released the lease"),
-            Err(e) => {
+        let allowed = self.duration / 3;
+        match tokio::time::timeout(allowed, self.write(&lease)).await {
+            Ok(Ok(_)) => tracing::info!(lease = %self.name, "released the lease"),
+            Ok(Err(e)) => {
                 tracing::warn!(lease = %self.name, "cannot release the lease (it expires by itself): {e}")
             }
+            Err(_) => tracing::warn!(
+                lease = %self.name,
+                "cannot release the lease (it expires by itself): no answer within {allowed:.1?}"
+            ),
         }
     }
 }
@@ -331,7 +381,116 @@ impl Leadership {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use axum::body::{Body, Bytes};
+    use axum::http::StatusCode;
+    use axum::response::{IntoResponse, Response};
+
     use super::*;
+
+    /// A lease short enough for a test, long enough for a loaded machine to answer a local
+    /// server in time.
+    const LEASE: Duration = Duration::from_millis(1500);
+
+    /// Serves every request with `answer` on a free port; returns the URL and how many
+    /// requests came.
+    async fn serve(answer: fn() -> Response) -> (String, Arc<AtomicUsize>) {
+        let requests = Arc::new(AtomicUsize::new(0));
+        let counted = Arc::clone(&requests);
+        let app = axum::Router::new().fallback(move || {
+            counted.fetch_add(1, Ordering::SeqCst);
+            async move { answer() }
+        });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        (url, requests)
+    }
+
+    /// An answer whose body never ends: a space every 50 ms, which no read timeout catches.
+    fn trickle() -> Response {
+        let spaces = futures::stream::unfold((), |()| async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            Some((Ok::<_, std::io::Error>(Bytes::from_static(b" ")), ()))
+        });
+        let mut response = Response::new(Body::from_stream(spaces));
+        response
+            .headers_mut()
+            .insert("content-type", "application/json".parse().unwrap());
+        response
+    }
+
+    /// `429 Too Many Requests`, come back in an hour.
+    fn too_many_requests() -> Response {
+        let status = serde_json::json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": "slow down", "reason": "TooManyRequests", "code": 429
+        });
+        let mut response = (StatusCode::TOO_MANY_REQUESTS, status.to_string()).into_response();
+        let headers = response.headers_mut();
+        headers.insert("content-type", "application/json".parse().unwrap());
+        headers.insert("retry-after", "3600".parse().unwrap());
+        response
+    }
+
+    /// An elector of the server at `url` that holds the Lease, as far as it knows.
+    fn holding(url: &str) -> Elector {
+        let config = kube::Config::new(url.parse().unwrap());
+        let connection = super::super::client::connect_with(config, None).unwrap();
+        let settings = LeaderSettings {
+            lease_duration: LEASE,
+            ..LeaderSettings::default()
+        };
+        let client = connection.bounded(LEASE / 3).unwrap();
+        let mut elector = Elector::in_pod(client, "ns", &settings, Some("router-0"));
+        elector.held = Some(Lease {
+            metadata: ObjectMeta {
+                name: Some(settings.lease_name.clone()),
+                resource_version: Some("1".to_owned()),
+                ..ObjectMeta::default()
+            },
+            spec: Some(elector.claim(None, false, Timestamp::now())),
+        });
+        elector
+    }
+
+    /// Renews, as just renewed, against `url`; returns once the leader stepped down (panics
+    /// when it does not within a generous wait), with how long after the renewal it did.
+    async fn step_down_against(url: &str) -> Duration {
+        let elector = holding(url);
+        let (lost, release) = (CancellationToken::new(), CancellationToken::new());
+        let renewed = Instant::now();
+        let task = tokio::spawn(elector.renew(renewed, lost.clone(), release));
+        tokio::time::timeout(Duration::from_secs(30), lost.cancelled())
+            .await
+            .expect("the leader stepped down although its renewals never succeeded");
+        let after = renewed.elapsed();
+        task.await.unwrap();
+        after
+    }
+
+    #[tokio::test]
+    async fn a_renewal_that_never_ends_is_given_up_and_the_leader_steps_down() {
+        let (url, requests) = serve(trickle).await;
+        let after = step_down_against(&url).await;
+        assert!(requests.load(Ordering::SeqCst) >= 1, "a renewal was tried");
+        assert!(after >= LEASE * 2 / 3, "not before the deadline: {after:?}");
+    }
+
+    #[tokio::test]
+    async fn a_429_with_a_long_retry_after_fails_the_renewal_at_once_and_it_is_tried_again() {
+        let (url, requests) = serve(too_many_requests).await;
+        let after = step_down_against(&url).await;
+        // kube's built-in retries would have waited out the hour after the first answer.
+        assert!(
+            requests.load(Ordering::SeqCst) >= 2,
+            "{} requests",
+            requests.load(Ordering::SeqCst)
+        );
+        assert!(after >= LEASE * 2 / 3, "not before the deadline: {after:?}");
+    }
 
     /// A client of an API server that is never asked anything.
     fn client() -> kube::Client {
