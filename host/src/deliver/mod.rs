@@ -3,16 +3,21 @@
 //! One [`worker`] per endpoint reads that endpoint's deliveries from the outbox, so a slow or
 //! dead endpoint never stalls another. [`http`] makes one attempt, [`retry`] decides when to
 //! try again, [`signing`] signs per Standard Webhooks. [`Deliverer`] starts, updates and stops
-//! the workers as the config changes.
+//! the workers as the config changes; [`removed`] keeps a removed endpoint's backlog for a
+//! grace period; [`leftovers`] lets a new leader deliver what an earlier term left before it
+//! accepts anything new.
 
 mod http;
+mod leftovers;
+mod removed;
 pub(crate) mod retry;
 mod settings;
 pub(crate) mod signing;
 mod worker;
 
 pub(crate) use http::HttpSender;
-pub(crate) use settings::Delivery;
+pub(crate) use leftovers::deliver_leftovers;
+pub(crate) use settings::{Delivery, Settings};
 
 use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
@@ -28,9 +33,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::request::Render;
 use crate::state::{DeadLetters, Outbox};
 use crate::telemetry::Metrics;
-
-/// Every endpoint's delivery settings, as the config gives them.
-pub(crate) type Endpoints = Arc<Vec<Arc<Delivery>>>;
+use removed::Removed;
 
 /// What every worker shares.
 #[derive(Clone)]
@@ -45,8 +48,13 @@ pub(crate) struct Context {
     pub(crate) render: Arc<dyn Render>,
     /// The HTTP client.
     pub(crate) http: HttpSender,
+    /// Cancelled when this replica must stop delivering at once (it lost the leader lease, and
+    /// another may deliver now): every worker ends, dropping its attempts under way, whose
+    /// deliveries stay pending in the outbox as they were.
+    pub(crate) abort: CancellationToken,
 }
 
+/// A worker, as the deliverer keeps it.
 struct Running {
     settings: watch::Sender<Arc<Delivery>>,
     slots: Arc<Semaphore>,
@@ -59,37 +67,48 @@ struct Running {
 pub(crate) struct Deliverer {
     context: Context,
     workers: HashMap<String, Running>,
+    removed: Removed,
 }
 
 impl Deliverer {
     /// A deliverer with no workers yet.
     pub(crate) fn new(context: Context) -> Self {
+        let removed = Removed::new(context.outbox.clone(), Arc::clone(&context.metrics));
         Self {
             context,
             workers: HashMap::new(),
+            removed,
         }
     }
 
-    /// Runs a worker for each of `endpoints`, following their changes, until `stop` is
-    /// cancelled; then lets attempts under way finish and returns.
+    /// Runs a worker for each endpoint of `settings`, following their changes, until `stop`
+    /// is cancelled, then lets attempts under way finish and returns; or until the context's
+    /// `abort` is, then returns at once.
     pub(crate) async fn run(
         mut self,
-        mut config: watch::Receiver<Endpoints>,
+        mut settings: watch::Receiver<Arc<Settings>>,
         stop: CancellationToken,
     ) {
-        let current = config.borrow_and_update().clone();
-        self.purge_unknown(&current).await;
+        let abort = self.context.abort.clone();
+        let current = settings.borrow_and_update().clone();
+        self.resume(&current).await;
         self.apply(&current).await;
         loop {
+            let grace = settings.borrow().removed_grace;
+            let expiry = self.removed.next_expiry(grace);
             tokio::select! {
-                changed = config.changed() => {
+                changed = settings.changed() => {
                     if changed.is_err() {
                         break;
                     }
-                    let current = config.borrow_and_update().clone();
+                    let current = settings.borrow_and_update().clone();
                     self.apply(&current).await;
                 }
+                () = tokio::time::sleep(expiry.unwrap_or(Duration::MAX)), if expiry.is_some() => {
+                    self.removed.expire(grace).await;
+                }
                 () = stop.cancelled() => break,
+                () = abort.cancelled() => break,
             }
         }
         for running in self.workers.values() {
@@ -100,10 +119,39 @@ impl Deliverer {
         }
     }
 
-    /// Starts, updates and stops workers to match `endpoints`.
-    async fn apply(&mut self, endpoints: &[Arc<Delivery>]) {
-        let wanted: HashMap<&str, &Arc<Delivery>> =
-            endpoints.iter().map(|e| (e.name.as_str(), e)).collect();
+    /// At start, before any worker: deliveries of an endpoint no longer configured are kept
+    /// for its grace period (counted from when an earlier run saw it leave, if one did); an
+    /// endpoint configured again resumes its own.
+    async fn resume(&mut self, settings: &Settings) {
+        let counts = count_pending(&self.context.outbox)
+            .await
+            .unwrap_or_default();
+        for endpoint in &settings.endpoints {
+            let kept = self
+                .removed
+                .restore(&endpoint.name, settings.removed_grace)
+                .await;
+            if let Some(pending) = counts.get(&endpoint.name).filter(|_| kept) {
+                tracing::info!(endpoint = %endpoint.name, pending, "resuming undelivered events");
+            }
+        }
+        for (name, count) in counts {
+            if !settings.endpoints.iter().any(|e| e.name == name) {
+                self.removed
+                    .hold(&name, count, settings.removed_grace)
+                    .await;
+            }
+        }
+    }
+
+    /// Starts, updates and stops workers to match `settings`. A removed endpoint's worker
+    /// stops and its deliveries are kept for the grace period; one that comes back resumes them.
+    async fn apply(&mut self, settings: &Settings) {
+        let wanted: HashMap<&str, &Arc<Delivery>> = settings
+            .endpoints
+            .iter()
+            .map(|e| (e.name.as_str(), e))
+            .collect();
         let gone: Vec<String> = self
             .workers
             .keys()
@@ -114,15 +162,11 @@ impl Deliverer {
             let running = self.workers.remove(&name).expect("listed above");
             running.stop.cancel();
             let _ = running.task.await;
-            match self.context.outbox.purge(&name).await {
-                Ok(0) => tracing::info!(endpoint = %name, "endpoint removed"),
-                Ok(n) => {
-                    tracing::warn!(endpoint = %name, "endpoint removed; {n} undelivered events for it dropped")
-                }
-                Err(e) => {
-                    tracing::error!(endpoint = %name, "endpoint removed; cannot clear its deliveries: {e}")
-                }
-            }
+            let counts = count_pending(&self.context.outbox).await;
+            let count = counts.and_then(|c| c.get(&name).copied()).unwrap_or(0);
+            self.removed
+                .hold(&name, count, settings.removed_grace)
+                .await;
         }
         for (name, endpoint) in wanted {
             match self.workers.get_mut(name) {
@@ -133,6 +177,7 @@ impl Deliverer {
                 }
                 Some(_) => {}
                 None => {
+                    self.removed.restore(name, settings.removed_grace).await;
                     let running = self.spawn(Arc::clone(endpoint));
                     self.workers.insert(name.to_owned(), running);
                 }
@@ -140,6 +185,8 @@ impl Deliverer {
         }
     }
 
+    /// Starts the worker of `endpoint`; it ends when its `stop` is cancelled (after its
+    /// attempts under way) or at once when the context's `abort` is.
     fn spawn(&self, endpoint: Arc<Delivery>) -> Running {
         let (settings, receiver) = watch::channel(Arc::clone(&endpoint));
         let slots = Arc::new(Semaphore::new(endpoint.concurrency));
@@ -155,30 +202,37 @@ impl Deliverer {
             slots: Arc::clone(&slots),
             stop: stop.clone(),
         };
+        let abort = self.context.abort.clone();
+        let task = tokio::spawn(async move {
+            tokio::select! {
+                () = supervise(Arc::new(shared)) => {}
+                () = abort.cancelled() => {}
+            }
+        });
         Running {
             settings,
             slots,
             concurrency: endpoint.concurrency,
             stop,
-            task: tokio::spawn(supervise(Arc::new(shared))),
+            task,
         }
     }
+}
 
-    /// Drops deliveries for endpoints that were removed while the router was not running.
-    async fn purge_unknown(&self, endpoints: &[Arc<Delivery>]) {
-        let outbox = self.context.outbox.clone();
-        let counts =
-            tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox))
-                .await;
-        let Ok(Ok(counts)) = counts else {
-            return;
-        };
-        for (name, count) in counts {
-            if endpoints.iter().any(|e| e.name == name) {
-                tracing::info!(endpoint = %name, pending = count, "resuming undelivered events");
-            } else if self.context.outbox.purge(&name).await.is_ok() {
-                tracing::warn!(endpoint = %name, "endpoint no longer configured; {count} undelivered events for it dropped");
-            }
+/// Deliveries pending in `outbox`, per endpoint; `None` (logged) when it cannot be read.
+async fn count_pending(outbox: &Outbox) -> Option<HashMap<String, u64>> {
+    let outbox = outbox.clone();
+    let counted =
+        tokio::task::spawn_blocking(move || crate::state::outbox::count_by_endpoint(&outbox)).await;
+    match counted {
+        Ok(Ok(counts)) => Some(counts),
+        Ok(Err(e)) => {
+            tracing::error!("cannot count the deliveries in the outbox: {e}");
+            None
+        }
+        Err(e) => {
+            tracing::error!("counting the deliveries in the outbox failed: {e}");
+            None
         }
     }
 }

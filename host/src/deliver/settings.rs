@@ -1,5 +1,7 @@
-//! Where and how one endpoint is sent: the deliver stage's settings, with their defaults.
+//! The deliver stage's settings: where and how each endpoint is sent, with their defaults,
+//! and how long a removed endpoint's backlog is kept.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::header::HeaderMap;
@@ -7,6 +9,16 @@ use url::Url;
 
 use super::retry::RetryPolicy;
 use super::signing::SigningKey;
+
+/// The deliver stage's part of the config, followed as it changes.
+#[derive(Debug, PartialEq)]
+pub(crate) struct Settings {
+    /// Every endpoint, in config order.
+    pub(crate) endpoints: Vec<Arc<Delivery>>,
+    /// How long a removed endpoint's undelivered events are kept
+    /// (`state.removed_endpoint_grace`).
+    pub(crate) removed_grace: Duration,
+}
 
 /// One endpoint's delivery settings, checked and with its secrets resolved.
 #[derive(Debug, PartialEq)]

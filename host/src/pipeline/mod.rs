@@ -109,12 +109,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: Arc::clone(&metrics),
         render: payload,
         http: deliver::HttpSender::default(),
+        // Losing the lease stops delivery at once, before the other stages drain.
+        abort: lost.clone(),
     };
     let stop_delivery = CancellationToken::new();
-    let deliverer = tokio::spawn(Deliverer::new(context).run(
-        follow(&config_updates, Config::deliveries),
-        stop_delivery.clone(),
-    ));
+    let deliveries = follow(&config_updates, deliver_settings);
+    let deliverer =
+        tokio::spawn(Deliverer::new(context).run(deliveries.clone(), stop_delivery.clone()));
+
+    // A new term first delivers what an earlier one left, so that it does not interleave with
+    // new events; the watch resumes from the checkpoint afterwards, so waiting loses nothing.
+    if kube.is_some() {
+        tokio::select! {
+            () = deliver::deliver_leftovers(&outbox, &deliveries, &readiness) => {}
+            () = shutdown.cancelled() => {}
+            () = lost.cancelled() => {}
+        }
+    }
 
     let (items, source_rx) = mpsc::channel(CHANNEL);
     let mut source = match (&config.source, kube.as_mut()) {
@@ -184,6 +195,14 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     summary.dead_lettered = metrics.dead_lettered_total();
     Ok(summary)
+}
+
+/// The deliver stage's part of `config`.
+fn deliver_settings(config: &Config) -> deliver::Settings {
+    deliver::Settings {
+        endpoints: config.deliveries(),
+        removed_grace: config.removed_endpoint_grace,
+    }
 }
 
 /// One stage's part of the config, kept current as the config file changes: `part` of each

@@ -100,6 +100,9 @@ pub struct Metrics {
     pub(crate) delivery_latency: Family<EndpointLabel, Histogram>,
     /// Deliveries waiting in the outbox.
     pub(crate) outbox_depth: Gauge,
+    /// Undelivered events kept for an endpoint removed from the config, per endpoint, until
+    /// it comes back or its grace period ends.
+    pub(crate) removed_endpoint_backlog: Family<EndpointLabel, Gauge>,
     /// Config reloads by result (`applied`, `rejected`).
     pub(crate) config_reloads: Family<Labels, Counter>,
     /// Run transitions by the path that reported them: `events`, `workflows` (derived from
@@ -147,6 +150,7 @@ impl Metrics {
             Histogram::new(exponential_buckets(0.0005, 1.5, 30))
         });
         let outbox_depth = Gauge::default();
+        let removed_endpoint_backlog = Family::default();
         let config_reloads = Family::default();
         let kube = KubeMetrics::register(&mut registry);
         let plugin_calls = Family::default();
@@ -189,6 +193,12 @@ impl Metrics {
             "outbox_depth",
             "Deliveries waiting in the outbox",
             outbox_depth.clone(),
+        );
+        registry.register(
+            "removed_endpoint_backlog",
+            "Undelivered events kept for an endpoint removed from the config, until it comes back \
+             or its grace period ends",
+            removed_endpoint_backlog.clone(),
         );
         registry.register(
             "config_reloads",
@@ -238,6 +248,7 @@ impl Metrics {
             dropped,
             delivery_latency,
             outbox_depth,
+            removed_endpoint_backlog,
             config_reloads,
             plugin_calls,
             plugin_call_seconds,

@@ -15,9 +15,11 @@
 //!
 //! And what tests need: [`KubeApi::drop_watches`] breaks every open watch connection,
 //! [`KubeApi::set_latency`] delays every answer, [`KubeApi::fail_next`] fails the next few
-//! requests of a kind with an error status, [`KubeApi::requests`] counts requests by verb
-//! and resource, [`KubeApi::kubeconfig`] writes a kubeconfig pointing at it, [`KubeApi::put`]
-//! stores objects as a recording has them (their own uids and timestamps).
+//! requests of a kind with an error status, [`KubeApi::trouble`] stalls or throttles one
+//! client's requests on a resource (a client is told by its token, see
+//! [`KubeApi::kubeconfig_as`]), [`KubeApi::requests`] counts requests by verb and resource,
+//! [`KubeApi::kubeconfig`] writes a kubeconfig pointing at it, [`KubeApi::put`] stores objects
+//! as a recording has them (their own uids and timestamps).
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -28,7 +30,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use k8s_openapi::jiff::Timestamp;
 use serde_json::{Value, json};
@@ -82,6 +84,15 @@ impl Res {
     }
 }
 
+/// How the server mistreats one client's requests on a resource.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trouble {
+    /// Never answers (the client gives up, or waits forever).
+    Stall,
+    /// Answers `429 Too Many Requests` with `Retry-After: <seconds>`.
+    TooManyRequests { retry_after: u64 },
+}
+
 /// One change, as a watch reports it.
 #[derive(Clone, Debug)]
 struct Change {
@@ -106,6 +117,8 @@ struct Inner {
     bookmark_every: Option<Duration>,
     /// Per (verb, resource): how many of the next requests fail, and with which status code.
     faults: HashMap<(String, Res), (u32, u16)>,
+    /// Per (client token, resource): how its requests are mistreated.
+    troubles: HashMap<(String, Res), Trouble>,
 }
 
 struct Shared {
@@ -163,13 +176,22 @@ impl KubeApi {
 
     /// Writes a kubeconfig for this server (default namespace `namespace`) into `dir`.
     pub fn kubeconfig(&self, dir: &Path, namespace: &str) -> PathBuf {
-        let path = dir.join("kubeconfig");
+        self.write_kubeconfig(&dir.join("kubeconfig"), namespace, "test-token")
+    }
+
+    /// Writes a kubeconfig of client `user` (its token) into `dir`, as `kubeconfig-<user>`:
+    /// what [`KubeApi::trouble`] tells clients apart by.
+    pub fn kubeconfig_as(&self, dir: &Path, namespace: &str, user: &str) -> PathBuf {
+        self.write_kubeconfig(&dir.join(format!("kubeconfig-{user}")), namespace, user)
+    }
+
+    fn write_kubeconfig(&self, path: &Path, namespace: &str, token: &str) -> PathBuf {
         let text = format!(
-            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {namespace}\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: test-token\n",
+            "apiVersion: v1\nkind: Config\nclusters:\n- name: test\n  cluster:\n    server: {}\ncontexts:\n- name: test\n  context:\n    cluster: test\n    user: test\n    namespace: {namespace}\ncurrent-context: test\nusers:\n- name: test\n  user:\n    token: {token}\n",
             self.url()
         );
-        std::fs::write(&path, text).unwrap();
-        path
+        std::fs::write(path, text).unwrap();
+        path.to_owned()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
@@ -292,6 +314,17 @@ impl KubeApi {
         self.lock()
             .faults
             .insert((verb.to_owned(), res), (times, code));
+    }
+
+    /// From now on, mistreats the requests on `res` of the client with token `user` as
+    /// `trouble` says (`None`: serves them again). They are counted all the same.
+    pub fn trouble(&self, user: &str, res: Res, trouble: Option<Trouble>) {
+        let mut inner = self.lock();
+        let key = (user.to_owned(), res);
+        match trouble {
+            Some(trouble) => inner.troubles.insert(key, trouble),
+            None => inner.troubles.remove(&key),
+        };
     }
 
     /// Requests so far with `verb` (`get`, `list`, `watch`, `create`, `update`, `delete`) on `res`.
@@ -542,6 +575,7 @@ async fn handle(
     State(shared): State<Arc<Shared>>,
     method: Method,
     uri: Uri,
+    headers: HeaderMap,
     body: Bytes,
 ) -> Response {
     let Some(target) = target(uri.path()) else {
@@ -564,12 +598,19 @@ async fn handle(
         (&Method::DELETE, _, _) => "delete",
         _ => "other",
     };
-    let (latency, fault) = {
+    let user = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default()
+        .to_owned();
+    let (latency, fault, trouble) = {
         let mut inner = shared.inner.lock().unwrap();
         *inner
             .requests
             .entry((verb.to_owned(), target.res.name().to_owned()))
             .or_default() += 1;
+        let trouble = inner.troubles.get(&(user, target.res)).copied();
         let fault = match inner.faults.get_mut(&(verb.to_owned(), target.res)) {
             Some((times, code)) if *times > 0 => {
                 *times -= 1;
@@ -577,8 +618,22 @@ async fn handle(
             }
             _ => None,
         };
-        (inner.latency, fault)
+        (inner.latency, fault, trouble)
     };
+    match trouble {
+        Some(Trouble::Stall) => std::future::pending::<()>().await,
+        Some(Trouble::TooManyRequests { retry_after }) => {
+            let mut response = reply(
+                429,
+                &status(429, "TooManyRequests", "throttled by the test"),
+            );
+            response
+                .headers_mut()
+                .insert("retry-after", retry_after.to_string().parse().unwrap());
+            return response;
+        }
+        None => {}
+    }
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
