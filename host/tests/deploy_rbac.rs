@@ -95,8 +95,8 @@ fn every_variant_renders_and_grants_exactly_the_verbs_the_router_uses() {
     } in rendered
     {
         let name = &variant.name;
-        let role = grants(&objects, "Role");
-        let cluster_role = grants(&objects, "ClusterRole");
+        let role = grants(objects, "Role");
+        let cluster_role = grants(objects, "ClusterRole");
         let mut all = role.clone();
         for (resource, verbs) in &cluster_role {
             for (verb, names) in verbs {
