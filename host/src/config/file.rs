@@ -133,8 +133,8 @@ pub(crate) enum SourceKind {
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct StateSection {
-    /// Folder for the outbox database, checkpoints and the dead-letter file.
-    /// Defaults to `/var/lib/kfp-event-router`.
+    /// Folder for the outbox database, checkpoints and the dead-letter file (with the `redb`
+    /// backend), and the plugin cache. Defaults to `/var/lib/kfp-event-router`.
     #[serde(default = "default_state_dir")]
     pub(crate) dir: PathBuf,
     /// How long the undelivered events of an endpoint that left the config (a reload, or a
@@ -143,6 +143,57 @@ pub(crate) struct StateSection {
     /// warning. `"0s"` drops them at once.
     #[serde(default, deserialize_with = "optional_duration")]
     pub(crate) removed_endpoint_grace: Option<Duration>,
+    /// Where the outbox and dead letters are kept: `"redb"` (the default: `outbox.redb` and
+    /// `dead-letter.jsonl` in `dir`, for one router) or `"postgres"` (tables of the database at
+    /// `url`, which a replacement router anywhere continues from; `dir` then holds only the
+    /// plugin cache).
+    pub(crate) backend: Option<Spanned<StateBackend>>,
+    /// With `backend = "postgres"`: the connection URL, `{ env = "NAME" }` or
+    /// `{ file = "/path" }`, e.g. `postgresql://router:PASSWORD@db:5432/router`. It is a secret:
+    /// never logged. TLS is not built in: `sslmode=require` is refused; use the default
+    /// (`prefer`, which connects without TLS here) or `disable`, over a trusted network.
+    pub(crate) url: Option<Spanned<UrlSource>>,
+}
+
+/// Where `state.url` comes from. A URL written inline is refused without being echoed in the
+/// error, since it may hold a password.
+#[derive(Debug)]
+pub(crate) struct UrlSource(pub(crate) SecretSource);
+
+impl<'de> Deserialize<'de> for UrlSource {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = UrlSource;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
+            }
+            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<UrlSource, E> {
+                Err(E::custom(
+                    "the URL may hold a password: write url = { env = \"NAME\" } or \
+                     { file = \"/path\" }, not the URL itself",
+                ))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<UrlSource, A::Error> {
+                SecretSource::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(UrlSource)
+            }
+        }
+        de.deserialize_any(Visitor)
+    }
+}
+
+/// The values of `state.backend`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum StateBackend {
+    /// Files in `state.dir`.
+    Redb,
+    /// A PostgreSQL database.
+    Postgres,
 }
 
 impl Default for StateSection {
@@ -150,6 +201,8 @@ impl Default for StateSection {
         Self {
             dir: default_state_dir(),
             removed_endpoint_grace: None,
+            backend: None,
+            url: None,
         }
     }
 }

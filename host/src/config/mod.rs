@@ -23,6 +23,7 @@ use crate::enrich::Paths;
 use crate::payload::plugins::settings::PluginsSettings;
 use crate::payload::{EndpointPayload, PayloadSettings};
 use crate::source::SourceSettings;
+use crate::state::StateSettings;
 
 /// Environment variable naming the config file when `--config` is not given.
 pub(crate) const CONFIG_ENV: &str = "KFP_EVENT_ROUTER_CONFIG";
@@ -36,8 +37,8 @@ pub struct Config {
     pub source: SourceSettings,
     /// Which paths report run transitions (`source.from`).
     pub paths: Paths,
-    /// Folder of the outbox, checkpoints and dead letters.
-    pub state_dir: PathBuf,
+    /// Where the outbox, checkpoints and dead letters are (`[state]`).
+    pub state: StateSettings,
     /// How long a removed endpoint's undelivered events are kept (`state.removed_endpoint_grace`).
     pub removed_endpoint_grace: Duration,
     /// Address of the metrics and health server.

@@ -12,6 +12,7 @@ use crate::deliver::retry::RetryPolicy;
 use crate::deliver::signing::SigningKey;
 use crate::model::secret::{self, Secret};
 use crate::payload::format::Format;
+use crate::state::{Backend, StateSettings};
 use std::time::Duration;
 
 /// A folder with a recording, a secret file and a token file that configs can point at.
@@ -99,7 +100,13 @@ fn defaults() {
             rate: None
         }
     );
-    assert_eq!(config.state_dir, Path::new("/var/lib/kfp-event-router"));
+    assert_eq!(
+        config.state,
+        StateSettings {
+            dir: "/var/lib/kfp-event-router".into(),
+            backend: Backend::Redb
+        }
+    );
     assert_eq!(config.listen, "127.0.0.1:9090".parse().unwrap());
     assert_eq!(config.endpoints.len(), 1);
     let e = &config.endpoints[0];
@@ -190,7 +197,8 @@ format = "extended"
             rate: Some(50.0)
         }
     );
-    assert_eq!(config.state_dir, Path::new("/tmp/router-state"));
+    assert_eq!(config.state.dir, Path::new("/tmp/router-state"));
+    assert_eq!(config.state.backend, Backend::Redb);
     assert_eq!(config.listen, "0.0.0.0:9191".parse().unwrap());
     let names: Vec<&str> = config.endpoints.iter().map(|e| e.name()).collect();
     assert_eq!(
@@ -575,4 +583,138 @@ fn secrets_come_from_env_or_file_and_nothing_else() {
     );
     assert!(parse("{ env = \"A\", file = \"/b\" }").is_err());
     assert!(parse("{ vault = \"x\" }").is_err());
+}
+
+#[test]
+fn the_postgres_backend_takes_its_url_from_env_or_file() {
+    let files = Files::new();
+    let url = "postgresql://router:pa55word@db.example:5432/router";
+    std::fs::write(files.path("database-url"), format!("{url}\n")).unwrap();
+    let text = format!(
+        "{}\n[state]\ndir = \"/tmp/s\"\nbackend = \"postgres\"\nurl = {{ file = {} }}\n",
+        files.source(),
+        files.toml("database-url")
+    );
+    let config = files.parse(&text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.state.dir, Path::new("/tmp/s"));
+    assert_eq!(
+        config.state.backend,
+        Backend::Postgres(Secret::new(url.into()))
+    );
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("pa55word"), "{shown}");
+    assert!(!shown.contains("db.example"), "{shown}");
+
+    let text = format!(
+        "{}\n[state]\nbackend = \"postgres\"\nurl = {{ env = \"KFP_ROUTER_TEST_UNSET_DATABASE_URL\" }}\n",
+        files.source()
+    );
+    let problems = files.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert_at(
+        &problems[0],
+        &text,
+        "{ env",
+        "state.url: environment variable KFP_ROUTER_TEST_UNSET_DATABASE_URL is not set",
+    );
+}
+
+#[test]
+fn state_problems_point_at_their_key_and_never_show_the_url() {
+    let files = Files::new();
+    let state = |lines: &str| format!("{}\n[state]\n{lines}", files.source());
+    let write = |name: &str, url: &str| {
+        std::fs::write(files.path(name), url).unwrap();
+        files.toml(name)
+    };
+
+    let text = state("backend = \"sqlite\"\n");
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "\"sqlite\"",
+        "unknown variant `sqlite`",
+    );
+
+    let text = state("backend = \"postgres\"\n");
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "\"postgres\"",
+        "state.url: required with backend = \"postgres\"",
+    );
+
+    let text = state(&format!(
+        "url = {{ file = {} }}\n",
+        write("u1", "postgresql://h/db")
+    ));
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "{ file",
+        "state.url: only for backend = \"postgres\"",
+    );
+
+    let text = state("backend = \"postgres\"\nurl = \"postgresql://u:SECRET-PW@h/db\"\n");
+    let problems = files.problems(&text);
+    assert_at(
+        &problems[0],
+        &text,
+        "\"postgresql",
+        "the URL may hold a password",
+    );
+    assert!(
+        !problems[0].to_string().contains("SECRET"),
+        "{}",
+        problems[0]
+    );
+    let text = state("backend = \"postgres\"\nurl = { vault = \"x\" }\n");
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "vault",
+        "unknown variant `vault`",
+    );
+
+    for (url, message) in [
+        (
+            "postgresql://u:SECRET-PW@h/db?sslmode=require",
+            "sslmode=require is not supported",
+        ),
+        (
+            "postgresql://u:SECRET-PW@h/db?sslmode=nonsense",
+            "not a PostgreSQL connection URL",
+        ),
+        (
+            "postgresql://u:SECRET-PW@h/db?frobnicate=1",
+            "not a PostgreSQL connection URL",
+        ),
+        ("user=u password=SECRET-PW dbname=db", "names no host"),
+    ] {
+        let text = state(&format!(
+            "backend = \"postgres\"\nurl = {{ file = {} }}\n",
+            write("u2", url)
+        ));
+        let problems = files.problems(&text);
+        assert_eq!(problems.len(), 1, "{url}: {problems:?}");
+        assert_at(&problems[0], &text, "{ file", message);
+        assert!(
+            !problems[0].to_string().contains("SECRET"),
+            "{}",
+            problems[0]
+        );
+    }
+
+    for url in [
+        "postgresql://router@127.0.0.1:5432/router",
+        "postgresql://router@db/router?sslmode=disable",
+        "postgres://router:pw@db/router?sslmode=prefer&connect_timeout=3",
+        "host=/var/run/postgresql dbname=router",
+    ] {
+        let text = state(&format!(
+            "backend = \"postgres\"\nurl = {{ file = {} }}\n",
+            write("u3", url)
+        ));
+        files.parse(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
+    }
 }

@@ -64,7 +64,7 @@ pub struct RunSummary {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<RunSummary> {
     let config = Arc::new(config);
     let metrics = Arc::new(Metrics::new());
-    let state = State::open(&config.state_dir)?;
+    let state = State::open(&config.state)?;
     let outbox = state.outbox.clone();
     let config_updates = crate::config::watch::spawn(Arc::clone(&config), Arc::clone(&metrics))
         .context("cannot watch the config file")?;
@@ -72,7 +72,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         Arc::new(config.payload()),
         Some(follow(&config_updates, Config::payload)),
         Arc::clone(&metrics),
-        Some(config.state_dir.join(PLUGIN_CACHE)),
+        Some(config.state.dir.join(PLUGIN_CACHE)),
     )
     .await
     .context("cannot start the plugins")?;

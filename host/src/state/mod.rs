@@ -1,26 +1,55 @@
-//! The router's durable state, in `state.dir`: the outbox, source checkpoints and dead letters.
+//! The router's durable state: the outbox (events waiting for their endpoints, source
+//! checkpoints, workflow states) and the dead letters, in one of two backends:
 //!
-//! The folder is locked while a router uses it, so two processes never share one outbox.
+//! - `redb` (the default): files in `state.dir` ([`redb`](self::redb)); the folder is locked
+//!   while a router uses it, so two processes never share one outbox;
+//! - `postgres`: tables of a PostgreSQL database ([`postgres`]), so that a process anywhere
+//!   continues where the last one stopped (`state.dir` then holds only the plugin cache).
+//!
+//! [`Outbox`] and [`DeadLetters`] are one API over both.
 
 pub(crate) mod dead_letter;
 pub(crate) mod outbox;
+mod postgres;
+mod redb;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use outbox::Outbox;
+pub(crate) use postgres::check_url;
 
-/// The state folder, held open and locked.
-pub(crate) struct State {
-    /// The outbox database.
-    pub(crate) outbox: Outbox,
-    /// The dead-letter file.
-    pub(crate) dead_letters: DeadLetters,
-    _lock: File,
+use crate::model::secret::Secret;
+
+/// The checked `[state]` table: where the state is kept.
+#[derive(Clone, Debug, PartialEq)]
+pub struct StateSettings {
+    /// `state.dir`: the redb outbox and dead-letter file, and the plugin cache.
+    pub dir: PathBuf,
+    /// `state.backend`: where the outbox and dead letters are.
+    pub backend: Backend,
 }
 
-/// Why the state folder could not be opened.
+/// Where the outbox and dead letters are kept.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Backend {
+    /// `outbox.redb` and `dead-letter.jsonl` in `state.dir`.
+    Redb,
+    /// A PostgreSQL database, by its connection URL (which may hold a password).
+    Postgres(Secret),
+}
+
+/// The state, held open (and its folder locked, with redb).
+pub(crate) struct State {
+    /// The outbox.
+    pub(crate) outbox: Outbox,
+    /// Where given-up deliveries go.
+    pub(crate) dead_letters: DeadLetters,
+    _lock: Option<File>,
+}
+
+/// Why the state could not be opened.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum StateError {
     /// The folder or its lock could not be created.
@@ -34,7 +63,7 @@ pub(crate) enum StateError {
     /// Another router holds the lock.
     #[error("state dir {} is in use by another kfp-event-router process", .0.display())]
     Locked(PathBuf),
-    /// The outbox could not be opened.
+    /// The redb outbox could not be opened.
     #[error("state dir {}: {source}", dir.display())]
     Outbox {
         /// The folder.
@@ -42,33 +71,61 @@ pub(crate) enum StateError {
         /// The outbox error.
         source: outbox::OutboxError,
     },
+    /// The PostgreSQL outbox could not be opened.
+    #[error("PostgreSQL state: {0}")]
+    Postgres(outbox::OutboxError),
 }
 
 impl State {
-    /// Opens the state in `dir`, creating it when needed.
-    pub(crate) fn open(dir: &Path) -> Result<Self, StateError> {
+    /// Opens the state `settings` name, creating the folder (and with redb, the files) when
+    /// needed.
+    pub(crate) fn open(settings: &StateSettings) -> Result<Self, StateError> {
+        let dir = &settings.dir;
         let io = |source| StateError::Io {
             dir: dir.to_owned(),
             source,
         };
         std::fs::create_dir_all(dir).map_err(io)?;
-        let lock = File::create(dir.join("lock")).map_err(io)?;
-        match lock.try_lock() {
-            Ok(()) => {}
-            Err(std::fs::TryLockError::WouldBlock) => {
-                return Err(StateError::Locked(dir.to_owned()));
+        match &settings.backend {
+            Backend::Redb => {
+                let lock = lock(dir)?;
+                let outbox = Outbox::open_redb(&dir.join("outbox.redb")).map_err(|source| {
+                    StateError::Outbox {
+                        dir: dir.to_owned(),
+                        source,
+                    }
+                })?;
+                Ok(Self {
+                    outbox,
+                    dead_letters: DeadLetters::file(
+                        dir.join(dead_letter::FILE_NAME),
+                        dead_letter::ROTATE_AT,
+                    ),
+                    _lock: Some(lock),
+                })
             }
-            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+            Backend::Postgres(url) => {
+                let outbox = postgres::Postgres::open(url).map_err(StateError::Postgres)?;
+                Ok(Self {
+                    dead_letters: DeadLetters::Postgres(outbox.clone()),
+                    outbox: Outbox::Postgres(outbox),
+                    _lock: None,
+                })
+            }
         }
-        let outbox =
-            Outbox::open(&dir.join("outbox.redb")).map_err(|source| StateError::Outbox {
-                dir: dir.to_owned(),
-                source,
-            })?;
-        Ok(Self {
-            outbox,
-            dead_letters: DeadLetters::new(dir.join("dead-letter.jsonl")),
-            _lock: lock,
-        })
+    }
+}
+
+/// Locks `dir/lock`, so that no other router opens the same redb outbox.
+fn lock(dir: &Path) -> Result<File, StateError> {
+    let io = |source| StateError::Io {
+        dir: dir.to_owned(),
+        source,
+    };
+    let lock = File::create(dir.join("lock")).map_err(io)?;
+    match lock.try_lock() {
+        Ok(()) => Ok(lock),
+        Err(std::fs::TryLockError::WouldBlock) => Err(StateError::Locked(dir.to_owned())),
+        Err(std::fs::TryLockError::Error(e)) => Err(io(e)),
     }
 }

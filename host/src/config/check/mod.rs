@@ -1,10 +1,11 @@
 //! Checks a parsed file and builds the [`Config`] from it, collecting every problem with its
 //! place rather than stopping at the first. One file per part of the config: [`source`],
-//! [`endpoints`], [`plugins`].
+//! [`state`], [`endpoints`], [`plugins`].
 
 pub(super) mod endpoints;
 mod plugins;
 mod source;
+mod state;
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;
@@ -76,6 +77,7 @@ impl Checker<'_> {
         let mut watched = BTreeSet::from([self.path.to_owned()]);
         let source = self.source(&file.source);
         let plugins = self.plugins(&file.plugins);
+        let state = self.state(&file.state);
         let mut endpoints: Vec<Endpoint> = Vec::new();
         let mut names = HashSet::new();
         for (i, section) in file.endpoints.iter().enumerate() {
@@ -122,7 +124,7 @@ impl Checker<'_> {
                     SourceKind::Kubernetes => crate::enrich::Paths::Both,
                 }),
             source,
-            state_dir: file.state.dir,
+            state,
             removed_endpoint_grace: file
                 .state
                 .removed_endpoint_grace

@@ -1,0 +1,139 @@
+//! Connecting to PostgreSQL, telling a passing failure from a real one, and waiting between
+//! tries. Nothing here prints the URL: errors name what failed, never where.
+
+use std::error::Error as _;
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+use tokio_postgres::config::SslMode;
+use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+
+use crate::model::secret::Secret;
+
+/// How long a connection attempt may take, unless the URL says (`connect_timeout`).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long sent data may stay unacknowledged before the connection is given up, unless the
+/// URL says (`tcp_user_timeout`): a server that vanished is noticed within this.
+const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The first wait after a failure; it doubles up to [`BACKOFF_MAX`].
+const BACKOFF_FIRST: Duration = Duration::from_millis(100);
+
+/// The longest wait between two tries.
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
+
+/// Parses a connection URL (or `key=value` string), with this crate's defaults filled in.
+/// TLS is not built in, so `sslmode=require` is refused rather than quietly ignored.
+pub(super) fn parse_url(url: &Secret) -> Result<Config, String> {
+    let mut config: Config = url
+        .expose()
+        .parse()
+        .map_err(|e| format!("not a PostgreSQL connection URL: {}", describe(&e)))?;
+    if config.get_ssl_mode() == SslMode::Require {
+        return Err(
+            "sslmode=require is not supported: the router connects to PostgreSQL \
+                    without TLS; use sslmode=disable or prefer, over a trusted network"
+                .into(),
+        );
+    }
+    if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
+        return Err("the PostgreSQL connection URL names no host".into());
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT_TIMEOUT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(TCP_USER_TIMEOUT);
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("kfp-event-router");
+    }
+    Ok(config)
+}
+
+/// Opens connections to one database.
+#[derive(Clone)]
+pub(super) struct Link {
+    config: Config,
+}
+
+impl Link {
+    /// Connects with `config` (from [`parse_url`]).
+    pub(super) fn new(config: Config) -> Self {
+        Self { config }
+    }
+
+    /// Connects once; the connection is driven by a task of the current runtime.
+    pub(super) async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
+        let (client, connection) = self.config.connect(NoTls).await?;
+        tokio::spawn(async move {
+            // Its errors reach the client's calls; nothing else to do with them here.
+            let _ = connection.await;
+        });
+        Ok(client)
+    }
+
+    /// Connects once and hands over the payloads of the notifications it receives; the
+    /// receiver ends when the connection does.
+    pub(super) async fn connect_listening(
+        &self,
+    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), tokio_postgres::Error> {
+        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (notes, received) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(Ok(message)) =
+                std::future::poll_fn(|cx| connection.poll_message(cx)).await
+            {
+                if let AsyncMessage::Notification(note) = message
+                    && notes.send(note.payload().to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Ok((client, received))
+    }
+}
+
+/// Whether `e` may clear by itself: the connection was lost (the server restarted, the
+/// network failed) or the server asked to try again. Anything else is a real error.
+pub(super) fn is_transient(e: &tokio_postgres::Error, client: &Client) -> bool {
+    if let Some(db) = e.as_db_error() {
+        // connection exception, transaction rollback, insufficient resources, operator
+        // intervention (shutdown, restart), system error.
+        return matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58");
+    }
+    client.is_closed() || e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// `e` with its causes, e.g. `error connecting to server: Connection refused (os error 111)`
+/// or `db error: ERROR: ...`.
+pub(super) fn describe(e: &tokio_postgres::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Waits between tries: [`BACKOFF_FIRST`], doubling up to [`BACKOFF_MAX`].
+pub(super) struct Backoff(Duration);
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Self(BACKOFF_FIRST)
+    }
+}
+
+impl Backoff {
+    /// The wait before the next try.
+    pub(super) fn next(&mut self) -> Duration {
+        let wait = self.0;
+        self.0 = (self.0 * 2).min(BACKOFF_MAX);
+        wait
+    }
+}

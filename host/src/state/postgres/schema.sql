@@ -1,0 +1,55 @@
+-- The outbox and dead letters of kfp-event-router (`[state] backend = "postgres"`).
+-- Run on every open, in one transaction under an advisory lock: each statement is idempotent.
+
+-- One row: the schema version (for later migrations), and the token of the last write
+-- transaction (locked by every write, which orders writers and tells a commit whose reply was
+-- lost from one that failed).
+CREATE TABLE IF NOT EXISTS meta (
+    id smallint PRIMARY KEY CHECK (id = 1),
+    schema_version integer NOT NULL,
+    last_commit bigint NOT NULL DEFAULT 0
+);
+INSERT INTO meta (id, schema_version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
+
+-- Sequence numbers of accepted events: deliveries of an endpoint are made in this order.
+CREATE SEQUENCE IF NOT EXISTS event_seq;
+
+-- Each accepted event, as JSON (bytea: stored as serialised, NUL characters included), until
+-- its last pending delivery is done.
+CREATE TABLE IF NOT EXISTS events (
+    seq bigint PRIMARY KEY,
+    accepted_ms bigint NOT NULL,
+    ordering_key text NOT NULL,
+    event bytea NOT NULL
+);
+
+-- One row per event and endpoint still to deliver it.
+CREATE TABLE IF NOT EXISTS pending (
+    endpoint text NOT NULL,
+    seq bigint NOT NULL,
+    attempts integer NOT NULL DEFAULT 0,
+    first_attempt_ms bigint NOT NULL DEFAULT 0,
+    PRIMARY KEY (endpoint, seq)
+);
+CREATE INDEX IF NOT EXISTS pending_seq ON pending (seq);
+
+-- Source positions, e.g. the resourceVersion of each watched namespace.
+CREATE TABLE IF NOT EXISTS checkpoints (
+    key text PRIMARY KEY,
+    value text NOT NULL
+);
+
+-- What the enrich stage last saw of each Workflow, for events derived from its status.
+CREATE TABLE IF NOT EXISTS workflows (
+    uid text PRIMARY KEY,
+    state bytea NOT NULL
+);
+
+-- Deliveries given up: `letter` is the JSON a line of dead-letter.jsonl holds.
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id bigserial PRIMARY KEY,
+    at timestamptz NOT NULL,
+    endpoint text NOT NULL,
+    webhook_id text NOT NULL,
+    letter text NOT NULL
+);
