@@ -1,6 +1,7 @@
 //! Delivery through the real binary to a real HTTP sink: per-workflow order under
 //! concurrency, isolation of a dead endpoint, retries and dead letters (with `/metrics` and
 //! the exit code), and Standard Webhooks signatures checked by an independent implementation.
+//! The outage and dead-letter tests run with both state backends (redb, PostgreSQL).
 
 mod support;
 
@@ -8,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use base64::Engine as _;
+use support::postgres::Backend;
 use support::recording::{self, Generated};
 use support::router::{PATIENCE, RouterProcess, Scratch, closed_port, metric, toml_str};
 use support::sink::{Received, Reply, Sink};
@@ -123,7 +125,21 @@ async fn each_workflow_arrives_in_order_while_workflows_are_sent_concurrently() 
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back() {
+async fn a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back_redb() {
+    a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back(Backend::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back_postgres() {
+    a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back(
+        Backend::postgres().await,
+    )
+    .await;
+}
+
+async fn a_dead_endpoint_does_not_hold_up_a_live_one_and_gets_everything_when_back(
+    backend: Backend,
+) {
     let scratch = Scratch::new();
     let generated = recording::interleaved(5, 20);
     let path = write_recording(&scratch, &generated);
@@ -143,12 +159,12 @@ url = {dead}
 max_attempts = 100000
 schedule = ["0s", "100ms"]
 "#,
-            tables = scratch.tables(&path, None),
+            tables = backend.tables(scratch.tables(&path, None)),
             live = toml_str(&live.url("/live")),
             dead = toml_str(&format!("http://{dead}/dead")),
         ),
     );
-    let mut router = RouterProcess::start(&config);
+    let mut router = backend.start(&config);
     live.wait_for("/live", generated.events(), PATIENCE).await;
     let delivered = "kfp_event_router_events_delivered_total{endpoint=\"live\"}";
     router
@@ -185,7 +201,17 @@ schedule = ["0s", "100ms"]
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted() {
+async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted_redb() {
+    failures_are_retried_with_the_same_id_or_dead_lettered_and_counted(Backend::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted_postgres() {
+    failures_are_retried_with_the_same_id_or_dead_lettered_and_counted(Backend::postgres().await)
+        .await;
+}
+
+async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted(backend: Backend) {
     let scratch = Scratch::new();
     let sink = Sink::start().await;
     sink.script("/e500", [Reply::status(500)]);
@@ -206,7 +232,7 @@ async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted() {
         )
     };
     let quick = r#"["0s", "50ms"]"#;
-    let mut text = scratch.tables(&support::quickstart_recording(), None);
+    let mut text = backend.tables(scratch.tables(&support::quickstart_recording(), None));
     text += &endpoint("e500", "", quick, 5);
     text += &endpoint("e503", "", quick, 5);
     text += &endpoint("e429", "", r#"["0s", "10ms"]"#, 5);
@@ -216,7 +242,7 @@ async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted() {
     // Keeps the router running (its delivery is pending) until the test lets it through.
     text += &endpoint("holder", "", r#"["0s", "100ms"]"#, 100000);
     let config = scratch.write("router.toml", &text);
-    let mut router = RouterProcess::start(&config);
+    let mut router = backend.start(&config);
 
     for (path, n) in [
         ("/e500", 2),
@@ -288,7 +314,7 @@ async fn failures_are_retried_with_the_same_id_or_dead_lettered_and_counted() {
         "Retry-After: 1 was honoured, gap {gap:?}"
     );
 
-    let letters = scratch.dead_letters();
+    let letters = backend.dead_letters(&scratch).await;
     assert_eq!(letters.len(), 2, "{letters:#?}");
     let letter = |name: &str| {
         letters

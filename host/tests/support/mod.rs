@@ -2,6 +2,7 @@
 #![allow(dead_code, missing_docs)]
 
 pub mod kube_api;
+pub mod postgres;
 pub mod recording;
 pub mod router;
 pub mod sink;
