@@ -249,10 +249,16 @@ impl Writer {
         let token = rand::random::<i64>();
         self.unconfirmed = None;
         let mut backoff = Backoff::default();
+        let mut failures = 0u32;
         loop {
             let error = match self.connected().await {
                 Ok(()) => match self.try_commit(steps, lazy, token).await {
-                    Ok(outcome) => return Ok(outcome),
+                    Ok(outcome) => {
+                        if failures > 0 {
+                            tracing::info!(failures, "writing to PostgreSQL again");
+                        }
+                        return Ok(outcome);
+                    }
                     Err(e) => e,
                 },
                 Err(e) => e,
@@ -264,6 +270,7 @@ impl Writer {
             if !transient || self.closing.is_cancelled() {
                 return Err(error);
             }
+            failures += 1;
             let wait = backoff.next();
             tracing::warn!(
                 retry_in = ?wait,

@@ -1,0 +1,182 @@
+//! The `postgres` state backend against a real server: the server restarting mid-stream, and
+//! a router on another (or a wiped) state folder continuing from the database where a killed
+//! one stopped. The scenarios both backends share are in `durability.rs` and `delivery.rs`.
+
+mod support;
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use support::postgres::{Backend, PASSWORD, PgServer};
+use support::recording;
+use support::router::{PATIENCE, RouterProcess, Scratch, source_tables, toml_str};
+use support::sink::{Received, Reply, Sink};
+
+/// Distinct webhook-ids received so far.
+fn distinct_ids(sink: &Sink) -> usize {
+    sink.received()
+        .iter()
+        .map(|r| r.header("webhook-id").to_owned())
+        .collect::<HashSet<_>>()
+        .len()
+}
+
+/// Waits until `n` distinct events have been received; panics with the router's logs after
+/// [`PATIENCE`].
+async fn wait_for_distinct(sink: &Sink, n: usize, router: &RouterProcess) {
+    let deadline = Instant::now() + PATIENCE;
+    while distinct_ids(sink) < n {
+        assert!(
+            Instant::now() < deadline,
+            "{} of {n} distinct events; logs:\n{}",
+            distinct_ids(sink),
+            router.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Checks that every event arrived, each under one webhook-id with one payload, and returns
+/// how many requests were repeats.
+fn every_event_once_by_id(received: &[Received], expected: &[String]) -> usize {
+    let mut ids_of_event: HashMap<String, HashSet<String>> = HashMap::new();
+    let mut bodies_of_id: HashMap<String, HashSet<Vec<u8>>> = HashMap::new();
+    for r in received {
+        let uid = r.json()["EventUid"].as_str().unwrap().to_owned();
+        let id = r.header("webhook-id").to_owned();
+        ids_of_event.entry(uid).or_default().insert(id.clone());
+        bodies_of_id.entry(id).or_default().insert(r.body.to_vec());
+    }
+    let expected: HashSet<&String> = expected.iter().collect();
+    let arrived: HashSet<&String> = ids_of_event.keys().collect();
+    assert_eq!(arrived, expected, "every event arrived, none invented");
+    for (uid, ids) in &ids_of_event {
+        assert_eq!(
+            ids.len(),
+            1,
+            "{uid}: one webhook-id across routers: {ids:?}"
+        );
+    }
+    for (id, bodies) in &bodies_of_id {
+        assert_eq!(bodies.len(), 1, "{id}: a repeat carries the same payload");
+    }
+    received.len() - expected.len()
+}
+
+/// `[state]` and the rest for a replay of `recording` into `sink`, with the state in `dir`
+/// and the outbox in PostgreSQL.
+fn config(
+    scratch: &Scratch,
+    backend: &Backend,
+    dir: &str,
+    recording: &std::path::Path,
+    rate: Option<f64>,
+    sink: &Sink,
+) -> std::path::PathBuf {
+    scratch.write(
+        &format!("{dir}.toml"),
+        &format!(
+            "{}[[endpoints]]\nname = \"hook\"\nurl = {}\nformat = \"extended\"\nconcurrency = 4\n",
+            backend.tables(source_tables(recording, rate, &scratch.path(dir))),
+            toml_str(&sink.url("/hook"))
+        ),
+    )
+}
+
+/// PostgreSQL stops (as in a crash) for two seconds while events are being accepted and
+/// delivered, then starts again: the router waits for it rather than exiting, and every event
+/// is delivered; the URL's password is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_restarting_mid_stream_loses_nothing_and_the_router_waits() {
+    let server = PgServer::start();
+    let backend = Backend::Postgres(server.database().await);
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(20, 100);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200).after(Duration::from_millis(5)));
+    // Paced, so that events are still being accepted during the outage.
+    let config = config(&scratch, &backend, "state", &path, Some(400.0), &sink);
+
+    let mut router = backend.start(&config);
+    wait_for_distinct(&sink, 300, &router).await;
+    server.stop();
+    let during_outage = distinct_ids(&sink);
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        router.is_running(),
+        "the router waits for PostgreSQL; logs:\n{}",
+        router.logs()
+    );
+    server.start_again();
+    router.expect_success().await;
+
+    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
+    eprintln!(
+        "{} events, {repeats} repeated; {during_outage} delivered when PostgreSQL stopped",
+        generated.events()
+    );
+    assert!(
+        router.logs().contains("PostgreSQL"),
+        "the outage was noticed; logs:\n{}",
+        router.logs()
+    );
+    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+}
+
+/// A router killed with `kill -9`, then a second on a fresh state folder pointed at the same
+/// database, killed too, then a third on the first one's folder, wiped meanwhile: each goes on
+/// from the database (its checkpoint, its pending deliveries, the same webhook-ids), and every
+/// event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_on_another_or_a_wiped_state_dir_continues_from_the_database() {
+    let backend = Backend::postgres().await;
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(20, 100);
+    let total = generated.events();
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200).after(Duration::from_millis(5)));
+    let first = config(&scratch, &backend, "first", &path, None, &sink);
+    let second = config(&scratch, &backend, "second", &path, None, &sink);
+
+    let mut router = backend.start(&first);
+    wait_for_distinct(&sink, 300, &router).await;
+    router.kill();
+    let at_first_kill = distinct_ids(&sink);
+
+    let mut router = backend.start(&second);
+    wait_for_distinct(&sink, at_first_kill + 700, &router).await;
+    router.kill();
+    assert!(
+        router
+            .logs()
+            .contains("resuming the replay after the last accepted event"),
+        "the second router resumed from the first one's checkpoint; logs:\n{}",
+        router.logs()
+    );
+    assert!(
+        !scratch.path("second/outbox.redb").exists(),
+        "the outbox is in PostgreSQL"
+    );
+
+    std::fs::remove_dir_all(scratch.path("first")).unwrap();
+    let mut router = backend.start(&first);
+    router.expect_success().await;
+
+    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
+    let stopped = router
+        .log_records()
+        .into_iter()
+        .find(|r| r["fields"]["message"] == "router stopped")
+        .expect("the router logs its summary");
+    let accepted_last = stopped["fields"]["events"].as_u64().unwrap() as usize;
+    assert!(
+        accepted_last < total - at_first_kill,
+        "the last router accepted {accepted_last} events: it resumed, it did not start over"
+    );
+    eprintln!("{total} events over three routers, {repeats} repeated");
+    assert!(repeats * 20 < total, "{repeats} of {total} repeated");
+}
