@@ -1,7 +1,7 @@
 //! The router's durable state: the outbox (events waiting for their endpoints, source
 //! checkpoints, workflow states) and the dead letters, in one of two backends:
 //!
-//! - `redb` (the default): files in `state.dir` ([`redb`](self::redb)); the folder is locked
+//! - `redb` (the default): files in `state.dir` ([`redb`]); the folder is locked
 //!   while a router uses it, so two processes never share one outbox;
 //! - `postgres`: tables of a PostgreSQL database ([`postgres`]), so that a process anywhere
 //!   continues where the last one stopped (`state.dir` then holds only the plugin cache).

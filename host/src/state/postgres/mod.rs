@@ -12,6 +12,7 @@
 mod link;
 mod listen;
 mod reader;
+mod steps;
 mod writer;
 
 use std::collections::HashMap;

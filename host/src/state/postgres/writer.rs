@@ -7,33 +7,34 @@
 //! when a commit's reply is lost, the next try sees whether it went through, and does not
 //! store the same events twice.
 
-use std::collections::HashMap;
-
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
-use tokio_postgres::{Client, Statement, Transaction};
+use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::link::{Backoff, Link, describe, is_transient};
-use super::{CHANNEL, DEPTH_REFRESH, raise};
-use crate::model::clock::now_ms;
+use super::steps::{Outcome, Sql, Step, execute, serialise};
+use super::{DEPTH_REFRESH, raise};
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 
 /// A queued write.
 pub(super) enum Write {
+    /// Events to store; answered once committed.
     Accept(AcceptBatch, oneshot::Sender<()>),
+    /// A failed attempt (lazy).
     Attempted {
         endpoint: String,
         seq: u64,
         attempts: u32,
         first_ms: u64,
     },
-    Complete {
-        endpoint: String,
-        seq: u64,
-    },
+    /// A delivery done (lazy).
+    Complete { endpoint: String, seq: u64 },
+    /// A source position to forget.
     ClearCheckpoint(String, oneshot::Sender<()>),
+    /// Every delivery of an endpoint to drop; answered with how many.
     Purge(String, oneshot::Sender<u64>),
+    /// A dead letter to insert.
     DeadLetter(Letter, oneshot::Sender<()>),
     /// Commit; with `close`, then stop.
     Flush {
@@ -62,101 +63,11 @@ pub(super) struct Letter {
     pub(super) json: String,
 }
 
-/// One statement's worth of a transaction, ready to be sent (again, after a failure).
-enum Step {
-    Accept(Accepted),
-    Attempted(Vec<(String, u64, u32, u64)>),
-    Complete(Vec<(String, u64)>),
-    Purge(String),
-    ClearCheckpoint(String),
-    DeadLetter(Letter),
-}
-
-/// An [`AcceptBatch`], serialised.
-struct Accepted {
-    accepted_ms: i64,
-    keys: Vec<String>,
-    events: Vec<Vec<u8>>,
-    endpoints: Vec<Vec<String>>,
-    stored_uids: Vec<String>,
-    stored_states: Vec<Vec<u8>>,
-    removed_uids: Vec<String>,
-    checkpoint: Option<(String, String)>,
-}
-
-/// What a committed transaction changed.
-#[derive(Clone, Default)]
-struct Outcome {
-    last_seq: Option<u64>,
-    depth: i64,
-    purged: Vec<u64>,
-}
-
 /// Callers to answer once the transaction has committed.
 #[derive(Default)]
 struct Replies {
     done: Vec<oneshot::Sender<()>>,
     purged: Vec<oneshot::Sender<u64>>,
-}
-
-/// The statements, prepared on each new connection.
-struct Sql {
-    lock_meta: Statement,
-    set_token: Statement,
-    next_seqs: Statement,
-    insert_events: Statement,
-    insert_pending: Statement,
-    store_workflows: Statement,
-    remove_workflows: Statement,
-    set_checkpoint: Statement,
-    clear_checkpoint: Statement,
-    attempted: Statement,
-    complete: Statement,
-    purge: Statement,
-    release: Statement,
-    dead_letter: Statement,
-    notify: Statement,
-}
-
-impl Sql {
-    async fn prepare(client: &Client) -> Result<Self, tokio_postgres::Error> {
-        let p = |sql| client.prepare(sql);
-        Ok(Self {
-            lock_meta: p("SELECT last_commit FROM meta WHERE id = 1 FOR UPDATE").await?,
-            set_token: p("UPDATE meta SET last_commit = $1 WHERE id = 1").await?,
-            next_seqs: p("SELECT nextval('event_seq') FROM generate_series(1, $1::bigint)").await?,
-            insert_events: p("INSERT INTO events (seq, accepted_ms, ordering_key, event) \
-                 SELECT s, $2, k, e FROM unnest($1::bigint[], $3::text[], $4::bytea[]) AS u(s, k, e)")
-            .await?,
-            insert_pending: p("INSERT INTO pending (endpoint, seq) \
-                 SELECT * FROM unnest($1::text[], $2::bigint[])")
-            .await?,
-            store_workflows: p("INSERT INTO workflows (uid, state) \
-                 SELECT * FROM unnest($1::text[], $2::bytea[]) \
-                 ON CONFLICT (uid) DO UPDATE SET state = excluded.state")
-            .await?,
-            remove_workflows: p("DELETE FROM workflows WHERE uid = ANY($1::text[])").await?,
-            set_checkpoint: p("INSERT INTO checkpoints (key, value) VALUES ($1, $2) \
-                 ON CONFLICT (key) DO UPDATE SET value = excluded.value")
-            .await?,
-            clear_checkpoint: p("DELETE FROM checkpoints WHERE key = $1").await?,
-            attempted: p("UPDATE pending p SET attempts = u.a, first_attempt_ms = u.f \
-                 FROM unnest($1::text[], $2::bigint[], $3::int[], $4::bigint[]) AS u(e, s, a, f) \
-                 WHERE p.endpoint = u.e AND p.seq = u.s")
-            .await?,
-            complete: p("DELETE FROM pending p USING unnest($1::text[], $2::bigint[]) AS u(e, s) \
-                 WHERE p.endpoint = u.e AND p.seq = u.s RETURNING p.seq")
-            .await?,
-            purge: p("DELETE FROM pending WHERE endpoint = $1 RETURNING seq").await?,
-            release: p("DELETE FROM events e WHERE e.seq = ANY($1::bigint[]) \
-                 AND NOT EXISTS (SELECT 1 FROM pending p WHERE p.seq = e.seq)")
-            .await?,
-            dead_letter: p("INSERT INTO dead_letters (at, endpoint, webhook_id, letter) \
-                 VALUES ($1::text::timestamptz, $2, $3, $4)")
-            .await?,
-            notify: p("SELECT pg_notify($1, $2)").await?,
-        })
-    }
 }
 
 /// Owns every write transaction.
@@ -402,144 +313,4 @@ fn plan(batch: Vec<Write>) -> (Vec<Step>, Replies) {
         }
     }
     (steps, replies)
-}
-
-/// Serialises an accept: events routed nowhere are left out, and of several states of one
-/// workflow the last counts.
-fn serialise(batch: AcceptBatch) -> Accepted {
-    let mut accepted = Accepted {
-        accepted_ms: now_ms() as i64,
-        keys: Vec::new(),
-        events: Vec::new(),
-        endpoints: Vec::new(),
-        stored_uids: Vec::new(),
-        stored_states: Vec::new(),
-        removed_uids: Vec::new(),
-        checkpoint: batch.checkpoint.map(|c| (c.key, c.value)),
-    };
-    for accept in batch.events.into_iter().filter(|a| !a.endpoints.is_empty()) {
-        accepted.keys.push(accept.event.ordering_key());
-        accepted
-            .events
-            .push(serde_json::to_vec(&accept.event).expect("events serialise"));
-        accepted.endpoints.push(accept.endpoints);
-    }
-    let latest: HashMap<String, Option<Vec<u8>>> = batch.workflows.into_iter().collect();
-    for (uid, state) in latest {
-        match state {
-            Some(state) => {
-                accepted.stored_uids.push(uid);
-                accepted.stored_states.push(state);
-            }
-            None => accepted.removed_uids.push(uid),
-        }
-    }
-    accepted
-}
-
-/// Runs the steps in `txn`, in order.
-async fn execute(
-    txn: &Transaction<'_>,
-    sql: &Sql,
-    steps: &[Step],
-) -> Result<Outcome, tokio_postgres::Error> {
-    let mut outcome = Outcome::default();
-    for step in steps {
-        match step {
-            Step::Accept(a) => accept(txn, sql, a, &mut outcome).await?,
-            Step::Attempted(run) => {
-                let latest: HashMap<(&str, u64), (u32, u64)> = run
-                    .iter()
-                    .map(|(e, s, a, f)| ((e.as_str(), *s), (*a, *f)))
-                    .collect();
-                let (mut endpoints, mut seqs, mut attempts, mut firsts) =
-                    (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-                for ((endpoint, seq), (a, f)) in latest {
-                    endpoints.push(endpoint);
-                    seqs.push(seq as i64);
-                    attempts.push(a as i32);
-                    firsts.push(f as i64);
-                }
-                txn.execute(&sql.attempted, &[&endpoints, &seqs, &attempts, &firsts])
-                    .await?;
-            }
-            Step::Complete(run) => {
-                let endpoints: Vec<&str> = run.iter().map(|(e, _)| e.as_str()).collect();
-                let seqs: Vec<i64> = run.iter().map(|(_, s)| *s as i64).collect();
-                let done = txn.query(&sql.complete, &[&endpoints, &seqs]).await?;
-                let done: Vec<i64> = done.iter().map(|row| row.get(0)).collect();
-                txn.execute(&sql.release, &[&done]).await?;
-                outcome.depth -= done.len() as i64;
-            }
-            Step::Purge(endpoint) => {
-                let done = txn.query(&sql.purge, &[endpoint]).await?;
-                let done: Vec<i64> = done.iter().map(|row| row.get(0)).collect();
-                txn.execute(&sql.release, &[&done]).await?;
-                outcome.depth -= done.len() as i64;
-                outcome.purged.push(done.len() as u64);
-            }
-            Step::ClearCheckpoint(key) => {
-                txn.execute(&sql.clear_checkpoint, &[key]).await?;
-            }
-            Step::DeadLetter(l) => {
-                txn.execute(
-                    &sql.dead_letter,
-                    &[&l.at, &l.endpoint, &l.webhook_id, &l.json],
-                )
-                .await?;
-            }
-        }
-    }
-    if let Some(seq) = outcome.last_seq {
-        txn.execute(&sql.notify, &[&CHANNEL, &seq.to_string()])
-            .await?;
-    }
-    Ok(outcome)
-}
-
-/// Stores one accept: workflow states, events with fresh sequence numbers, their pending rows
-/// and the checkpoint.
-async fn accept(
-    txn: &Transaction<'_>,
-    sql: &Sql,
-    a: &Accepted,
-    outcome: &mut Outcome,
-) -> Result<(), tokio_postgres::Error> {
-    if !a.stored_uids.is_empty() {
-        txn.execute(&sql.store_workflows, &[&a.stored_uids, &a.stored_states])
-            .await?;
-    }
-    if !a.removed_uids.is_empty() {
-        txn.execute(&sql.remove_workflows, &[&a.removed_uids])
-            .await?;
-    }
-    if !a.events.is_empty() {
-        let rows = txn
-            .query(&sql.next_seqs, &[&(a.events.len() as i64)])
-            .await?;
-        let mut seqs: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
-        seqs.sort_unstable();
-        txn.execute(
-            &sql.insert_events,
-            &[&seqs, &a.accepted_ms, &a.keys, &a.events],
-        )
-        .await?;
-        let mut endpoints = Vec::new();
-        let mut pending = Vec::new();
-        for (seq, names) in seqs.iter().zip(&a.endpoints) {
-            for name in names {
-                endpoints.push(name.as_str());
-                pending.push(*seq);
-            }
-        }
-        txn.execute(&sql.insert_pending, &[&endpoints, &pending])
-            .await?;
-        outcome.depth += pending.len() as i64;
-        let last = *seqs.last().expect("events were numbered") as u64;
-        outcome.last_seq = Some(outcome.last_seq.map_or(last, |l| l.max(last)));
-    }
-    if let Some((key, value)) = &a.checkpoint {
-        txn.execute(&sql.set_checkpoint, &[key, value]).await?;
-    }
-    Ok(())
 }

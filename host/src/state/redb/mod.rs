@@ -7,8 +7,7 @@
 //! - `checkpoints`: source position key -> value;
 //! - `workflows`: workflow uid -> what the enrich stage last saw of it (for derived events).
 //!
-//! All writes go through one writer thread that commits whatever has queued up in one durable
-//! transaction (group commit); completions wait at most [`LAZY_WINDOW`] for company.
+//! All writes go through one thread, the [`writer`]; reads run on the caller's thread.
 //!
 //! Size: redb reuses the pages that delivered events free, so the file grows only with the
 //! backlog; but it does not shrink while open. A file inflated by a long outage is compacted
@@ -19,15 +18,17 @@
 use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
-use super::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW, OutboxError, PendingDelivery, Result};
-use crate::model::clock::now_ms;
+mod writer;
+
+use self::writer::{Serialised, Write};
+use super::outbox::{AcceptBatch, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -49,68 +50,6 @@ pub(super) const COMPACT_ABOVE: u64 = 8 << 20;
 struct Stored<E> {
     accepted_ms: u64,
     event: E,
-}
-
-/// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
-/// time writing).
-struct Serialised {
-    events: Vec<(Vec<u8>, Vec<String>)>,
-    checkpoint: Option<crate::model::item::Checkpoint>,
-    workflows: Vec<(String, Option<Vec<u8>>)>,
-}
-
-impl Serialised {
-    /// Serialises `batch`, leaving out the events routed nowhere.
-    fn new(batch: AcceptBatch) -> Self {
-        let accepted_ms = now_ms();
-        let events = batch
-            .events
-            .into_iter()
-            .filter(|a| !a.endpoints.is_empty())
-            .map(|a| {
-                let stored = Stored {
-                    accepted_ms,
-                    event: &a.event,
-                };
-                let bytes = serde_json::to_vec(&stored).expect("events serialise");
-                (bytes, a.endpoints)
-            })
-            .collect();
-        Self {
-            events,
-            checkpoint: batch.checkpoint,
-            workflows: batch.workflows,
-        }
-    }
-}
-
-/// A queued write.
-enum Write {
-    Accept(Serialised, oneshot::Sender<()>),
-    Attempted {
-        endpoint: String,
-        seq: u64,
-        attempts: u32,
-        first_ms: u64,
-    },
-    Complete {
-        endpoint: String,
-        seq: u64,
-    },
-    ClearCheckpoint(String, oneshot::Sender<()>),
-    Purge(String, oneshot::Sender<u64>),
-    /// Commit; with `close`, then stop the writer and release the database.
-    Flush {
-        done: oneshot::Sender<()>,
-        close: bool,
-    },
-}
-
-impl Write {
-    /// Whether nobody waits for this write: it may be committed a little later.
-    fn is_lazy(&self) -> bool {
-        matches!(self, Write::Complete { .. } | Write::Attempted { .. })
-    }
 }
 
 /// A handle to the redb outbox; cheap to clone.
@@ -152,19 +91,9 @@ impl Redb {
             let events = read.open_table(EVENTS)?;
             events.last()?.map_or(1, |(k, _)| k.value() + 1)
         };
-        let (writes, queue) = std::sync::mpsc::channel();
         let (seq_tx, last_seq) = watch::channel(next - 1);
         let depth = Arc::new(watch::Sender::new(depth as i64));
-        let writer = Writer {
-            db: Arc::clone(&db),
-            next,
-            seq: seq_tx,
-            depth: Arc::clone(&depth),
-        };
-        std::thread::Builder::new()
-            .name("outbox-writer".into())
-            .spawn(move || writer.run(queue))
-            .expect("spawning a thread");
+        let writes = writer::spawn(Arc::clone(&db), next, seq_tx, Arc::clone(&depth));
         Ok(Self {
             db,
             writes,
@@ -352,190 +281,6 @@ fn compact_if_mostly_free(db: &mut Database, path: &Path, live: u64) -> Result<(
         took = ?started.elapsed(),
         "compacted the outbox file"
     );
-    Ok(())
-}
-
-/// Owns every write transaction.
-struct Writer {
-    db: Arc<Database>,
-    next: u64,
-    seq: watch::Sender<u64>,
-    depth: Arc<watch::Sender<i64>>,
-}
-
-/// Replies to send once a transaction has committed.
-#[derive(Default)]
-struct Replies {
-    done: Vec<oneshot::Sender<()>>,
-    purged: Vec<(oneshot::Sender<u64>, u64)>,
-}
-
-impl Writer {
-    fn run(mut self, queue: Receiver<Write>) {
-        let mut closing = Vec::new();
-        while let Ok(first) = queue.recv() {
-            let batch = gather(&queue, first);
-            let close = batch
-                .iter()
-                .any(|w| matches!(w, Write::Flush { close: true, .. }));
-            let last_seq = self.next;
-            match self.commit(batch) {
-                Ok(replies) => {
-                    if self.next != last_seq {
-                        self.seq.send_replace(self.next - 1);
-                    }
-                    for (done, n) in replies.purged {
-                        let _ = done.send(n);
-                    }
-                    if close {
-                        closing = replies.done;
-                        break;
-                    }
-                    for done in replies.done {
-                        let _ = done.send(());
-                    }
-                }
-                // Callers waiting on this batch see `Stopped`; the writer carries on, since a
-                // full disk or similar may clear.
-                Err(e) => {
-                    self.next = last_seq;
-                    tracing::error!("outbox write failed: {e}");
-                }
-            }
-        }
-        // Release the database before saying it is closed.
-        drop(self);
-        for done in closing {
-            let _ = done.send(());
-        }
-    }
-
-    fn commit(&mut self, batch: Vec<Write>) -> Result<Replies, redb::Error> {
-        let txn = self.db.begin_write()?;
-        let mut replies = Replies::default();
-        let mut depth = 0i64;
-        {
-            let mut events = txn.open_table(EVENTS)?;
-            let mut remaining = txn.open_table(REMAINING)?;
-            let mut pending = txn.open_table(PENDING)?;
-            let mut checkpoints = txn.open_table(CHECKPOINTS)?;
-            let mut workflows = txn.open_table(WORKFLOWS)?;
-            for write in batch {
-                match write {
-                    Write::Accept(accepted, done) => {
-                        let Serialised {
-                            events: accepts,
-                            checkpoint,
-                            workflows: states,
-                        } = accepted;
-                        for (uid, state) in states {
-                            match state {
-                                Some(bytes) => workflows.insert(uid.as_str(), bytes.as_slice())?,
-                                None => workflows.remove(uid.as_str())?,
-                            };
-                        }
-                        for (bytes, endpoints) in accepts {
-                            let seq = self.next;
-                            self.next += 1;
-                            events.insert(seq, bytes.as_slice())?;
-                            remaining.insert(seq, endpoints.len() as u32)?;
-                            for endpoint in &endpoints {
-                                pending.insert((endpoint.as_str(), seq), (0, 0))?;
-                            }
-                            depth += endpoints.len() as i64;
-                        }
-                        if let Some(c) = checkpoint {
-                            checkpoints.insert(c.key.as_str(), c.value.as_str())?;
-                        }
-                        replies.done.push(done);
-                    }
-                    Write::Attempted {
-                        endpoint,
-                        seq,
-                        attempts,
-                        first_ms,
-                    } => {
-                        if pending.get((endpoint.as_str(), seq))?.is_some() {
-                            pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
-                        }
-                    }
-                    Write::Complete { endpoint, seq } => {
-                        if pending.remove((endpoint.as_str(), seq))?.is_some() {
-                            depth -= 1;
-                            release(&mut events, &mut remaining, seq)?;
-                        }
-                    }
-                    Write::Purge(endpoint, done) => {
-                        let seqs: Vec<u64> = pending
-                            .extract_from_if(
-                                (endpoint.as_str(), 0)..=(endpoint.as_str(), u64::MAX),
-                                |_, _| true,
-                            )?
-                            .map(|row| row.map(|(k, _)| k.value().1))
-                            .collect::<Result<_, _>>()?;
-                        for &seq in &seqs {
-                            release(&mut events, &mut remaining, seq)?;
-                        }
-                        depth -= seqs.len() as i64;
-                        replies.purged.push((done, seqs.len() as u64));
-                    }
-                    Write::ClearCheckpoint(key, done) => {
-                        checkpoints.remove(key.as_str())?;
-                        replies.done.push(done);
-                    }
-                    Write::Flush { done, .. } => replies.done.push(done),
-                }
-            }
-        }
-        txn.commit()?;
-        if depth != 0 {
-            self.depth.send_modify(|d| *d += depth);
-        }
-        Ok(replies)
-    }
-}
-
-/// Takes what has queued up after `first`, up to [`GROUP_COMMIT`] writes. While they are all
-/// lazy, waits up to [`LAZY_WINDOW`] (from `first`) for more, so that a steady stream of
-/// completions costs one durable commit per window rather than one per delivery; a write
-/// someone waits for ends the wait.
-fn gather(queue: &Receiver<Write>, first: Write) -> Vec<Write> {
-    let deadline = Instant::now() + LAZY_WINDOW;
-    let mut lazy = first.is_lazy();
-    let mut batch = vec![first];
-    while batch.len() < GROUP_COMMIT {
-        let next = match queue.try_recv() {
-            Ok(write) => write,
-            Err(_) if lazy => {
-                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(write) => write,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
-                }
-            }
-            Err(_) => break,
-        };
-        lazy &= next.is_lazy();
-        batch.push(next);
-    }
-    batch
-}
-
-/// One endpoint is done with `seq`: drop the event when it was the last.
-fn release(
-    events: &mut redb::Table<u64, &[u8]>,
-    remaining: &mut redb::Table<u64, u32>,
-    seq: u64,
-) -> Result<(), redb::Error> {
-    let left = remaining
-        .get(seq)?
-        .map_or(0, |v| v.value())
-        .saturating_sub(1);
-    if left == 0 {
-        remaining.remove(seq)?;
-        events.remove(seq)?;
-    } else {
-        remaining.insert(seq, left)?;
-    }
     Ok(())
 }
 
