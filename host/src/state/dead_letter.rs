@@ -23,7 +23,7 @@ pub(crate) const FILE_NAME: &str = "dead-letter.jsonl";
 pub(crate) const ROTATE_AT: u64 = 64 << 20;
 
 /// How many rotated files (`.1` to `.4`) are kept; older ones are deleted.
-pub(crate) const KEEP: usize = 4;
+const KEEP: usize = 4;
 
 /// Where dead letters go; cheap to clone.
 #[derive(Clone)]

@@ -72,7 +72,7 @@ pub(crate) enum StateError {
         source: outbox::OutboxError,
     },
     /// The PostgreSQL outbox could not be opened.
-    #[error("PostgreSQL state: {0}")]
+    #[error("cannot open the state: {0}")]
     Postgres(outbox::OutboxError),
 }
 

@@ -16,7 +16,6 @@ mod steps;
 mod writer;
 
 use std::collections::HashMap;
-use std::fmt;
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 use std::time::Duration;
@@ -77,12 +76,6 @@ pub(crate) struct Postgres {
     last_seq: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     closing: CancellationToken,
-}
-
-impl fmt::Debug for Postgres {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Postgres { .. }")
-    }
 }
 
 /// Where an opened database stands.
