@@ -141,9 +141,10 @@ async fn kill_9_twice_mid_stream_loses_no_event(backend: Backend) {
     let repeats = received.len() - total;
     let fraction = repeats as f64 / total as f64;
     eprintln!(
-        "{total} events, {} requests: {repeats} delivered twice ({:.2}%); \
+        "{}: {total} events, {} requests: {repeats} delivered twice ({:.2}%); \
          {received_before_last_start} requests before the last start, \
          {repeats_after_last_start} repeated after it",
+        backend.name(),
         received.len(),
         fraction * 100.0
     );

@@ -49,11 +49,7 @@ impl PgServer {
                 .args(["-R", "postgres:postgres"])
                 .arg(&root));
         }
-        let server = PgServer {
-            bin,
-            root,
-            port: free_port(),
-        };
+        let mut server = PgServer { bin, root, port: 0 };
         run(server
             .command("initdb")
             .args([
@@ -69,7 +65,15 @@ impl PgServer {
             .arg("-D")
             .arg(server.data()));
         server.watchdog();
-        server.start_again();
+        // Another process may take the free port first: then try another.
+        for attempt in 1.. {
+            server.port = free_port();
+            match try_run(&mut server.pg_ctl_start()) {
+                Ok(()) => break,
+                Err(e) if attempt == 3 => panic!("{e}"),
+                Err(_) => {}
+            }
+        }
         server
     }
 
@@ -81,19 +85,24 @@ impl PgServer {
             .arg(self.data()));
     }
 
-    /// Starts the server (again) and waits until it accepts connections.
+    /// Starts the server again, on the same port, and waits until it accepts connections.
     pub fn start_again(&self) {
+        run(&mut self.pg_ctl_start());
+    }
+
+    fn pg_ctl_start(&self) -> Command {
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {} -c max_connections=200 -c fsync=on",
             self.port,
             self.root.display()
         );
-        run(self
-            .command("pg_ctl")
+        let mut command = self.command("pg_ctl");
+        command
             .args(["start", "-w", "-t", "60", "-o", &options, "-l"])
             .arg(self.root.join("server.log"))
             .arg("-D")
-            .arg(self.data()));
+            .arg(self.data());
+        command
     }
 
     /// Creates a fresh database and returns its URL (with a password, which trust
@@ -194,6 +203,14 @@ impl Backend {
         Self::Postgres(PgServer::shared().database().await)
     }
 
+    /// `redb` or `postgres`, for messages.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Redb => "redb",
+            Self::Postgres(_) => "postgres",
+        }
+    }
+
     /// `tables` (as [`Scratch::tables`] writes them) with this backend's keys in `[state]`.
     pub fn tables(&self, tables: String) -> String {
         match self {
@@ -275,16 +292,23 @@ fn running_as_root() -> bool {
 
 /// Runs `command`; panics with its output unless it succeeds.
 fn run(command: &mut Command) {
+    try_run(command).unwrap_or_else(|e| panic!("{e}"));
+}
+
+/// Runs `command`; its output is the error unless it succeeds.
+fn try_run(command: &mut Command) -> Result<(), String> {
     let output = command
         .stdin(Stdio::null())
         .output()
-        .unwrap_or_else(|e| panic!("{command:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "{command:?} failed:\n{}{}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
+        .map_err(|e| format!("{command:?}: {e}"))?;
+    match output.status.success() {
+        true => Ok(()),
+        false => Err(format!(
+            "{command:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )),
+    }
 }
 
 fn free_port() -> u16 {
