@@ -44,6 +44,10 @@ pub enum Command {
         /// The config file.
         #[arg(long, env = CONFIG_ENV)]
         config: PathBuf,
+        /// Check everything but the files and environment variables the config names
+        /// (secrets, plugins, subscribers, recordings), which may exist only in the pod.
+        #[arg(long)]
+        offline: bool,
     },
     /// Receive webhooks and print them: a stand-in endpoint for trying the router out.
     Receive {
@@ -108,44 +112,67 @@ fn parse_format(text: &str) -> Result<Format, String> {
         .map_err(|_| format!("unknown format {text:?}: use kfp, extended or cloudevents"))
 }
 
-/// Exit status when deliveries were given up (written to the dead-letter file).
+/// Exit status when the config cannot be used (unreadable or invalid), under `run` and
+/// `validate` alike.
+pub const EXIT_INVALID_CONFIG: u8 = 1;
+
+/// Exit status when a replay ended with deliveries given up (dead-lettered). A router stopped
+/// by SIGTERM or SIGINT exits 0 whatever it dead-lettered: the dead letters are its record.
 pub const EXIT_DEAD_LETTERS: u8 = 3;
 
 /// Runs the command; errors are for `main` to print.
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Run { config, dry_run } => {
-            let config = load(&config)?;
+            let config = match Config::load(&config) {
+                Ok(config) => config,
+                Err(e) => {
+                    eprintln!("error: {}", invalid(&e));
+                    return Ok(ExitCode::from(EXIT_INVALID_CONFIG));
+                }
+            };
             if dry_run {
                 let mut stdout = std::io::stdout();
                 crate::pipeline::dry_run(config, &mut stdout).await?;
                 return Ok(ExitCode::SUCCESS);
             }
-            let summary = crate::pipeline::run(config, shutdown_signal()).await?;
+            let shutdown = shutdown_signal();
+            let summary = crate::pipeline::run(config, shutdown.clone()).await?;
             tracing::info!(
                 events = summary.events,
                 dead_lettered = summary.dead_lettered,
                 "router stopped"
             );
             Ok(match summary.dead_lettered {
+                _ if shutdown.is_cancelled() => ExitCode::SUCCESS,
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::from(EXIT_DEAD_LETTERS),
             })
         }
-        Command::Validate { config } => match Config::load(&config) {
-            Ok(config) => {
-                println!(
-                    "{}: ok ({} endpoints)",
-                    config.path.display(),
-                    config.endpoints.len()
-                );
-                Ok(ExitCode::SUCCESS)
+        Command::Validate { config, offline } => {
+            let checked = match offline {
+                true => Config::load_offline(&config),
+                false => Config::load(&config),
+            };
+            match checked {
+                Ok(config) => {
+                    let how = match offline {
+                        true => ", offline: the files and variables it names were not read",
+                        false => "",
+                    };
+                    println!(
+                        "{}: ok ({} endpoints{how})",
+                        config.path.display(),
+                        config.endpoints.len()
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    Ok(ExitCode::from(EXIT_INVALID_CONFIG))
+                }
             }
-            Err(e) => {
-                eprintln!("{e}");
-                Ok(ExitCode::FAILURE)
-            }
-        },
+        }
         Command::Receive {
             listen,
             secret_env,
@@ -208,11 +235,12 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     }
 }
 
-fn load(path: &std::path::Path) -> anyhow::Result<Config> {
-    Config::load(path).map_err(|e| match e {
-        ConfigError::Invalid(_) => anyhow::anyhow!("invalid config:\n{e}"),
-        ConfigError::Read { .. } => anyhow::Error::new(e),
-    })
+/// How a config error is printed.
+fn invalid(e: &ConfigError) -> String {
+    match e {
+        ConfigError::Invalid(_) => format!("invalid config:\n{e}"),
+        ConfigError::Read { .. } => e.to_string(),
+    }
 }
 
 /// A token cancelled on SIGTERM or SIGINT.

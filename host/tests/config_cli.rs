@@ -477,3 +477,68 @@ async fn secrets_and_url_tokens_never_reach_the_logs() {
     let key = standardwebhooks::Webhook::new(signing).unwrap();
     key.verify(&sent[0].body, &sent[0].headers).expect("signed");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalid_config_exits_1_under_run_and_validate_alike() {
+    let scratch = Scratch::new();
+    let path = scratch.write("router.toml", &format!("{}bogus = 1\n", source()));
+    let code = validate(&path).status.code();
+    assert_eq!(
+        code,
+        Some(i32::from(kfp_event_router::cli::EXIT_INVALID_CONFIG))
+    );
+    let mut router = RouterProcess::start(&path);
+    assert_eq!(router.exit_code(PATIENCE).await, 1, "{}", router.logs());
+    assert!(router.logs().contains("unknown field `bogus`"));
+    let missing = scratch.path("missing.toml");
+    assert_eq!(validate(&missing).status.code(), Some(1));
+}
+
+#[test]
+fn validate_offline_accepts_what_only_exists_in_the_pod() {
+    let scratch = Scratch::new();
+    let text = "[source]\nkind = \"kubernetes\"\n\n[plugins]\ndir = \"/plugins\"\nchain = [\"redact\"]\n\n\
+                [[endpoints]]\nname = \"a\"\nurl = \"https://hooks.example.com/kfp\"\n\
+                signing_secret = { file = \"/etc/kfp-event-router/secrets/a\" }\n";
+    let path = scratch.write("router.toml", text);
+    let online = validate(&path);
+    assert_eq!(online.status.code(), Some(1));
+    assert!(stderr(&online).contains("/etc/kfp-event-router/secrets/a"));
+    let offline = command()
+        .args(["validate", "--offline", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(offline.status.success(), "{}", stderr(&offline));
+    assert!(String::from_utf8_lossy(&offline.stdout).contains("ok (1 endpoints, offline"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_exits_0_even_after_dead_letters() {
+    let scratch = Scratch::new();
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(400));
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{}[[endpoints]]\nname = \"hook\"\nurl = {}\n",
+            // Slow enough to still be replaying when the signal comes.
+            scratch.tables(&support::quickstart_recording(), Some(2.0)),
+            toml_str(&sink.url("/hook"))
+        ),
+    );
+    let mut router = RouterProcess::start(&config);
+    router
+        .wait_for_metric(
+            "kfp_event_router_events_dead_lettered_total{endpoint=\"hook\"}",
+            1.0,
+            PATIENCE,
+        )
+        .await;
+    router.terminate();
+    assert_eq!(router.exit_code(PATIENCE).await, 0, "{}", router.logs());
+    assert!(
+        !scratch.dead_letters().is_empty(),
+        "the dead letters are the record"
+    );
+}

@@ -245,7 +245,9 @@ pub(crate) struct EndpointSection {
     #[serde(default)]
     pub(crate) format: crate::payload::format::Format,
     /// Deliver only events with these reasons (e.g. `WorkflowFailed`); all when absent.
-    pub(crate) event_types: Option<Vec<String>>,
+    /// `event_types` is accepted as another name for it.
+    #[serde(alias = "event_types")]
+    pub(crate) reasons: Option<Vec<String>>,
     /// Deliver only events from these namespaces; all when absent.
     pub(crate) namespaces: Option<Vec<String>>,
     /// Standard Webhooks signing secret (`whsec_` + base64), from `{ env = ".." }` or
@@ -308,9 +310,10 @@ pub(crate) struct RetrySection {
     /// schedule: `["0s", "5s", "5m", "30m", "2h", "5h", "10h", "10h"]`.
     #[serde(default = "default_schedule", deserialize_with = "durations")]
     pub(crate) schedule: Vec<Duration>,
-    /// Random spread added to each delay, as a fraction of it. Defaults to 0.2.
+    /// How much each delay varies at random, as a fraction of it, either way: `0.2` (the
+    /// default) waits between 80% and 120% of the delay. From 0 to 1.
     #[serde(default = "default_jitter")]
-    pub(crate) jitter: f64,
+    pub(crate) jitter: Spanned<f64>,
 }
 
 impl Default for RetrySection {
@@ -336,8 +339,8 @@ fn default_schedule() -> Vec<Duration> {
     RetryPolicy::default().schedule
 }
 
-fn default_jitter() -> f64 {
-    RetryPolicy::default().jitter
+fn default_jitter() -> Spanned<f64> {
+    Spanned::new(0..0, RetryPolicy::default().jitter)
 }
 
 /// `[plugins]`: WebAssembly components (`wasm32-wasip2`, world `kfp:event-router/plugin`) that

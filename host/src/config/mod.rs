@@ -126,7 +126,19 @@ impl Config {
     /// Checks `text` as the contents of the file at `path`; relative paths in it are taken
     /// from the current directory, as the router runs.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        check::check(path, text)
+        check::check(path, text, false)
+    }
+
+    /// Reads and checks the file at `path` as [`Config::load`] does, but without reading the
+    /// files and environment variables it names (secrets, plugins, subscribers, recordings),
+    /// which may exist only where the router runs: for checking a config before it ships.
+    /// Secrets are left out of the result, so it is for checking only, not for running.
+    pub fn load_offline(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        check::check(path, &text, true)
     }
 }
 

@@ -620,6 +620,30 @@ fn the_postgres_backend_takes_its_url_from_env_or_file() {
 }
 
 #[test]
+fn reasons_is_the_endpoint_filter_and_event_types_its_other_name() {
+    let files = Files::new();
+    for key in ["reasons", "event_types"] {
+        let text = format!(
+            "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n{key} = [\"WorkflowFailed\"]\n",
+            files.source()
+        );
+        let config = files.parse(&text).unwrap();
+        let route = &config.endpoints[0].route;
+        assert!(route.accepts("WorkflowFailed", "kubeflow"), "{key}");
+        assert!(!route.accepts("WorkflowRunning", "kubeflow"), "{key}");
+    }
+    let both = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nreasons = []\nevent_types = []\n",
+        files.source()
+    );
+    let problems = files.problems(&both);
+    assert!(
+        problems[0].message.contains("duplicate field"),
+        "{problems:?}"
+    );
+}
+
+#[test]
 fn state_problems_point_at_their_key_and_never_show_the_url() {
     let files = Files::new();
     let state = |lines: &str| format!("{}\n[state]\n{lines}", files.source());
@@ -717,4 +741,58 @@ fn state_problems_point_at_their_key_and_never_show_the_url() {
         ));
         files.parse(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
     }
+}
+
+#[test]
+fn jitter_out_of_range_is_an_error_at_its_place() {
+    let files = Files::new();
+    for bad in ["1.5", "-0.1"] {
+        let text = format!(
+            "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\n[endpoints.retry]\njitter = {bad}\n",
+            files.source()
+        );
+        let problems = files.problems(&text);
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert_at(&problems[0], &text, bad, "endpoints[0].retry.jitter: ");
+    }
+}
+
+#[test]
+fn offline_leaves_the_files_and_variables_a_config_names_unread() {
+    let files = Files::new();
+    let text = r#"subscribers_dir = "/nonexistent/subscribers"
+
+[source]
+kind = "replay"
+path = "/nonexistent/run.jsonl"
+
+[plugins]
+dir = "/nonexistent/plugins"
+chain = ["redact"]
+
+[[endpoints]]
+name = "a"
+url = "https://hooks.example.com/"
+signing_secret = { file = "/nonexistent/secrets/a" }
+headers = { Authorization = { env = "KFP_ROUTER_UNIT_TEST_UNSET" } }
+"#;
+    let path = files.path("pod.toml");
+    std::fs::write(&path, text).unwrap();
+    assert_eq!(
+        files.problems(text).len(),
+        5,
+        "online, each missing file and variable is a problem"
+    );
+    let config = Config::load_offline(&path).expect("valid where it runs");
+    assert_eq!(config.endpoints.len(), 1);
+    assert!(
+        config.endpoints[0].delivery.signing_key.is_none(),
+        "not read"
+    );
+    // What does not depend on the pod is still checked.
+    std::fs::write(&path, text.replace("https://", "ftp://")).unwrap();
+    assert!(matches!(
+        Config::load_offline(&path),
+        Err(ConfigError::Invalid(problems)) if problems.len() == 1
+    ));
 }

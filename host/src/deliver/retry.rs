@@ -13,7 +13,7 @@ pub struct RetryPolicy {
     pub max_elapsed: Duration,
     /// Delay before attempt n+1 (n = 0 is the first attempt); the last one repeats.
     pub schedule: Vec<Duration>,
-    /// Spread of each delay, as a fraction of it (0.2 = ±10 %).
+    /// Spread of each delay, as a fraction of it either way (0.2 = ±20 %).
     pub jitter: f64,
 }
 
@@ -51,7 +51,7 @@ impl RetryPolicy {
             .or(self.schedule.last())
             .copied()
             .unwrap_or_default();
-        let spread = 1.0 + self.jitter * (rand::random::<f64>() - 0.5);
+        let spread = 1.0 + self.jitter * (2.0 * rand::random::<f64>() - 1.0);
         let jittered = Duration::try_from_secs_f64(base.as_secs_f64() * spread).unwrap_or(base);
         let delay = jittered.max(retry_after.unwrap_or_default());
         // Checked: an absurd wait (or elapsed time) is beyond any budget, not an overflow.
@@ -110,10 +110,16 @@ mod tests {
             jitter: 0.2,
             ..policy(&[0, 10], 3)
         };
-        for _ in 0..100 {
-            let d = p.next_delay(1, Duration::ZERO, None).unwrap().as_secs_f64();
-            assert!((9.0..=11.0).contains(&d), "{d}");
+        let delays: Vec<f64> = (0..200)
+            .map(|_| p.next_delay(1, Duration::ZERO, None).unwrap().as_secs_f64())
+            .collect();
+        for d in &delays {
+            assert!((8.0..=12.0).contains(d), "{d}");
         }
+        assert!(
+            delays.iter().any(|d| !(9.0..=11.0).contains(d)),
+            "0.2 spreads by up to 20% either way, not 10%"
+        );
     }
 
     #[test]

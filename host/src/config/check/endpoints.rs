@@ -34,6 +34,9 @@ impl Checker<'_> {
         };
         let signing_key = section.signing_secret.as_ref().and_then(|spanned| {
             watch_secret(spanned.get_ref(), watched);
+            if self.offline {
+                return None;
+            }
             let parsed = spanned
                 .get_ref()
                 .resolve()
@@ -47,6 +50,7 @@ impl Checker<'_> {
             let name_ok = HeaderName::from_bytes(name.as_bytes());
             let (text, sensitive) = match value.get_ref() {
                 HeaderValue::Plain(text) => (Ok(text.clone()), false),
+                HeaderValue::Secret(_) if self.offline => continue,
                 HeaderValue::Secret(source) => {
                     watch_secret(source, watched);
                     (source.resolve().map(|s| s.expose().to_owned()), true)
@@ -81,16 +85,25 @@ impl Checker<'_> {
                 format!("{key}.retry.max_attempts: must be at least 1"),
             );
         }
+        let jitter = *retry.jitter.get_ref();
+        if !(0.0..=1.0).contains(&jitter) {
+            self.problem(
+                retry.jitter.span(),
+                format!(
+                    "{key}.retry.jitter: {jitter} is out of range: from 0 (no jitter) to 1 (each delay between 0 and twice itself); 0.2 varies it by 20% either way"
+                ),
+            );
+        }
         let policy = RetryPolicy {
             max_attempts: *retry.max_attempts.get_ref(),
             max_elapsed: retry.max_elapsed,
             schedule: retry.schedule.clone(),
-            jitter: retry.jitter.clamp(0.0, 1.0),
+            jitter: jitter.clamp(0.0, 1.0),
         };
         Some(Endpoint {
             route: Route {
                 reasons: section
-                    .event_types
+                    .reasons
                     .as_ref()
                     .map(|t| t.iter().cloned().collect()),
                 namespaces: section

@@ -15,11 +15,14 @@ use super::diagnostic::line_column;
 use super::file::{ConfigFile, SourceKind};
 use super::{Config, ConfigError, Diagnostic, Endpoint};
 
-/// Checks `text`, the contents of the file at `path`.
-pub(super) fn check(path: &Path, text: &str) -> Result<Config, ConfigError> {
+/// Checks `text`, the contents of the file at `path`. `offline` checks it as it would be
+/// checked where it runs, without reading the files and variables it names (secrets, plugins,
+/// subscribers, recordings), which may exist only there.
+pub(super) fn check(path: &Path, text: &str, offline: bool) -> Result<Config, ConfigError> {
     let mut checker = Checker {
         path,
         text,
+        offline,
         problems: Vec::new(),
     };
     let file: ConfigFile = toml::from_str(text).map_err(|e| {
@@ -48,6 +51,8 @@ pub(super) fn hint(message: &str) -> String {
 struct Checker<'a> {
     path: &'a Path,
     text: &'a str,
+    /// Whether files and variables named by the config are left unread.
+    offline: bool,
     problems: Vec<Diagnostic>,
 }
 
@@ -99,7 +104,7 @@ impl Checker<'_> {
                 endpoints.push(endpoint);
             }
         }
-        if let Some(dir) = &file.subscribers_dir {
+        if let Some(dir) = file.subscribers_dir.as_ref().filter(|_| !self.offline) {
             watched.insert(dir.get_ref().clone());
             for endpoint in self.subscribers(dir) {
                 if !names.insert(endpoint.name().to_owned()) {

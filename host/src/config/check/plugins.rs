@@ -9,6 +9,7 @@ use crate::payload::plugins::settings::{PluginSettings, PluginsSettings, plugin_
 impl Checker<'_> {
     pub(super) fn plugins(&mut self, section: &PluginsSection) -> PluginsSettings {
         if let Some(dir) = &section.dir
+            && !self.offline
             && !dir.get_ref().is_dir()
         {
             let message = format!(
@@ -77,7 +78,8 @@ impl Checker<'_> {
                         "{key}[{i}]: plugin {text:?} needs plugins.dir, the folder of plugins"
                     ),
                     Some(dir)
-                        if dir.get_ref().is_dir()
+                        if !self.offline
+                            && dir.get_ref().is_dir()
                             && !plugin_path(dir.get_ref(), text).is_file() =>
                     {
                         format!(

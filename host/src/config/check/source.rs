@@ -53,7 +53,7 @@ impl Checker<'_> {
                     );
                 }
                 let path = match &section.path {
-                    Some(path) if !path.get_ref().is_file() => {
+                    Some(path) if !self.offline && !path.get_ref().is_file() => {
                         let message = format!(
                             "source.path: {} is not a readable file",
                             path.get_ref().display()
