@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{CONFIG_ENV, Config, ConfigError};
-use crate::deliver::signing::SigningKey;
+use crate::deliver::signing::Verifier;
 use crate::model::secret::Secret;
 use crate::payload::format::Format;
 use crate::pipeline::plugin_test::{self, TestOptions};
@@ -54,7 +54,8 @@ pub enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: SocketAddr,
-        /// Environment variable holding the signing secret, to check signatures.
+        /// Environment variable holding the signing secret (`whsec_…`) or the ed25519 public
+        /// key (`whpk_…`), to check signatures.
         #[arg(long)]
         secret_env: Option<String>,
         /// Exit after this many requests.
@@ -182,7 +183,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 .map(|name| {
                     let value = std::env::var(&name)
                         .with_context(|| format!("environment variable {name} is not set"))?;
-                    SigningKey::from_secret(&Secret::new(value)).map_err(anyhow::Error::msg)
+                    Verifier::from_secret(&Secret::new(value)).map_err(anyhow::Error::msg)
                 })
                 .transpose()?;
             crate::receive::serve(listen, key, exit_after, shutdown_signal()).await?;

@@ -2,7 +2,7 @@
 //!
 //! For trying the router out and for debugging endpoints: it answers 200 to every POST, prints
 //! the headers that matter and the body (pretty JSON when it is JSON), and checks the Standard
-//! Webhooks signature when given the secret.
+//! Webhooks signature when given the secret (`whsec_`) or the ed25519 public key (`whpk_`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -14,10 +14,10 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, Uri};
 use tokio_util::sync::CancellationToken;
 
-use crate::deliver::signing::SigningKey;
+use crate::deliver::signing::Verifier;
 
 struct Receiver {
-    key: Option<SigningKey>,
+    key: Option<Verifier>,
     received: AtomicU64,
     exit_after: Option<u64>,
     done: CancellationToken,
@@ -26,7 +26,7 @@ struct Receiver {
 /// Serves on `listen` until `shutdown`, or until `exit_after` requests have been received.
 pub(crate) async fn serve(
     listen: SocketAddr,
-    key: Option<SigningKey>,
+    key: Option<Verifier>,
     exit_after: Option<u64>,
     shutdown: CancellationToken,
 ) -> std::io::Result<u64> {
@@ -67,13 +67,10 @@ async fn handle(
     let verdict = match (&state.key, signature) {
         (None, _) => "not checked",
         (Some(_), "") => "MISSING",
-        (Some(key), signature) => {
-            let expected = timestamp.parse().map(|t| key.sign(id, t, &body));
-            match expected {
-                Ok(expected) if signature.split(' ').any(|s| s == expected) => "valid",
-                _ => "INVALID",
-            }
-        }
+        (Some(key), signature) => match timestamp.parse() {
+            Ok(t) if key.verify(id, t, &body, signature) => "valid",
+            _ => "INVALID",
+        },
     };
     let text = serde_json::from_slice::<serde_json::Value>(&body)
         .ok()

@@ -250,9 +250,14 @@ pub(crate) struct EndpointSection {
     pub(crate) reasons: Option<Vec<String>>,
     /// Deliver only events from these namespaces; all when absent.
     pub(crate) namespaces: Option<Vec<String>>,
-    /// Standard Webhooks signing secret (`whsec_` + base64), from `{ env = ".." }` or
-    /// `{ file = ".." }`. Requests are unsigned when absent.
+    /// Standard Webhooks signing secret, from `{ env = ".." }` or `{ file = ".." }`:
+    /// `whsec_` + base64 signs with HMAC-SHA256 (`v1`), `whsk_` + base64 (an ed25519 secret
+    /// key) with ed25519 (`v1a`). Requests are unsigned when absent.
     pub(crate) signing_secret: Option<Spanned<SecretSource>>,
+    /// Instead of `signing_secret`, several secrets, the current one first: each request
+    /// carries one signature per secret (space-separated), so that a key can be rotated without
+    /// downtime, or `v1` and `v1a` receivers served at once.
+    pub(crate) signing_secrets: Option<Spanned<Vec<SecretSource>>>,
     /// Extra request headers; a value is a string, `{ env = ".." }` or `{ file = ".." }`.
     #[serde(default)]
     pub(crate) headers: BTreeMap<String, Spanned<HeaderValue>>,

@@ -222,10 +222,9 @@ format = "extended"
         !all.route.accepts("WorkflowFailed", "default"),
         "namespaces"
     );
-    let key = SigningKey::from_secret(&Secret::new(
-        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into(),
-    ))
-    .unwrap();
+    let key =
+        SigningKey::from_secrets(&[Secret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into())])
+            .unwrap();
     assert_eq!(
         all.delivery.signing_key.as_ref(),
         Some(&key),
@@ -795,4 +794,23 @@ headers = { Authorization = { env = "KFP_ROUTER_UNIT_TEST_UNSET" } }
         Config::load_offline(&path),
         Err(ConfigError::Invalid(problems)) if problems.len() == 1
     ));
+}
+
+#[test]
+fn signing_secret_and_signing_secrets_exclude_each_other() {
+    let files = Files::new();
+    let text = format!(
+        "{}\n[[endpoints]]\nname = \"a\"\nurl = \"http://127.0.0.1:1/\"\nsigning_secret = {{ file = {s} }}\nsigning_secrets = [{{ file = {s} }}]\n",
+        files.source(),
+        s = files.toml("signing")
+    );
+    let problems = files.problems(&text);
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].message.contains("not both"), "{problems:?}");
+    let rotation = text.replace(
+        &format!("signing_secret = {{ file = {} }}\n", files.toml("signing")),
+        "",
+    );
+    let config = files.parse(&rotation).unwrap();
+    assert!(config.endpoints[0].delivery.signing_key.is_some());
 }

@@ -32,19 +32,7 @@ impl Checker<'_> {
                 None
             }
         };
-        let signing_key = section.signing_secret.as_ref().and_then(|spanned| {
-            watch_secret(spanned.get_ref(), watched);
-            if self.offline {
-                return None;
-            }
-            let parsed = spanned
-                .get_ref()
-                .resolve()
-                .and_then(|secret| SigningKey::from_secret(&secret));
-            parsed
-                .map_err(|e| self.problem(spanned.span(), format!("{key}.signing_secret: {e}")))
-                .ok()
-        });
+        let signing_key = self.signing_key(&key, section, watched);
         let mut headers = HeaderMap::new();
         for (name, value) in &section.headers {
             let name_ok = HeaderName::from_bytes(name.as_bytes());
@@ -131,6 +119,43 @@ impl Checker<'_> {
                 retry: policy,
             }),
         })
+    }
+
+    /// The keys of `signing_secret` or `signing_secrets`, read (unless offline).
+    fn signing_key(
+        &mut self,
+        key: &str,
+        section: &EndpointSection,
+        watched: &mut BTreeSet<PathBuf>,
+    ) -> Option<SigningKey> {
+        let (name, span, sources) = match (&section.signing_secret, &section.signing_secrets) {
+            (None, None) => return None,
+            (Some(one), None) => (
+                "signing_secret",
+                one.span(),
+                std::slice::from_ref(one.get_ref()),
+            ),
+            (None, Some(many)) => ("signing_secrets", many.span(), many.get_ref().as_slice()),
+            (Some(one), Some(_)) => {
+                let message = format!("{key}: give signing_secret or signing_secrets, not both");
+                self.problem(one.span(), message);
+                return None;
+            }
+        };
+        for source in sources {
+            watch_secret(source, watched);
+        }
+        if self.offline {
+            return None;
+        }
+        let parsed = sources
+            .iter()
+            .map(secret::SecretSource::resolve)
+            .collect::<Result<Vec<_>, _>>()
+            .and_then(|secrets| SigningKey::from_secrets(&secrets));
+        parsed
+            .map_err(|e| self.problem(span, format!("{key}.{name}: {e}")))
+            .ok()
     }
 
     /// One endpoint per regular, non-hidden file of the folder, named after the file.
