@@ -411,6 +411,7 @@ fn sample_event() -> RouterEvent {
         task: None,
         plumbing: false,
         attempt: 1,
+        cluster: None,
     }
 }
 

@@ -38,6 +38,19 @@ pub(crate) struct ConfigFile {
     /// WebAssembly plugins that filter and rewrite payloads before they are sent.
     #[serde(default)]
     pub(crate) plugins: PluginsSection,
+    /// Facts about this router that go with every event.
+    #[serde(default)]
+    pub(crate) router: RouterSection,
+}
+
+/// `[router]`: facts about this router installation.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RouterSection {
+    /// The name of the cluster the router runs in, e.g. `"prod-eu-1"`: sent with every event
+    /// (`Cluster` in `extended`, the `cluster` attribute in CloudEvents), so
+    /// that receivers fed by several clusters tell them apart. Not sent when absent.
+    pub(crate) cluster: Option<Spanned<String>>,
 }
 
 /// `[source]`: where events come from.

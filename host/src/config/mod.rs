@@ -47,6 +47,8 @@ pub struct Config {
     pub endpoints: Vec<Endpoint>,
     /// The plugins: their folder, the global chain, limits and configurations.
     pub plugins: PluginsSettings,
+    /// The cluster's name sent with every event (`router.cluster`).
+    pub cluster: Option<String>,
     /// Files and folders whose change means the config must be read again.
     pub watched: BTreeSet<PathBuf>,
 }

@@ -814,3 +814,24 @@ fn signing_secret_and_signing_secrets_exclude_each_other() {
     let config = files.parse(&rotation).unwrap();
     assert!(config.endpoints[0].delivery.signing_key.is_some());
 }
+
+#[test]
+fn router_cluster_names_the_cluster_and_is_checked() {
+    let files = Files::new();
+    let config = files
+        .parse(&format!(
+            "{}\n[router]\ncluster = \"prod-eu-1\"\n",
+            files.source()
+        ))
+        .unwrap();
+    assert_eq!(config.cluster.as_deref(), Some("prod-eu-1"));
+    assert_eq!(files.parse(&files.source()).unwrap().cluster, None);
+    let bad = format!("{}\n[router]\ncluster = \"\"\n", files.source());
+    let problems = files.problems(&bad);
+    assert_at(
+        &problems[0],
+        &bad,
+        "\"\"",
+        "router.cluster: must be 1 to 253",
+    );
+}

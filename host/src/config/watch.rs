@@ -82,7 +82,13 @@ fn watch_folders(files: &mut Debounced, paths: &BTreeSet<PathBuf>) {
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
-    if old.source != new.source || old.state != new.state || old.listen != new.listen {
-        tracing::warn!("changes to [source], [state] and [server] take effect on the next start");
+    if old.source != new.source
+        || old.state != new.state
+        || old.listen != new.listen
+        || old.cluster != new.cluster
+    {
+        tracing::warn!(
+            "changes to [source], [state], [server] and [router] take effect on the next start"
+        );
     }
 }

@@ -56,6 +56,8 @@ pub struct Enricher {
     offloaded: HashSet<String>,
     /// When each workflow was last heard of, to forget those deleted unseen.
     sightings: Sightings,
+    /// The cluster's name, given to every event.
+    cluster: Option<String>,
 }
 
 impl Enricher {
@@ -70,6 +72,7 @@ impl Enricher {
             fallback: None,
             offloaded: HashSet::new(),
             sightings: Sightings::default(),
+            cluster: None,
         }
     }
 
@@ -97,6 +100,12 @@ impl Enricher {
         self
     }
 
+    /// Names the cluster in every event.
+    pub(crate) fn cluster(mut self, cluster: Option<String>) -> Self {
+        self.cluster = cluster;
+        self
+    }
+
     /// Delivers only what happened after `since` for workflows seen for the first time.
     pub(crate) fn since(mut self, since: Option<Timestamp>) -> Self {
         self.since = since;
@@ -105,6 +114,16 @@ impl Enricher {
 
     /// Takes one source item; returns what to accept for it (an event, or state to store).
     pub fn apply(&mut self, item: SourceItem) -> Vec<Intake> {
+        let mut intakes = self.take(item);
+        if self.cluster.is_some() {
+            for event in intakes.iter_mut().filter_map(|i| i.event.as_mut()) {
+                event.cluster.clone_from(&self.cluster);
+            }
+        }
+        intakes
+    }
+
+    fn take(&mut self, item: SourceItem) -> Vec<Intake> {
         match item {
             SourceItem::WorkflowApplied(wf) => self.workflow_changed(*wf, self.since),
             SourceItem::WorkflowLive(wf) => self.workflow_changed(*wf, None),
@@ -389,6 +408,7 @@ impl Enricher {
             task: None,
             plumbing: false,
             attempt: 1,
+            cluster: None,
         };
         set_role(&mut event, role);
         event
@@ -488,6 +508,7 @@ fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
         task: None,
         plumbing: false,
         attempt,
+        cluster: None,
     };
     set_role(&mut event, role);
     event

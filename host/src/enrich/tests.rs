@@ -791,3 +791,18 @@ fn a_list_forgets_the_workflows_of_its_scope_deleted_unseen() {
     assert_eq!(removed(&out), ["new"]);
     assert!(enricher.apply(listed(None, &["still-here"])).is_empty());
 }
+
+#[test]
+fn every_event_names_the_configured_cluster() {
+    let mut enricher = enricher().cluster(Some("prod-eu-1".into()));
+    apply(
+        &mut enricher,
+        SourceItem::WorkflowApplied(Box::new(workflow("Running", WF_UID))),
+    );
+    let out = enricher.apply(SourceItem::Event {
+        event: Box::new(event("e1", "WorkflowRunning", None, json!({}))),
+        checkpoint: None,
+    });
+    let event = out[0].event.as_ref().expect("delivered");
+    assert_eq!(event.cluster.as_deref(), Some("prod-eu-1"));
+}

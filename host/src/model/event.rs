@@ -35,6 +35,9 @@ pub struct RouterEvent {
     /// Workflow going from a completed phase back to Running), and so on.
     #[serde(default = "first_attempt")]
     pub attempt: u32,
+    /// The name of the cluster the router runs in (`router.cluster`), when configured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
 }
 
 fn first_attempt() -> u32 {

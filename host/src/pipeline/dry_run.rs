@@ -31,7 +31,7 @@ pub(crate) async fn dry_run(
         }
         SourceSettings::Kubernetes(settings) => Source::unelected(settings, items).await?,
     };
-    let enricher = front::enricher(config.paths, &metrics, None)?;
+    let enricher = front::enricher(config.paths, config.cluster.clone(), &metrics, None)?;
     let (_enrich, mut intake) = source.enrich(enricher, source_rx);
     let routes = config.routes();
     let mut summary = RunSummary::default();

@@ -112,10 +112,11 @@ impl Source {
 /// `outbox` (when the run keeps state): what was delivered of each run, and its attempt.
 pub(super) fn enricher(
     paths: Paths,
+    cluster: Option<String>,
     metrics: &Arc<Metrics>,
     outbox: Option<&Outbox>,
 ) -> anyhow::Result<Enricher> {
-    let enricher = Enricher::new(paths, Arc::clone(metrics));
+    let enricher = Enricher::new(paths, Arc::clone(metrics)).cluster(cluster);
     Ok(match outbox {
         Some(outbox) => enricher.restore(outbox.workflows()?),
         None => enricher,

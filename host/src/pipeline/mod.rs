@@ -141,7 +141,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             Source::replay(replay, resume, Some(key), items)
         }
     };
-    let mut enricher = front::enricher(config.paths, &metrics, Some(&outbox))?;
+    let mut enricher = front::enricher(
+        config.paths,
+        config.cluster.clone(),
+        &metrics,
+        Some(&outbox),
+    )?;
     if let Some(session) = &kube {
         enricher = enricher.since(session.since());
     }

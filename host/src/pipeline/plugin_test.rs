@@ -69,7 +69,7 @@ pub async fn run(
     )?;
     let (items, source_rx) = mpsc::channel(CHANNEL);
     let mut source = Source::replay(Replay::new(&options.events, None), None, None, items);
-    let enricher = front::enricher(Paths::Events, &Arc::new(Metrics::new()), None)?;
+    let enricher = front::enricher(Paths::Events, None, &Arc::new(Metrics::new()), None)?;
     let (_enrich, mut intake_rx) = source.enrich(enricher, source_rx);
     let mut summary = TestSummary::default();
     while let Some(event) = intake_rx.recv().await.map(|i| i.event) {

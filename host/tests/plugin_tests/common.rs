@@ -104,6 +104,7 @@ pub fn event(reason: &str) -> RouterEvent {
         task: None,
         plumbing: false,
         attempt: 1,
+        cluster: None,
     }
 }
 

@@ -36,6 +36,22 @@ pub(super) fn check(path: &Path, text: &str, offline: bool) -> Result<Config, Co
     }
 }
 
+impl Checker<'_> {
+    /// `router.cluster`: a name, printable and at most 253 characters (a DNS name's limit).
+    fn cluster(&mut self, cluster: Option<&toml::Spanned<String>>) -> Option<String> {
+        let cluster = cluster?;
+        let name = cluster.get_ref();
+        if name.is_empty() || name.len() > 253 || name.chars().any(char::is_control) {
+            self.problem(
+                cluster.span(),
+                "router.cluster: must be 1 to 253 printable characters",
+            );
+            return None;
+        }
+        Some(name.clone())
+    }
+}
+
 /// Adds advice to the parser's messages for the mistakes that are easy to make.
 pub(super) fn hint(message: &str) -> String {
     let message = message.trim_end().to_owned();
@@ -135,6 +151,7 @@ impl Checker<'_> {
                 .removed_endpoint_grace
                 .unwrap_or(Config::DEFAULT_REMOVED_ENDPOINT_GRACE),
             listen: file.server.listen,
+            cluster: self.cluster(file.router.cluster.as_ref()),
             endpoints,
             plugins,
             watched,

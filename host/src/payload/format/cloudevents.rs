@@ -21,6 +21,9 @@ pub(super) struct CloudEvent<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     time: Option<&'a str>,
     datacontenttype: &'static str,
+    /// Extension attribute: the cluster's name, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a str>,
     data: ExtendedPayload<'a>,
 }
 
@@ -42,6 +45,7 @@ impl<'a> CloudEvent<'a> {
             },
             time: facts.time.as_deref(),
             datacontenttype: "application/json",
+            cluster: event.cluster.as_deref(),
             data: ExtendedPayload::new(event, view),
         }
     }

@@ -33,6 +33,8 @@ pub(super) struct ExtendedPayload<'a> {
     task: Option<Task<'a>>,
     attempt: u32,
     synthesized: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cluster: Option<&'a str>,
 }
 
 /// The KFP task an event is about.
@@ -124,6 +126,7 @@ impl<'a> ExtendedPayload<'a> {
             task: event.task.as_ref().map(Task::from),
             attempt: event.attempt,
             synthesized: event.synthesized,
+            cluster: event.cluster.as_deref(),
         }
     }
 }

@@ -55,6 +55,7 @@ fn event(
         task: None,
         plumbing: false,
         attempt: 1,
+        cluster: None,
     }
 }
 
@@ -287,4 +288,28 @@ fn a_kfp_task_is_named_as_the_pipeline_names_it_unless_the_endpoint_wants_all_no
                "DagPath": ["root", "for-loop-2"], "Cached": false, "PodName": null})
     );
     assert_eq!(extended["Attempt"], 1);
+}
+
+#[test]
+fn the_cluster_is_named_in_extended_and_cloudevents_but_never_in_kfp() {
+    let mut e = event("WorkflowFailed", "", None, Some(workflow()));
+    for format in [Format::Kfp, Format::Extended, Format::Cloudevents] {
+        let v: Value = serde_json::from_slice(&format.render(&e).body).unwrap();
+        assert!(
+            v.get("Cluster").is_none() && v.get("cluster").is_none(),
+            "{format:?}: unset"
+        );
+    }
+    e.cluster = Some("prod-eu-1".into());
+    let kfp = Format::Kfp.render(&e);
+    assert_eq!(
+        keys_in_order(text(&kfp)).len(),
+        5,
+        "the Go handler's keys, unchanged"
+    );
+    let extended: Value = serde_json::from_slice(&Format::Extended.render(&e).body).unwrap();
+    assert_eq!(extended["Cluster"], "prod-eu-1");
+    let cloudevent: Value = serde_json::from_slice(&Format::Cloudevents.render(&e).body).unwrap();
+    assert_eq!(cloudevent["cluster"], "prod-eu-1", "an extension attribute");
+    assert_eq!(cloudevent["data"]["Cluster"], "prod-eu-1");
 }
