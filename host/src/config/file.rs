@@ -283,6 +283,11 @@ pub(crate) struct EndpointSection {
     /// How failed deliveries are retried.
     #[serde(default)]
     pub(crate) retry: RetrySection,
+    /// At most this many requests per second to this endpoint, retries included, e.g. `5.0`
+    /// (evenly spaced). Unlimited when absent; `concurrency` still applies.
+    pub(crate) rate: Option<Spanned<f64>>,
+    /// The endpoint's own trust roots and client certificate.
+    pub(crate) tls: Option<TlsSection>,
     /// Which nodes of a KFP 2.x run this endpoint hears of: `"tasks"` (the default: the
     /// pipeline's tasks, named as the pipeline names them, each transition once; the
     /// compiler's drivers, executor wrappers and iteration DAGs are not sent) or `"all"`
@@ -301,6 +306,19 @@ fn default_timeout() -> Duration {
 
 fn default_concurrency() -> Spanned<usize> {
     Spanned::new(0..0, Delivery::DEFAULT_CONCURRENCY)
+}
+
+/// `[endpoints.tls]`: for an endpoint behind a private CA, or one that wants mutual TLS. The
+/// server's certificate is always verified; the files are read again when they change.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct TlsSection {
+    /// PEM file of CA certificates to trust for this endpoint, besides the system's.
+    pub(crate) ca: Option<Spanned<PathBuf>>,
+    /// PEM file of the client certificate (chain) to present; needs `key`.
+    pub(crate) cert: Option<Spanned<PathBuf>>,
+    /// The client certificate's PEM private key, from `{ file = ".." }` or `{ env = ".." }`.
+    pub(crate) key: Option<Spanned<SecretSource>>,
 }
 
 /// A header value: plain text, or a secret read from the environment or a file.

@@ -58,15 +58,20 @@ pub(crate) struct HttpSender {
 
 impl Default for HttpSender {
     fn default() -> Self {
-        let client = reqwest::Client::builder()
-            .user_agent(concat!("kfp-event-router/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_idle_timeout(Duration::from_secs(90))
-            .tcp_nodelay(true)
+        let client = client_builder()
             .build()
             .expect("the HTTP client's settings are valid");
         Self { client }
     }
+}
+
+/// How every HTTP client of the router is set up, before an endpoint's own TLS settings.
+pub(super) fn client_builder() -> reqwest::ClientBuilder {
+    reqwest::Client::builder()
+        .user_agent(concat!("kfp-event-router/", env!("CARGO_PKG_VERSION")))
+        .redirect(reqwest::redirect::Policy::none())
+        .pool_idle_timeout(Duration::from_secs(90))
+        .tcp_nodelay(true)
 }
 
 impl HttpSender {
@@ -103,8 +108,11 @@ impl HttpSender {
                 header(&key.sign(webhook_id, timestamp, &body)),
             );
         }
-        let response = self
-            .client
+        let client = endpoint
+            .tls
+            .as_ref()
+            .map_or(&self.client, |tls| tls.client());
+        let response = client
             .post(endpoint.url.clone())
             .timeout(endpoint.timeout)
             .headers(headers)

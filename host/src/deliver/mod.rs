@@ -9,10 +9,12 @@
 
 mod http;
 mod leftovers;
+mod pace;
 mod removed;
 pub(crate) mod retry;
 mod settings;
 pub(crate) mod signing;
+pub(crate) mod tls;
 mod worker;
 
 pub(crate) use http::HttpSender;
@@ -33,6 +35,7 @@ use tokio_util::sync::CancellationToken;
 use crate::model::request::Render;
 use crate::state::{DeadLetters, Outbox};
 use crate::telemetry::Metrics;
+use pace::Pacer;
 use removed::Removed;
 
 /// What every worker shares.
@@ -200,6 +203,7 @@ impl Deliverer {
             http: self.context.http.clone(),
             render: Arc::clone(&self.context.render),
             slots: Arc::clone(&slots),
+            pacer: Pacer::default(),
             stop: stop.clone(),
         };
         let abort = self.context.abort.clone();

@@ -9,6 +9,7 @@ use url::Url;
 
 use super::retry::RetryPolicy;
 use super::signing::SigningKey;
+use super::tls::EndpointTls;
 
 /// The deliver stage's part of the config, followed as it changes.
 #[derive(Debug, PartialEq)]
@@ -37,6 +38,10 @@ pub struct Delivery {
     pub concurrency: usize,
     /// How failures are retried.
     pub retry: RetryPolicy,
+    /// At most this many attempts per second, when set.
+    pub rate: Option<f64>,
+    /// The endpoint's own trust roots and client certificate, when set.
+    pub tls: Option<EndpointTls>,
 }
 
 impl Delivery {
@@ -56,6 +61,8 @@ impl Delivery {
             timeout: Self::DEFAULT_TIMEOUT,
             concurrency: Self::DEFAULT_CONCURRENCY,
             retry: RetryPolicy::default(),
+            rate: None,
+            tls: None,
         }
     }
 }

@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Delivery;
 use super::http::{Failure, HttpSender};
+use super::pace::Pacer;
 use crate::model::clock::now_ms;
 use crate::model::request::{Render, Request, Verdict};
 use crate::state::dead_letter::{DeadLetter, DeadLetters};
@@ -45,6 +46,8 @@ pub(super) struct Shared {
     pub(crate) http: HttpSender,
     pub(crate) render: Arc<dyn Render>,
     pub(crate) slots: Arc<Semaphore>,
+    /// Spaces the attempts when the endpoint has a `rate`.
+    pub(crate) pacer: Pacer,
     /// Stop starting attempts; attempts under way finish.
     pub(crate) stop: CancellationToken,
 }
@@ -174,6 +177,11 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             return (key, End::Left);
         }
         let outcome = {
+            let rate = shared.endpoint.borrow().rate;
+            tokio::select! {
+                () = shared.pacer.turn(rate) => {}
+                () = shared.stop.cancelled() => return (key, End::Left),
+            }
             let Ok(_slot) = shared.slots.acquire().await else {
                 return (key, End::Left);
             };

@@ -9,11 +9,12 @@ use url::Url;
 
 use super::Checker;
 use crate::accept::Route;
-use crate::config::file::{EndpointSection, HeaderValue};
+use crate::config::file::{EndpointSection, HeaderValue, TlsSection};
 use crate::config::{Diagnostic, Endpoint};
 use crate::deliver::Delivery;
 use crate::deliver::retry::RetryPolicy;
 use crate::deliver::signing::SigningKey;
+use crate::deliver::tls::EndpointTls;
 use crate::model::secret;
 use crate::payload::EndpointPayload;
 
@@ -73,6 +74,19 @@ impl Checker<'_> {
                 format!("{key}.retry.max_attempts: must be at least 1"),
             );
         }
+        let rate = section.rate.as_ref().and_then(|rate| {
+            let value = *rate.get_ref();
+            let valid = value.is_finite() && value > 0.0;
+            if !valid {
+                let message = format!("{key}.rate: requests per second, above 0 (e.g. 5.0)");
+                self.problem(rate.span(), message);
+            }
+            valid.then_some(value)
+        });
+        let tls = section
+            .tls
+            .as_ref()
+            .and_then(|tls| self.tls(&key, tls, watched));
         let jitter = *retry.jitter.get_ref();
         if !(0.0..=1.0).contains(&jitter) {
             self.problem(
@@ -117,6 +131,8 @@ impl Checker<'_> {
                 timeout: section.timeout,
                 concurrency: concurrency.max(1),
                 retry: policy,
+                rate,
+                tls,
             }),
         })
     }
@@ -155,6 +171,60 @@ impl Checker<'_> {
             .and_then(|secrets| SigningKey::from_secrets(&secrets));
         parsed
             .map_err(|e| self.problem(span, format!("{key}.{name}: {e}")))
+            .ok()
+    }
+
+    /// `[endpoints.tls]`: its files read and made into a client (unless offline).
+    fn tls(
+        &mut self,
+        key: &str,
+        section: &TlsSection,
+        watched: &mut BTreeSet<PathBuf>,
+    ) -> Option<EndpointTls> {
+        let place = section
+            .ca
+            .as_ref()
+            .map(|c| c.span())
+            .or_else(|| section.cert.as_ref().map(|c| c.span()))
+            .or_else(|| section.key.as_ref().map(|k| k.span()))?;
+        if section.cert.is_some() != section.key.is_some() {
+            self.problem(place, format!("{key}.tls: cert and key go together"));
+            return None;
+        }
+        for path in [&section.ca, &section.cert].into_iter().flatten() {
+            watched.insert(path.get_ref().clone());
+        }
+        if let Some(source) = &section.key {
+            watch_secret(source.get_ref(), watched);
+        }
+        if self.offline {
+            return None;
+        }
+        let read = |path: &toml::Spanned<PathBuf>| {
+            std::fs::read(path.get_ref()).map_err(|e| {
+                (
+                    path.span(),
+                    format!("cannot read {}: {e}", path.get_ref().display()),
+                )
+            })
+        };
+        let loaded = (|| {
+            let ca = section.ca.as_ref().map(read).transpose()?;
+            let identity = match (&section.cert, &section.key) {
+                (Some(cert), Some(secret)) => {
+                    let private = secret
+                        .get_ref()
+                        .resolve()
+                        .map_err(|e| (secret.span(), format!("key: {e}")))?;
+                    Some((read(cert)?, private.expose().as_bytes().to_vec()))
+                }
+                _ => None,
+            };
+            let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
+            EndpointTls::new(ca.as_deref(), identity).map_err(|e| (place.clone(), e))
+        })();
+        loaded
+            .map_err(|(span, e)| self.problem(span, format!("{key}.tls: {e}")))
             .ok()
     }
 
