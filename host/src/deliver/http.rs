@@ -35,17 +35,43 @@ pub(crate) enum Failure {
         error: String,
         /// How long the endpoint asked us to wait.
         retry_after: Option<Duration>,
+        /// The attempt's result class, as [`class`] names it.
+        class: &'static str,
     },
     /// Not worth trying again: any other status.
-    Final(String),
+    Final {
+        /// What happened.
+        error: String,
+        /// The attempt's result class, as [`class`] names it.
+        class: &'static str,
+    },
 }
 
 impl Failure {
     /// The error text.
     pub(crate) fn error(&self) -> &str {
         match self {
-            Self::Retry { error, .. } | Self::Final(error) => error,
+            Self::Retry { error, .. } | Self::Final { error, .. } => error,
         }
+    }
+
+    /// The attempt's result class: `1xx`, `3xx`, `4xx`, `5xx` for an answer, `timeout`,
+    /// `connect` or `error` for none.
+    pub(crate) fn class(&self) -> &'static str {
+        match self {
+            Self::Retry { class, .. } | Self::Final { class, .. } => class,
+        }
+    }
+}
+
+/// The result class of an answer with `status`.
+fn class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
     }
 }
 
@@ -120,6 +146,11 @@ impl HttpSender {
             .send()
             .await
             .map_err(|e| Failure::Retry {
+                class: match () {
+                    () if e.is_timeout() => "timeout",
+                    () if e.is_connect() => "connect",
+                    () => "error",
+                },
                 error: redact(&describe(&e.without_url()), &endpoint.url),
                 retry_after: None,
             })?;
@@ -134,8 +165,12 @@ impl HttpSender {
             408 | 429 | 500..=599 => Err(Failure::Retry {
                 error: format!("HTTP {status}: {excerpt}"),
                 retry_after: wait,
+                class: class(code),
             }),
-            _ => Err(Failure::Final(format!("HTTP {status}: {excerpt}"))),
+            _ => Err(Failure::Final {
+                error: format!("HTTP {status}: {excerpt}"),
+                class: class(code),
+            }),
         }
     }
 }
@@ -251,7 +286,7 @@ mod tests {
             .await
             .unwrap_err();
         let error = failure.error();
-        assert!(matches!(failure, Failure::Final(_)), "{error}");
+        assert!(matches!(failure, Failure::Final { .. }), "{error}");
         assert!(error.contains("404"), "{error}");
         assert!(!error.contains("T0KEN123"), "{error}");
         assert!(!error.contains("abcdef123"), "{error}");

@@ -136,11 +136,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         match shared.render.render(&shared.name, &delivery.event).await {
             Verdict::Deliver(request) => break request,
             Verdict::Drop { by } => {
-                let labels = crate::telemetry::DropLabel {
-                    endpoint: shared.name.clone(),
-                    by,
-                };
-                shared.metrics.dropped.get_or_create(&labels).inc();
+                shared.metrics.delivery.dropped(&shared.name, by);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return (key, End::Done);
             }
@@ -165,7 +161,6 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             }
         }
     };
-    let labels = Metrics::endpoint(&shared.name);
     let started = Instant::now();
     // Attempts made before a restart count against the budget; time is measured from now.
     let elapsed_before = Duration::from_millis(match delivery.first_attempt_ms {
@@ -186,7 +181,15 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                 return (key, End::Left);
             };
             let endpoint = shared.endpoint.borrow().clone();
-            shared.http.post(&endpoint, &request, &webhook_id).await
+            let sent = Instant::now();
+            let outcome = shared.http.post(&endpoint, &request, &webhook_id).await;
+            let result = outcome.as_ref().map_or_else(Failure::class, |_| "2xx");
+            let seconds = sent.elapsed().as_secs_f64();
+            shared
+                .metrics
+                .delivery
+                .attempt(&shared.name, result, seconds);
+            outcome
         };
         delivery.attempts += 1;
         if delivery.first_attempt_ms == 0 {
@@ -195,12 +198,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         let failure = match outcome {
             Ok(_) => {
                 let latency = now_ms().saturating_sub(delivery.accepted_ms) as f64 / 1000.0;
-                shared.metrics.delivered.get_or_create(&labels).inc();
-                shared
-                    .metrics
-                    .delivery_latency
-                    .get_or_create(&labels)
-                    .observe(latency);
+                shared.metrics.delivery.delivered(&shared.name, latency);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return (key, End::Done);
             }
@@ -213,7 +211,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                 elapsed_before + started.elapsed(),
                 *retry_after,
             ),
-            Failure::Final(_) => None,
+            Failure::Final { .. } => None,
         };
         let Some(delay) = delay else {
             let end = dead_letter(&shared, &delivery, &request, &webhook_id, failure.error()).await;
@@ -227,7 +225,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             "delivery failed: {}",
             failure.error()
         );
-        shared.metrics.retried.get_or_create(&labels).inc();
+        shared.metrics.delivery.retried(&shared.name);
         shared.outbox.attempted(
             &shared.name,
             delivery.seq,
@@ -286,7 +284,7 @@ async fn dead_letter(
     loop {
         match shared.dead_letters.write(&letter).await {
             Ok(()) => {
-                shared.metrics.dead_letter(&shared.name);
+                shared.metrics.delivery.dead_lettered(&shared.name);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return End::Done;
             }

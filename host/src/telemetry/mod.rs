@@ -4,6 +4,7 @@
 //! histograms named `kfp_event_router_*`, served by the operator server. [`readiness`] is what
 //! `/readyz` reports.
 
+pub(crate) mod delivery;
 pub(crate) mod readiness;
 
 use prometheus_client::encoding::EncodeLabelSet;
@@ -11,6 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tracing_subscriber::EnvFilter;
 
@@ -88,16 +90,8 @@ pub struct Metrics {
     registry: Registry,
     /// Events accepted into the outbox.
     pub(crate) events_received: Counter,
-    /// Deliveries answered with 2xx, per endpoint.
-    pub(crate) delivered: Family<EndpointLabel, Counter>,
-    /// Attempts that failed and will be tried again, per endpoint.
-    pub(crate) retried: Family<EndpointLabel, Counter>,
-    /// Deliveries given up and written to the dead-letter file, per endpoint.
-    pub(crate) dead_lettered: Family<EndpointLabel, Counter>,
-    /// Deliveries a plugin chose not to send, per endpoint and plugin.
-    pub(crate) dropped: Family<DropLabel, Counter>,
-    /// Seconds from an event's acceptance to its successful delivery, per endpoint.
-    pub(crate) delivery_latency: Family<EndpointLabel, Histogram>,
+    /// How deliveries end and how each attempt went, per endpoint.
+    pub(crate) delivery: delivery::DeliveryMetrics,
     /// Deliveries waiting in the outbox.
     pub(crate) outbox_depth: Gauge,
     /// Undelivered events kept for an endpoint removed from the config, per endpoint, until
@@ -121,8 +115,6 @@ pub struct Metrics {
     pub(crate) plugin_failing: Family<PluginLabel, Gauge>,
     /// The kubernetes source's metrics: API requests, leadership, watch errors.
     pub(crate) kube: KubeMetrics,
-    /// Dead letters over all endpoints, for the run summary.
-    dead_lettered_total: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -141,14 +133,16 @@ impl Metrics {
     /// Creates and registers every metric.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("kfp_event_router");
+        registry.register(
+            "build",
+            "The running build: its version, and the plugin interface versions it serves",
+            Info::new(vec![
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("wit", "kfp:event-router@0.1.0"),
+            ]),
+        );
         let events_received = Counter::default();
-        let delivered = Family::default();
-        let retried = Family::default();
-        let dead_lettered = Family::default();
-        let dropped = Family::default();
-        let delivery_latency = Family::<EndpointLabel, Histogram>::new_with_constructor(|| {
-            Histogram::new(exponential_buckets(0.0005, 1.5, 30))
-        });
+        let delivery = delivery::DeliveryMetrics::register(&mut registry);
         let outbox_depth = Gauge::default();
         let removed_endpoint_backlog = Family::default();
         let config_reloads = Family::default();
@@ -163,31 +157,6 @@ impl Metrics {
             "events_received",
             "Events accepted into the outbox",
             events_received.clone(),
-        );
-        registry.register(
-            "events_delivered",
-            "Deliveries answered with 2xx",
-            delivered.clone(),
-        );
-        registry.register(
-            "delivery_retries",
-            "Failed attempts that will be retried",
-            retried.clone(),
-        );
-        registry.register(
-            "events_dead_lettered",
-            "Deliveries given up and written to the dead-letter file",
-            dead_lettered.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Deliveries a plugin chose not to send",
-            dropped.clone(),
-        );
-        registry.register(
-            "delivery_latency_seconds",
-            "Time from acceptance to successful delivery",
-            delivery_latency.clone(),
         );
         registry.register(
             "outbox_depth",
@@ -242,11 +211,7 @@ impl Metrics {
         Self {
             registry,
             events_received,
-            delivered,
-            retried,
-            dead_lettered,
-            dropped,
-            delivery_latency,
+            delivery,
             outbox_depth,
             removed_endpoint_backlog,
             config_reloads,
@@ -257,21 +222,12 @@ impl Metrics {
             transitions,
             offloaded_workflows,
             kube,
-            dead_lettered_total: Counter::default(),
         }
-    }
-
-    /// Counts a dead letter for `endpoint`.
-    pub(crate) fn dead_letter(&self, endpoint: &str) {
-        self.dead_lettered
-            .get_or_create(&Self::endpoint(endpoint))
-            .inc();
-        self.dead_lettered_total.inc();
     }
 
     /// Dead letters so far, over all endpoints.
     pub(crate) fn dead_lettered_total(&self) -> u64 {
-        self.dead_lettered_total.get()
+        self.delivery.dead_lettered_total()
     }
 
     /// Renders every metric in the Prometheus text format.
@@ -384,3 +340,6 @@ impl KubeMetrics {
             .inc();
     }
 }
+
+#[cfg(test)]
+mod tests;

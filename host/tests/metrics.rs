@@ -1,0 +1,86 @@
+//! `/metrics` answers "how is endpoint X doing": how deliveries ended, each attempt's result
+//! class and timing, with the older per-outcome counters still there for existing dashboards.
+
+mod support;
+
+use support::router::{PATIENCE, RouterProcess, Scratch, metric, toml_str};
+use support::sink::{Reply, Sink};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_and_attempts_are_counted_per_endpoint_and_result() {
+    let scratch = Scratch::new();
+    let sink = Sink::start().await;
+    sink.always("/ok", Reply::status(200));
+    sink.always("/bad", Reply::status(400));
+    sink.always("/down", Reply::status(503));
+    let endpoint = |name: &str, extra: &str| {
+        format!(
+            "[[endpoints]]\nname = \"{name}\"\nurl = {}\n{extra}",
+            toml_str(&sink.url(&format!("/{name}")))
+        )
+    };
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{}{}{}{}",
+            scratch.tables(&support::quickstart_recording(), None),
+            endpoint("ok", ""),
+            endpoint("bad", ""),
+            // Keeps the router running (its retries wait an hour) while it is scraped.
+            endpoint("down", "[endpoints.retry]\nschedule = [\"0s\", \"1h\"]\n"),
+        ),
+    );
+    let mut router = RouterProcess::start(&config);
+    // The run's events go to each endpoint in order: `down` holds its first one for an hour.
+    for series in [
+        "kfp_event_router_deliveries_total{endpoint=\"ok\",outcome=\"delivered\"}",
+        "kfp_event_router_deliveries_total{endpoint=\"bad\",outcome=\"dead_lettered\"}",
+    ] {
+        router.wait_for_metric(series, 25.0, PATIENCE).await;
+    }
+    let text = router
+        .wait_for_metric(
+            "kfp_event_router_delivery_attempts_total{endpoint=\"down\",result=\"5xx\"}",
+            1.0,
+            PATIENCE,
+        )
+        .await;
+    let value =
+        |series: &str| metric(&text, series).unwrap_or_else(|| panic!("{series} in\n{text}"));
+    assert_eq!(
+        value("kfp_event_router_deliveries_total{endpoint=\"ok\",outcome=\"delivered\"}"),
+        25.0
+    );
+    assert_eq!(
+        value("kfp_event_router_events_delivered_total{endpoint=\"ok\"}"),
+        25.0,
+        "the older name"
+    );
+    assert_eq!(
+        value("kfp_event_router_delivery_attempts_total{endpoint=\"ok\",result=\"2xx\"}"),
+        25.0
+    );
+    assert_eq!(
+        value("kfp_event_router_delivery_attempts_total{endpoint=\"bad\",result=\"4xx\"}"),
+        25.0
+    );
+    assert_eq!(
+        value("kfp_event_router_deliveries_total{endpoint=\"bad\",outcome=\"dead_lettered\"}"),
+        value("kfp_event_router_events_dead_lettered_total{endpoint=\"bad\"}")
+    );
+    assert_eq!(
+        value("kfp_event_router_delivery_attempt_duration_seconds_count{endpoint=\"ok\"}"),
+        25.0
+    );
+    assert_eq!(
+        value("kfp_event_router_delivery_latency_seconds_bucket{le=\"129600.0\",endpoint=\"ok\"}"),
+        25.0,
+        "latency buckets reach the retry horizon"
+    );
+    assert!(
+        text.contains("kfp_event_router_build_info{version=\""),
+        "{text}"
+    );
+    router.terminate();
+    assert_eq!(router.exit_code(PATIENCE).await, 0);
+}
