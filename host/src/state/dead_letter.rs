@@ -187,6 +187,7 @@ mod tests {
                 task: None,
                 plumbing: false,
                 attempt: 1,
+                cluster: None,
             };
             letters.write(&letter_for(&event)).await.unwrap();
             written += 1;

@@ -305,6 +305,7 @@ mod tests {
             task: None,
             plumbing: false,
             attempt: 1,
+            cluster: None,
         }
     }
 
