@@ -775,11 +775,15 @@ url = "https://hooks.example.com/"
 signing_secret = { file = "/nonexistent/secrets/a" }
 headers = { Authorization = { env = "KFP_ROUTER_UNIT_TEST_UNSET" } }
 "#;
+    let text = &text.replace(
+        "[plugins]",
+        "[state]\nbackend = \"postgres\"\nurl = { env = \"KFP_ROUTER_UNIT_TEST_UNSET_URL\" }\n\n[plugins]",
+    );
     let path = files.path("pod.toml");
     std::fs::write(&path, text).unwrap();
     assert_eq!(
         files.problems(text).len(),
-        5,
+        6,
         "online, each missing file and variable is a problem"
     );
     let config = Config::load_offline(&path).expect("valid where it runs");

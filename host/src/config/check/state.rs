@@ -2,6 +2,7 @@
 
 use super::Checker;
 use crate::config::file::{StateBackend, StateSection};
+use crate::model::secret::Secret;
 use crate::state::{Backend, StateSettings, check_url};
 
 impl Checker<'_> {
@@ -23,6 +24,10 @@ impl Checker<'_> {
                     "state.url: required with backend = \"postgres\", e.g. url = { env = \"DATABASE_URL\" }",
                 );
                 Backend::Redb
+            }
+            // Offline, the URL is left unread: the config is for checking, not running.
+            (StateBackend::Postgres, Some(_)) if self.offline => {
+                Backend::Postgres(Secret::new(String::new()))
             }
             (StateBackend::Postgres, Some(url)) => {
                 match url
