@@ -17,24 +17,32 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use support::kube_api::{self, KubeApi, Res, Trouble};
+use support::postgres::{Backend, URL_ENV};
 use support::router::{PATIENCE, RouterProcess, Scratch, http_get, run_command, toml_path};
 use support::sink::{Received, Reply, Sink};
 
 const NS: &str = "kubeflow";
 
-/// The test's world: an API server, a sink, a scratch folder.
+/// The test's world: an API server, a sink, a scratch folder, the replicas' state backend.
 struct World {
     api: KubeApi,
     sink: Sink,
     scratch: Scratch,
+    backend: Backend,
 }
 
 impl World {
     async fn new() -> Self {
+        Self::with(Backend::Redb).await
+    }
+
+    /// A world whose replicas keep their state in `backend` (a PostgreSQL database is shared).
+    async fn with(backend: Backend) -> Self {
         Self {
             api: KubeApi::start().await,
             sink: Sink::start().await,
             scratch: Scratch::new(),
+            backend,
         }
     }
 
@@ -49,7 +57,8 @@ impl World {
             toml_path(&self.scratch.path(&format!("state-{name}"))),
             self.sink.url(path),
         );
-        self.scratch.write(&format!("{name}.toml"), &text)
+        self.scratch
+            .write(&format!("{name}.toml"), &self.backend.tables(text))
     }
 
     /// Starts replica `name` (its `POD_NAME`, and its own API token) with `config`.
@@ -64,6 +73,9 @@ impl World {
             .env_remove("HTTPS_PROXY")
             .env_remove("https_proxy")
             .env_remove("KUBERNETES_SERVICE_HOST");
+        if let Backend::Postgres(url) = &self.backend {
+            command.env(URL_ENV, url);
+        }
         RouterProcess::spawn(command)
     }
 
@@ -137,8 +149,8 @@ async fn wait_for_ids(sink: &Sink, path: &str, ids: &BTreeSet<String>, since: In
 /// then A's Lease calls are mistreated as `trouble` says. A must stop delivering before B
 /// starts: the last request at `/a` arrives before the first at `/b`. And every Event is
 /// delivered by one or the other.
-async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble) {
-    let world = Arc::new(World::new().await);
+async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble, backend: Backend) {
+    let world = Arc::new(World::with(backend).await);
     let uid = world.workflow("wf-ha");
     let mut a = world.start("router-a", &world.config("a", "/a"));
     wait_watching(&world, &mut a).await;
@@ -181,7 +193,8 @@ async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble) {
         first_b - troubled
     );
     eprintln!(
-        "failover ({trouble:?}): Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
+        "failover ({trouble:?}, {}): Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
+        world.backend.name(),
         last_a - troubled,
         first_b - troubled
     );
@@ -205,15 +218,20 @@ async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_calls_stall_stops_delivering_before_the_standby_starts() {
-    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall).await;
+    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall, Backend::Redb).await;
+}
+
+/// With the outbox shared in PostgreSQL, the standby continues where the leader stopped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_shared_postgres_outbox_the_standby_takes_over_from_a_stalled_leader() {
+    let backend = Backend::postgres().await;
+    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall, backend).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_throttled_for_longer_than_the_lease_stops_delivering_before_the_standby_starts() {
-    a_troubled_leader_stops_before_the_standby_starts(Trouble::TooManyRequests {
-        retry_after: 3600,
-    })
-    .await;
+    let trouble = Trouble::TooManyRequests { retry_after: 3600 };
+    a_troubled_leader_stops_before_the_standby_starts(trouble, Backend::Redb).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -117,9 +117,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let deliverer =
         tokio::spawn(Deliverer::new(context).run(deliveries.clone(), stop_delivery.clone()));
 
-    // A new term first delivers what an earlier one left, so that it does not interleave with
-    // new events; the watch resumes from the checkpoint afterwards, so waiting loses nothing.
-    if kube.is_some() {
+    // A new term first delivers what an earlier one left in this replica's own outbox, so that
+    // it does not interleave with new events; the watch resumes from the checkpoint
+    // afterwards, so waiting loses nothing. A shared outbox needs no wait: the last leader's
+    // deliveries simply continue, in order, ahead of the new events of their workflows.
+    if kube.is_some() && !outbox.is_shared() {
         tokio::select! {
             () = deliver::deliver_leftovers(&outbox, &deliveries, &readiness) => {}
             () = shutdown.cancelled() => {}

@@ -169,6 +169,12 @@ impl Outbox {
         dispatch!(self, o => o.oldest_pending())
     }
 
+    /// Whether other processes may share this outbox (PostgreSQL): what is pending there is
+    /// the last leader's work to continue, not leftovers of this replica's earlier term.
+    pub(crate) fn is_shared(&self) -> bool {
+        matches!(self, Self::Postgres(_))
+    }
+
     /// Deliveries waiting, over all endpoints.
     pub(crate) fn depth(&self) -> i64 {
         *self.depth_watch().borrow()
