@@ -3,11 +3,21 @@
 
 mod support;
 
-use support::router::{PATIENCE, RouterProcess, Scratch, metric, toml_str};
+use support::postgres::Backend;
+use support::router::{PATIENCE, Scratch, metric, toml_str};
 use support::sink::{Reply, Sink};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn deliveries_and_attempts_are_counted_per_endpoint_and_result() {
+async fn deliveries_attempts_and_backlog_per_endpoint_with_redb() {
+    deliveries_attempts_and_backlog_per_endpoint(Backend::Redb).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deliveries_attempts_and_backlog_per_endpoint_with_postgres() {
+    deliveries_attempts_and_backlog_per_endpoint(Backend::postgres().await).await;
+}
+
+async fn deliveries_attempts_and_backlog_per_endpoint(backend: Backend) {
     let scratch = Scratch::new();
     let sink = Sink::start().await;
     sink.always("/ok", Reply::status(200));
@@ -23,14 +33,14 @@ async fn deliveries_and_attempts_are_counted_per_endpoint_and_result() {
         "router.toml",
         &format!(
             "{}{}{}{}",
-            scratch.tables(&support::quickstart_recording(), None),
+            backend.tables(scratch.tables(&support::quickstart_recording(), None)),
             endpoint("ok", ""),
             endpoint("bad", ""),
             // Keeps the router running (its retries wait an hour) while it is scraped.
             endpoint("down", "[endpoints.retry]\nschedule = [\"0s\", \"1h\"]\n"),
         ),
     );
-    let mut router = RouterProcess::start(&config);
+    let mut router = backend.start(&config);
     // The run's events go to each endpoint in order: `down` holds its first one for an hour.
     for series in [
         "kfp_event_router_deliveries_total{endpoint=\"ok\",outcome=\"delivered\"}",
@@ -38,10 +48,18 @@ async fn deliveries_and_attempts_are_counted_per_endpoint_and_result() {
     ] {
         router.wait_for_metric(series, 25.0, PATIENCE).await;
     }
-    let text = router
+    router
         .wait_for_metric(
             "kfp_event_router_delivery_attempts_total{endpoint=\"down\",result=\"5xx\"}",
             1.0,
+            PATIENCE,
+        )
+        .await;
+    // The backlog is read at most every few seconds: `down` holds all 25.
+    let text = router
+        .wait_for_metric(
+            "kfp_event_router_outbox_pending{endpoint=\"down\"}",
+            25.0,
             PATIENCE,
         )
         .await;
@@ -80,6 +98,15 @@ async fn deliveries_and_attempts_are_counted_per_endpoint_and_result() {
     assert!(
         text.contains("kfp_event_router_build_info{version=\""),
         "{text}"
+    );
+    let age = value("kfp_event_router_outbox_oldest_pending_age_seconds{endpoint=\"down\"}");
+    assert!(
+        age > 0.0 && age < 600.0,
+        "the oldest waits since the run began: {age}"
+    );
+    assert!(
+        metric(&text, "kfp_event_router_outbox_pending{endpoint=\"ok\"}").is_none_or(|v| v == 0.0),
+        "nothing waits for ok"
     );
     router.terminate();
     assert_eq!(router.exit_code(PATIENCE).await, 0);

@@ -197,7 +197,25 @@ impl Outbox {
     }
 }
 
+/// What waits for one endpoint.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Backlog {
+    /// Deliveries waiting.
+    pub(crate) pending: u64,
+    /// When the oldest of them was accepted (Unix ms), when known.
+    pub(crate) oldest_ms: Option<u64>,
+}
+
+/// What waits, per endpoint. Blocks (it reads every pending row): call it on a blocking
+/// thread, and not often.
+pub(crate) fn backlog(outbox: &Outbox) -> Result<HashMap<String, Backlog>> {
+    dispatch!(outbox, o => o.backlog())
+}
+
 /// Counts deliveries per endpoint, for startup logs. Blocks: call it on a blocking thread.
 pub(crate) fn count_by_endpoint(outbox: &Outbox) -> Result<HashMap<String, u64>> {
-    dispatch!(outbox, o => o.count_by_endpoint())
+    Ok(backlog(outbox)?
+        .into_iter()
+        .map(|(endpoint, b)| (endpoint, b.pending))
+        .collect())
 }

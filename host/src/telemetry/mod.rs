@@ -14,6 +14,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use tracing_subscriber::EnvFilter;
 
 /// How log lines are written.
@@ -94,6 +95,11 @@ pub struct Metrics {
     pub(crate) delivery: delivery::DeliveryMetrics,
     /// Deliveries waiting in the outbox.
     pub(crate) outbox_depth: Gauge,
+    /// Deliveries waiting, per endpoint (read from the outbox when scraped, at most every few
+    /// seconds).
+    pub(crate) outbox_pending: Family<EndpointLabel, Gauge>,
+    /// Seconds since the oldest delivery waiting for an endpoint was accepted; 0 when none.
+    pub(crate) outbox_oldest_pending_age: Family<EndpointLabel, Gauge<f64, AtomicU64>>,
     /// Undelivered events kept for an endpoint removed from the config, per endpoint, until
     /// it comes back or its grace period ends.
     pub(crate) removed_endpoint_backlog: Family<EndpointLabel, Gauge>,
@@ -144,6 +150,18 @@ impl Metrics {
         let events_received = Counter::default();
         let delivery = delivery::DeliveryMetrics::register(&mut registry);
         let outbox_depth = Gauge::default();
+        let outbox_pending = Family::default();
+        let outbox_oldest_pending_age = Family::default();
+        registry.register(
+            "outbox_pending",
+            "Deliveries waiting, per endpoint: how far behind it is",
+            outbox_pending.clone(),
+        );
+        registry.register(
+            "outbox_oldest_pending_age_seconds",
+            "Seconds since the oldest delivery waiting for an endpoint was accepted",
+            outbox_oldest_pending_age.clone(),
+        );
         let removed_endpoint_backlog = Family::default();
         let config_reloads = Family::default();
         let kube = KubeMetrics::register(&mut registry);
@@ -213,6 +231,8 @@ impl Metrics {
             events_received,
             delivery,
             outbox_depth,
+            outbox_pending,
+            outbox_oldest_pending_age,
             removed_endpoint_backlog,
             config_reloads,
             plugin_calls,

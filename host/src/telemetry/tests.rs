@@ -16,6 +16,12 @@ fn exported() -> BTreeSet<String> {
     m.delivery.dead_lettered("e");
     m.delivery.dropped("e", "p".into());
     m.outbox_depth.set(1);
+    m.outbox_pending
+        .get_or_create(&Metrics::endpoint("e"))
+        .set(1);
+    m.outbox_oldest_pending_age
+        .get_or_create(&Metrics::endpoint("e"))
+        .set(1.0);
     m.removed_endpoint_backlog
         .get_or_create(&Metrics::endpoint("e"))
         .set(1);

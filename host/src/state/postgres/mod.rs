@@ -28,7 +28,7 @@ use self::link::{Backoff, Link, describe, is_transient, parse_url};
 use self::reader::{Job, Reader};
 use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
-use super::outbox::{OutboxError, PendingDelivery, Result};
+use super::outbox::{Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 use crate::model::secret::Secret;
 
@@ -248,18 +248,25 @@ impl Postgres {
         &self.depth
     }
 
-    /// See [`count_by_endpoint`](crate::state::outbox::count_by_endpoint).
-    pub(super) fn count_by_endpoint(&self) -> Result<HashMap<String, u64>> {
+    /// See [`backlog`](crate::state::outbox::backlog).
+    pub(super) fn backlog(&self) -> Result<HashMap<String, Backlog>> {
         self.read(READ_PATIENCE, |client| async move {
             let rows = client
                 .query(
-                    "SELECT endpoint, count(*) FROM pending GROUP BY endpoint",
+                    "SELECT p.endpoint, count(*), min(e.accepted_ms) \
+                     FROM pending p JOIN events e ON e.seq = p.seq GROUP BY p.endpoint",
                     &[],
                 )
                 .await?;
             Ok(rows
                 .iter()
-                .map(|row| (row.get(0), row.get::<_, i64>(1) as u64))
+                .map(|row| {
+                    let backlog = Backlog {
+                        pending: row.get::<_, i64>(1) as u64,
+                        oldest_ms: row.get::<_, Option<i64>>(2).map(|ms| ms as u64),
+                    };
+                    (row.get(0), backlog)
+                })
                 .collect())
         })
     }

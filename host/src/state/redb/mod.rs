@@ -22,13 +22,14 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+use serde::de::IgnoredAny;
 use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
 mod writer;
 
 use self::writer::{Serialised, Write};
-use super::outbox::{AcceptBatch, OutboxError, PendingDelivery, Result};
+use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -245,17 +246,36 @@ impl Redb {
         &self.depth
     }
 
-    /// See [`count_by_endpoint`](super::outbox::count_by_endpoint).
-    pub(super) fn count_by_endpoint(&self) -> Result<HashMap<String, u64>> {
-        let count = || -> Result<HashMap<String, u64>, redb::Error> {
+    /// See [`backlog`](super::outbox::backlog).
+    pub(super) fn backlog(&self) -> Result<HashMap<String, Backlog>> {
+        let count = || -> Result<HashMap<String, Backlog>, redb::Error> {
             let read = self.db.begin_read()?;
             let pending = read.open_table(PENDING)?;
-            let mut counts = HashMap::new();
+            let events = read.open_table(EVENTS)?;
+            let mut backlog: HashMap<String, Backlog> = HashMap::new();
             for row in pending.iter()? {
                 let (key, _) = row?;
-                *counts.entry(key.value().0.to_owned()).or_insert(0) += 1;
+                let (endpoint, seq) = key.value();
+                if let Some(b) = backlog.get_mut(endpoint) {
+                    b.pending += 1;
+                    continue;
+                }
+                // Rows are in (endpoint, seq) order: an endpoint's first is its oldest.
+                let oldest_ms = events
+                    .get(seq)?
+                    .and_then(|bytes| {
+                        serde_json::from_slice::<Stored<IgnoredAny>>(bytes.value()).ok()
+                    })
+                    .map(|stored| stored.accepted_ms);
+                backlog.insert(
+                    endpoint.to_owned(),
+                    Backlog {
+                        pending: 1,
+                        oldest_ms,
+                    },
+                );
             }
-            Ok(counts)
+            Ok(backlog)
         };
         Ok(count()?)
     }
@@ -322,7 +342,7 @@ mod tests {
     }
 
     fn count_by_endpoint_of(outbox: &Redb) -> u64 {
-        outbox.count_by_endpoint().unwrap()["hook"]
+        outbox.backlog().unwrap()["hook"].pending
     }
 
     #[tokio::test]
