@@ -8,15 +8,13 @@
 mod support;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
 use support::kube_api::{self, KubeApi, Res};
 use support::router::{PATIENCE, RouterProcess, Scratch, http_get, metric, run_command, toml_path};
-use support::sink::{Received, Sink};
-
-const NS: &str = "kubeflow";
+use support::sink::Received;
+use support::world::{NS, World};
 
 /// The verbs the router may use, per resource: exactly what `deploy/` grants.
 fn allowed() -> BTreeMap<String, BTreeSet<String>> {
@@ -44,92 +42,6 @@ fn assert_requests_allowed(api: &KubeApi) {
     }
 }
 
-/// The test's world: an API server, a sink, a scratch folder.
-struct World {
-    api: KubeApi,
-    sink: Sink,
-    scratch: Scratch,
-    kubeconfig: PathBuf,
-}
-
-impl World {
-    async fn new() -> Self {
-        let api = KubeApi::start().await;
-        let sink = Sink::start().await;
-        let scratch = Scratch::new();
-        let kubeconfig = api.kubeconfig(scratch.dir.path(), NS);
-        Self {
-            api,
-            sink,
-            scratch,
-            kubeconfig,
-        }
-    }
-
-    /// Writes the config of router `name` (its own state folder): the kubernetes source
-    /// reporting from Events only, with `source_keys` added to `[source]`, quick checkpoints and
-    /// a 2 s lease, and one endpoint.
-    fn config(&self, name: &str, source_keys: &str) -> PathBuf {
-        self.config_from(name, &format!("from = \"events\"\n{source_keys}"))
-    }
-
-    /// As [`World::config`], `source.from` left to its default (or set in `source_keys`).
-    fn config_from(&self, name: &str, source_keys: &str) -> PathBuf {
-        let text = format!(
-            "[source]\nkind = \"kubernetes\"\nworkflow_wait = \"200ms\"\ncheckpoint_interval = \"100ms\"\n{source_keys}\n\n\
-             [source.leader_election]\nlease_duration = \"2s\"\n\n\
-             [state]\ndir = {}\n\n[server]\nlisten = \"127.0.0.1:0\"\n\n\
-             [[endpoints]]\nname = \"sink\"\nurl = \"{}\"\nformat = \"extended\"\n",
-            toml_path(&self.scratch.path(&format!("state-{name}"))),
-            self.sink.url("/hook"),
-        );
-        self.scratch.write(&format!("{name}.toml"), &text)
-    }
-
-    /// Starts router `name` (its `POD_NAME`) with `config`, in namespace [`NS`].
-    fn start(&self, name: &str, config: &Path) -> RouterProcess {
-        let mut command = run_command(config);
-        command
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("POD_NAMESPACE", NS)
-            .env("POD_NAME", name)
-            .env("RUST_LOG", "info,kube=warn")
-            .env_remove("HTTPS_PROXY")
-            .env_remove("https_proxy")
-            .env_remove("KUBERNETES_SERVICE_HOST");
-        RouterProcess::spawn(command)
-    }
-
-    /// Creates Workflow `name` of run `run_id` with two nodes; returns its uid.
-    fn workflow(&self, namespace: &str, name: &str) -> String {
-        let wf = kube_api::workflow(
-            name,
-            &format!("run-{name}"),
-            &[("n1", "train", "Succeeded"), ("n2", "eval", "Running")],
-        );
-        let created = self.api.create(Res::Workflows, namespace, wf);
-        created["metadata"]["uid"].as_str().unwrap().to_owned()
-    }
-
-    /// Creates Event `name` (a node event of node `n1` when `node`) about `wf`.
-    fn event(&self, namespace: &str, name: &str, wf: &str, wf_uid: &str, node: bool) -> Value {
-        let (reason, node) = match node {
-            true => ("WorkflowNodeSucceeded", Some(("n1", "train"))),
-            false => ("WorkflowRunning", None),
-        };
-        self.api.create(
-            Res::Events,
-            namespace,
-            kube_api::event(name, wf, wf_uid, reason, node),
-        )
-    }
-
-    /// The deliveries so far, by `webhook-id`.
-    fn deliveries(&self) -> Vec<Received> {
-        self.sink.received_on("/hook")
-    }
-}
-
 /// The `webhook-id` the router derives for an Event occurrence.
 fn webhook_id(event: &Value) -> String {
     let uid = event["metadata"]["uid"].as_str().unwrap();
@@ -146,27 +58,6 @@ fn ids(received: &[Received]) -> Vec<String> {
         .iter()
         .map(|r| r.header("webhook-id").to_owned())
         .collect()
-}
-
-/// Waits until the router leads and has listed the Events of its `scopes` watches: from then
-/// on, every new Event is delivered (the watch resumes from the list).
-async fn wait_watching(world: &World, router: &mut RouterProcess, scopes: usize) {
-    router
-        .wait_for_log("watching Events and Workflows", PATIENCE)
-        .await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    while router.logs().matches("listed Events").count() < scopes {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "no Event list; logs:\n{}",
-            router.logs()
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    world
-        .api
-        .wait_for_watches(Res::Events, scopes as i64, PATIENCE)
-        .await;
 }
 
 /// Waits for `n` deliveries, then a moment more, and checks there are exactly `n`, all
@@ -188,9 +79,9 @@ async fn first_start_skips_what_exists_then_restart_delivers_exactly_what_happen
     for i in 0..500 {
         world.event(NS, &format!("old-{i:04}"), "wf-a", &uid, i % 2 == 0);
     }
-    let config = world.config("a", "");
+    let config = world.events_config("a", "");
     let mut router = world.start("a", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
 
     let mut expected = BTreeSet::new();
     for i in 0..50 {
@@ -222,7 +113,7 @@ async fn first_start_skips_what_exists_then_restart_delivers_exactly_what_happen
         )));
     }
     let mut router = world.start("a", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     let got = exactly(&world, 80).await;
     assert_eq!(ids(&got).into_iter().collect::<BTreeSet<_>>(), expected);
 
@@ -253,7 +144,7 @@ async fn first_start_skips_what_exists_then_restart_delivers_exactly_what_happen
         )));
     }
     let mut router = world.start("a", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     // Deliveries completed just before the kill may repeat (at least once), with their ids.
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while ids(&world.deliveries())
@@ -285,9 +176,9 @@ async fn first_start_skips_what_exists_then_restart_delivers_exactly_what_happen
 async fn dropped_watches_and_410_gone_lose_nothing_and_double_nothing() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-b");
-    let config = world.config("b", "");
+    let config = world.events_config("b", "");
     let mut router = world.start("b", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     let mut created = Vec::new();
     for i in 0..20 {
         created.push(world.event(NS, &format!("e-{i:04}"), "wf-b", &uid, true));
@@ -357,9 +248,9 @@ async fn a_thousand_events_of_twenty_workflows_cost_no_workflow_get_and_are_enri
             (world.workflow(NS, &name), name)
         })
         .collect();
-    let config = world.config("c", "");
+    let config = world.events_config("c", "");
     let mut router = world.start("c", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     for i in 0..1000 {
         let (uid, name) = &uids[i % 20];
         world.event(NS, &format!("ev-{i:05}"), name, uid, i % 4 != 0);
@@ -411,9 +302,9 @@ async fn a_thousand_events_of_twenty_workflows_cost_no_workflow_get_and_are_enri
 async fn an_event_whose_workflow_is_gone_is_delivered_with_the_event_facts() {
     let world = World::new().await;
     let kept = world.workflow(NS, "wf-deleted-later");
-    let config = world.config("d", "");
+    let config = world.events_config("d", "");
     let mut router = world.start("d", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
 
     // Never seen (archived before the router started): found gone once, not looked up again.
     for i in 0..3 {
@@ -463,10 +354,10 @@ async fn an_event_whose_workflow_is_gone_is_delivered_with_the_event_facts() {
 async fn the_standby_takes_over_when_the_leader_dies_and_every_event_arrives() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-ha");
-    let config_a = world.config("a", "");
-    let config_b = world.config("b", "");
+    let config_a = world.events_config("a", "");
+    let config_b = world.events_config("b", "");
     let mut a = world.start("router-a", &config_a);
-    wait_watching(&world, &mut a, 1).await;
+    world.wait_watching(&mut a, 1).await;
     let mut b = world.start("router-b", &config_b);
     b.wait_for_log("standing by", PATIENCE).await;
     let addr_a = a.metrics_addr().await;
@@ -547,9 +438,9 @@ async fn listed_namespaces_and_all_namespaces() {
     for ns in ["team-a", "team-b", "team-c"] {
         uids.insert(ns, world.workflow(ns, "wf"));
     }
-    let listed = world.config("listed", "namespaces = [\"team-a\", \"team-b\"]");
+    let listed = world.events_config("listed", "namespaces = [\"team-a\", \"team-b\"]");
     let mut router = world.start("listed", &listed);
-    wait_watching(&world, &mut router, 2).await;
+    world.wait_watching(&mut router, 2).await;
     for ns in ["team-a", "team-b", "team-c"] {
         world.event(ns, "e1", "wf", &uids[ns], true);
     }
@@ -569,9 +460,9 @@ async fn listed_namespaces_and_all_namespaces() {
     router.terminate();
     router.wait(PATIENCE).await;
 
-    let all = world.config("all", "namespaces = [\"*\"]");
+    let all = world.events_config("all", "namespaces = [\"*\"]");
     let mut router = world.start("all", &all);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     for ns in ["team-a", "team-b", "team-c"] {
         world.event(ns, "e2", "wf", &uids[ns], true);
     }
@@ -593,9 +484,9 @@ async fn first_start_with_history_delivers_the_recent_window() {
     old["lastTimestamp"] = "2020-01-01T00:00:00Z".into();
     world.api.create(Res::Events, NS, old);
     let recent = world.event(NS, "recent", "wf-h", &uid, true);
-    let config = world.config("h", "history = \"1h\"");
+    let config = world.events_config("h", "history = \"1h\"");
     let mut router = world.start("h", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     let got = exactly(&world, 1).await;
     assert_eq!(ids(&got), [webhook_id(&recent)]);
 }
@@ -698,9 +589,9 @@ async fn with_the_default_paths_a_transition_is_delivered_once_and_nothing_from_
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-both");
     world.event(NS, "before", "wf-both", &uid, true);
-    let config = world.config_from("both", "");
+    let config = world.config("both", "");
     let mut router = world.start("both", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(
         world.deliveries().is_empty(),
@@ -732,9 +623,9 @@ async fn with_the_default_paths_a_transition_is_delivered_once_and_nothing_from_
 async fn a_leader_that_loses_its_lease_stops_delivering_and_exits() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-lost");
-    let config = world.config("lost", "");
+    let config = world.events_config("lost", "");
     let mut router = world.start("router-lost", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     world.event(NS, "before-loss", "wf-lost", &uid, true);
     exactly(&world, 1).await;
     // Another replica (say, after a network partition) holds the Lease now.
@@ -768,9 +659,9 @@ async fn a_leader_that_loses_its_lease_stops_delivering_and_exits() {
 async fn pod_node_events_and_any_reason_flow_and_other_events_do_not() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-pod");
-    let config = world.config("pod", "");
+    let config = world.events_config("pod", "");
     let mut router = world.start("pod", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
 
     // nodeEvents.sendAsPod: the node Event is about the Pod, and names its Workflow.
     let mut pod_event = kube_api::event(
@@ -829,9 +720,9 @@ async fn pod_node_events_and_any_reason_flow_and_other_events_do_not() {
 async fn a_first_start_in_an_empty_namespace_still_resumes_after_a_restart() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-empty");
-    let config = world.config("empty", "");
+    let config = world.events_config("empty", "");
     let mut router = world.start("empty", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     router.terminate();
     router.expect_success().await;
@@ -839,7 +730,7 @@ async fn a_first_start_in_an_empty_namespace_still_resumes_after_a_restart() {
         .map(|i| webhook_id(&world.event(NS, &format!("down-{i}"), "wf-empty", &uid, true)))
         .collect();
     let mut router = world.start("empty", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     let got = exactly(&world, 5).await;
     assert_eq!(ids(&got).into_iter().collect::<BTreeSet<_>>(), expected);
 }
@@ -848,9 +739,9 @@ async fn a_first_start_in_an_empty_namespace_still_resumes_after_a_restart() {
 async fn a_new_pod_resumes_from_the_configmap_through_transient_errors_reading_it() {
     let world = World::new().await;
     let uid = world.workflow(NS, "wf-flaky");
-    let config = world.config("flaky-a", "");
+    let config = world.events_config("flaky-a", "");
     let mut router = world.start("flaky-a", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     world.event(NS, "before", "wf-flaky", &uid, true);
     exactly(&world, 1).await;
     router.terminate();
@@ -881,9 +772,9 @@ async fn a_new_pod_resumes_from_the_configmap_through_transient_errors_reading_i
     }
     world.api.fail_next("get", Res::ConfigMaps, 3, 500);
     let gets_before = world.api.requests("get", Res::ConfigMaps);
-    let config = world.config("flaky-b", "");
+    let config = world.events_config("flaky-b", "");
     let mut router = world.start("flaky-b", &config);
-    wait_watching(&world, &mut router, 1).await;
+    world.wait_watching(&mut router, 1).await;
     let got = exactly(&world, 6).await;
     assert_eq!(
         ids(&got[1..]).into_iter().collect::<BTreeSet<_>>(),

@@ -4,7 +4,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use super::kube_api::{KubeApi, Res};
+use serde_json::Value;
+
+use super::kube_api::{self, KubeApi, Res};
 use super::router::{PATIENCE, RouterProcess, Scratch, run_command, toml_path};
 use super::sink::{Received, Sink};
 
@@ -48,6 +50,11 @@ impl World {
         self.scratch.write(&format!("{name}.toml"), &text)
     }
 
+    /// As [`World::config`], reporting from Events only (`source.from = "events"`).
+    pub fn events_config(&self, name: &str, source_keys: &str) -> PathBuf {
+        self.config(name, &format!("from = \"events\"\n{source_keys}"))
+    }
+
     /// Starts router `name` (its `POD_NAME`) with `config`, in namespace [`NS`].
     pub fn start(&self, name: &str, config: &Path) -> RouterProcess {
         let mut command = run_command(config);
@@ -60,6 +67,31 @@ impl World {
             .env_remove("https_proxy")
             .env_remove("KUBERNETES_SERVICE_HOST");
         RouterProcess::spawn(command)
+    }
+
+    /// Creates Workflow `name` of run `run-<name>` with two nodes (`train` succeeded, `eval`
+    /// running); returns its uid.
+    pub fn workflow(&self, namespace: &str, name: &str) -> String {
+        let wf = kube_api::workflow(
+            name,
+            &format!("run-{name}"),
+            &[("n1", "train", "Succeeded"), ("n2", "eval", "Running")],
+        );
+        let created = self.api.create(Res::Workflows, namespace, wf);
+        created["metadata"]["uid"].as_str().unwrap().to_owned()
+    }
+
+    /// Creates Event `name` (a node event of node `n1` when `node`) about `wf`.
+    pub fn event(&self, namespace: &str, name: &str, wf: &str, wf_uid: &str, node: bool) -> Value {
+        let (reason, node) = match node {
+            true => ("WorkflowNodeSucceeded", Some(("n1", "train"))),
+            false => ("WorkflowRunning", None),
+        };
+        self.api.create(
+            Res::Events,
+            namespace,
+            kube_api::event(name, wf, wf_uid, reason, node),
+        )
     }
 
     /// The deliveries so far.
