@@ -289,16 +289,29 @@ impl RouterProcess {
         at_least: f64,
         timeout: Duration,
     ) -> String {
+        let what = format!("{series} >= {at_least}");
+        self.wait_for_scrape(&what, timeout, |text| {
+            metric(text, series).is_some_and(|v| v >= at_least)
+        })
+        .await
+    }
+
+    /// Polls `/metrics` until one scrape satisfies `holds`; returns its text. Panics after
+    /// `timeout`, naming `what` was awaited and showing the last scrape.
+    pub async fn wait_for_scrape(
+        &mut self,
+        what: &str,
+        timeout: Duration,
+        holds: impl Fn(&str) -> bool,
+    ) -> String {
         let deadline = Instant::now() + timeout;
         loop {
             let text = self.metrics().await;
-            if metric(&text, series).is_some_and(|v| v >= at_least) {
+            if holds(&text) {
                 return text;
             }
             if Instant::now() > deadline {
-                panic!(
-                    "{series} did not reach {at_least} within {timeout:?}; last scrape:\n{text}"
-                );
+                panic!("no scrape showed {what} within {timeout:?}; last scrape:\n{text}");
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
