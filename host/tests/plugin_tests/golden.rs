@@ -21,6 +21,7 @@ async fn golden(name: &str, plugin: &str, config: &str, format: Format) {
         config: Some(scratch.write("plugin.toml", config)),
         format,
         endpoint: "quickstart".into(),
+        timings: false,
     };
     let mut out = Vec::new();
     let summary = tester::run(options, &mut out)
