@@ -3,11 +3,14 @@
 //!
 //! - `golden`: each bundled plugin over the quick start recording (`UPDATE_GOLDEN=1` rewrites
 //!   `tests/golden/`);
-//! - `sandbox`: hostile plugins (loops, allocations, traps, huge outputs, files, env, sockets,
-//!   wrong WIT version, failing init) stop only their own call, as `on_error` says;
+//! - `sandbox`: hostile plugins (loops, sleeps, clock polls, allocations, two memories, the
+//!   total memory budget, traps, huge outputs, files, env, sockets, state across endpoints,
+//!   forbidden headers, wrong WIT version, failing init) stop only their own call, as
+//!   `on_error` says;
+//! - `compat`: 0.1 components still run; 0.2 plugins get every fact of the event;
 //! - `chains`: global then endpoint chains, in order, through a running router;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;
-//! - `cli`: `kfp-event-router plugin test`;
+//! - `cli`: `kfp-event-router plugin test`, `check` and `diff`, and escaped plugin logs;
 //! - `template`: `examples/plugin-template` tests natively, builds, and runs in the router.
 
 mod support;
@@ -16,6 +19,8 @@ mod support;
 mod chains;
 #[path = "plugin_tests/cli.rs"]
 mod cli;
+#[path = "plugin_tests/compat.rs"]
+mod compat;
 #[path = "plugin_tests/common.rs"]
 mod common;
 #[path = "plugin_tests/golden.rs"]
