@@ -1,7 +1,7 @@
 //! The plugin runtime, end to end: real components built from `plugins/` and the fixtures in
 //! `tests/plugins/`, loaded and run by wasmtime.
 //!
-//! - `golden`: each bundled plugin over the quick start recording (`UPDATE_GOLDEN=1` rewrites
+//! - `golden`: each bundled plugin (Rust, Python, JavaScript) over a recording (`UPDATE_GOLDEN=1` rewrites
 //!   `tests/golden/`);
 //! - `sandbox`: hostile plugins (loops, sleeps, clock polls, allocations, two memories, the
 //!   total memory budget, traps, huge outputs, files, env, sockets, state across endpoints,
@@ -9,6 +9,7 @@
 //!   `on_error` says;
 //! - `compat`: 0.1 components still run; 0.2 plugins get every fact of the event;
 //! - `chains`: global then endpoint chains, in order, through a running router;
+//! - `languages`: the Python and JavaScript bundled plugins, built with pinned toolchains;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;
 //! - `cli`: `kfp-event-router plugin test`, `check` and `diff`, and escaped plugin logs;
 //! - `template`: `examples/plugin-template` tests natively, builds, and runs in the router.
@@ -25,6 +26,8 @@ mod compat;
 mod common;
 #[path = "plugin_tests/golden.rs"]
 mod golden;
+#[path = "plugin_tests/languages.rs"]
+mod languages;
 #[path = "plugin_tests/reload.rs"]
 mod reload;
 #[path = "plugin_tests/sandbox.rs"]

@@ -1,0 +1,100 @@
+//! The bundled plugins written in Python (`pagerduty`) and JavaScript (`discord-message`),
+//! built with their pinned toolchains, run in the router like Rust ones: decisions, outputs,
+//! configuration errors and failure isolation.
+
+use std::sync::Arc;
+
+use kfp_event_router::model::request::Verdict;
+use kfp_event_router::payload::PayloadStage;
+use kfp_event_router::telemetry::Metrics;
+
+use crate::common::{config, config_text, endpoint_section, event, plugin_dir};
+use crate::support::router::Scratch;
+
+/// A stage with endpoint `pd` running `pagerduty` and `discord` running `discord-message`.
+async fn languages_stage(pagerduty: &str) -> PayloadStage {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(
+        &scratch,
+        &[("pagerduty", "pagerduty"), ("discord-message", "discord-message")],
+    );
+    let mut rest = format!("[plugins.config.pagerduty]\n{pagerduty}\n\n");
+    rest.push_str(&endpoint_section("pd", "kfp", &["pagerduty"]));
+    rest.push_str(&endpoint_section("discord", "kfp", &["discord-message"]));
+    let config = config(&scratch, &config_text(&scratch, &dir, "", &rest));
+    // Compiled once per build of the components, for all tests: a Python or JavaScript
+    // component takes seconds to compile.
+    let cache = crate::support::built_plugins().join(".compiled");
+    PayloadStage::start(
+        Arc::new(config.payload()),
+        None,
+        Arc::new(Metrics::new()),
+        Some(cache),
+    )
+    .await
+    .expect("the plugins load")
+}
+
+fn json(verdict: Verdict) -> serde_json::Value {
+    let Verdict::Deliver(request) = verdict else {
+        panic!("expected a delivery, got {verdict:?}");
+    };
+    serde_json::from_slice(&request.payload.body).unwrap()
+}
+
+#[tokio::test]
+async fn pagerduty_triggers_on_failure_and_resolves_on_recovery_with_one_key() {
+    let stage = languages_stage("routing_key = \"KEY\"").await;
+    let trigger = json(stage.process("pd", &event("WorkflowFailed")).await);
+    assert_eq!(trigger["event_action"], "trigger");
+    assert_eq!(trigger["routing_key"], "KEY");
+    assert_eq!(trigger["payload"]["severity"], "error");
+    assert_eq!(
+        trigger["payload"]["summary"],
+        "KFP run nightly failed in team-a: WorkflowFailed happened"
+    );
+    let resolve = json(stage.process("pd", &event("WorkflowSucceeded")).await);
+    assert_eq!(resolve["event_action"], "resolve");
+    assert_eq!(resolve["dedup_key"], "kfp-run-run-1");
+    assert_eq!(trigger["dedup_key"], resolve["dedup_key"]);
+    assert!(matches!(
+        stage.process("pd", &event("WorkflowRunning")).await,
+        Verdict::Drop { by } if by == "pagerduty"
+    ));
+}
+
+#[tokio::test]
+async fn discord_colours_by_outcome() {
+    let stage = languages_stage("routing_key = \"KEY\"").await;
+    let colour = |body: serde_json::Value| body["embeds"][0]["color"].as_u64().unwrap();
+    let failed = json(stage.process("discord", &event("WorkflowFailed")).await);
+    assert_eq!(colour(failed.clone()), 0xe01e5a);
+    assert_eq!(failed["embeds"][0]["title"], "nightly failed");
+    assert_eq!(failed["allowed_mentions"]["parse"], serde_json::json!([]));
+    let succeeded = json(stage.process("discord", &event("WorkflowSucceeded")).await);
+    assert_eq!(colour(succeeded), 0x2eb67d);
+}
+
+#[tokio::test]
+async fn a_python_plugin_refusing_its_config_is_rejected_with_its_message() {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(&scratch, &[("pagerduty", "pagerduty")]);
+    let rest = "[plugins.config.pagerduty]\nseverity = \"loud\"\n";
+    let config = config(
+        &scratch,
+        &config_text(&scratch, &dir, "chain = [\"pagerduty\"]", rest),
+    );
+    let cache = crate::support::built_plugins().join(".compiled");
+    let started = PayloadStage::start(
+        Arc::new(config.payload()),
+        None,
+        Arc::new(Metrics::new()),
+        Some(cache),
+    )
+    .await;
+    let error = format!("{:#}", started.err().expect("refused"));
+    assert!(
+        error.contains("init failed: invalid plugin config: routing_key (the integration key) is required"),
+        "{error}"
+    );
+}
