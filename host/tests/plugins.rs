@@ -12,7 +12,8 @@
 //! - `languages`: the Python and JavaScript bundled plugins, built with pinned toolchains;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;
 //! - `cli`: `kfp-event-router plugin test`, `check` and `diff`, and escaped plugin logs;
-//! - `template`: `examples/plugin-template` tests natively, builds, and runs in the router.
+//! - `template`: `examples/plugin-template` and `plugin new` projects (Rust, Python, JS) test,
+//!   build, and run in the router.
 
 mod support;
 
@@ -20,10 +21,10 @@ mod support;
 mod chains;
 #[path = "plugin_tests/cli.rs"]
 mod cli;
-#[path = "plugin_tests/compat.rs"]
-mod compat;
 #[path = "plugin_tests/common.rs"]
 mod common;
+#[path = "plugin_tests/compat.rs"]
+mod compat;
 #[path = "plugin_tests/golden.rs"]
 mod golden;
 #[path = "plugin_tests/languages.rs"]

@@ -24,7 +24,7 @@ export const transform = {
   },
 
   handle(event, payload) {
-    const step = event.task?.name ?? event.node?.name;
+    const step = event.task?.name || event.node?.name || undefined;
     if (settings.events === 'runs' && step !== undefined) return kfp.drop();
     const outcome = kfp.outcome(event);
     const subject = step === undefined ? kfp.displayName(event) : `${kfp.displayName(event)} › ${step}`;

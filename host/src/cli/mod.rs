@@ -16,6 +16,9 @@ use crate::pipeline::plugin_check;
 use crate::pipeline::plugin_diff::{self, DiffOptions};
 use crate::pipeline::plugin_test::{self, TestOptions};
 use crate::telemetry::LogFormat;
+use scaffold::Lang;
+
+mod scaffold;
 
 /// Routes Kubeflow Pipelines run events to webhooks, through WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -84,6 +87,19 @@ pub enum Command {
 /// The `plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
+    /// Write a new plugin project that builds and tests on its own: Rust (with the SDK crate),
+    /// Python (componentize-py) or JavaScript (componentize-js), each with `build.sh`, a
+    /// README and a test over a recorded run.
+    New {
+        /// The plugin's name: lower-case letters, digits and `-`.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The folder to write; `./<name>` by default. It must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run a plugin over a recording and print, per event, the facts it is given, the input
     /// payload, its action and the time it took, and its output. Exits with 1 when a call
     /// failed.
@@ -239,6 +255,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,
             })
+        }
+        Command::Plugin {
+            command: PluginCommand::New { name, lang, dir },
+        } => {
+            let dir = scaffold::scaffold(&name, lang, dir)?;
+            println!(
+                "wrote {}: run ./build.sh there, then ./test.sh; see its README.md",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
         }
         Command::Plugin {
             command: PluginCommand::Check { plugin, config },
