@@ -76,3 +76,9 @@ async fn a_0_2_plugin_sees_every_fact_whatever_the_format() {
         serde_json::from_str(echoed["payload"]["body"].as_str().unwrap()).unwrap();
     assert!(body.get("PipelineName").is_none());
 }
+
+#[test]
+fn the_sdk_ships_the_same_wit_as_the_repository() {
+    let read = |path: &str| std::fs::read_to_string(support::root().join(path)).unwrap();
+    assert_eq!(read("plugin-sdk/wit/world.wit"), read("wit/world.wit"));
+}
