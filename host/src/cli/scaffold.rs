@@ -36,6 +36,7 @@ const COMMON: &[(&str, &str)] = &[
     (".gitignore", include_str!("templates/gitignore")),
 ];
 
+/// The files of a Rust project.
 const RUST: &[(&str, &str)] = &[
     ("Cargo.toml", include_str!("templates/rust/Cargo.toml")),
     ("src/lib.rs", include_str!("templates/rust/src/lib.rs")),
@@ -43,6 +44,7 @@ const RUST: &[(&str, &str)] = &[
     ("README.md", include_str!("templates/rust/README.md")),
 ];
 
+/// The files of a Python project.
 const PYTHON: &[(&str, &str)] = &[
     ("app.py", include_str!("templates/python/app.py")),
     (
@@ -54,6 +56,7 @@ const PYTHON: &[(&str, &str)] = &[
     ("README.md", include_str!("templates/python/README.md")),
 ];
 
+/// The files of a JavaScript project.
 const JS: &[(&str, &str)] = &[
     ("app.js", include_str!("templates/js/app.js")),
     (

@@ -84,11 +84,13 @@ pub async fn run(
     }
 }
 
+/// Reports that the router refuses the plugin, and why.
 fn refused(out: &mut impl Write, error: &LoadError) -> anyhow::Result<bool> {
     writeln!(out, "runs:     no, the router refuses it: {error}")?;
     Ok(false)
 }
 
+/// `names` joined by commas, or `none`.
 fn list(names: &[&str]) -> String {
     match names.is_empty() {
         true => "none".to_owned(),

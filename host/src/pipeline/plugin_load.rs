@@ -72,7 +72,7 @@ impl PluginSetup {
         let config = section
             .config
             .get(name)
-            .map_or_else(|| Ok("{}".to_owned()), |t| serde_json::to_string(t))?;
+            .map_or_else(|| Ok("{}".to_owned()), serde_json::to_string)?;
         Ok(Self {
             config,
             settings: section.settings_of(name),

@@ -14,7 +14,14 @@ use crate::support::router::Scratch;
 /// Runs `plugin` with `config` over the quick start recording, in `format`, and compares the
 /// report (less its first line, which holds the build's hash) with `tests/golden/<name>.txt`.
 async fn golden(name: &str, plugin: &str, config: &str, format: Format) {
-    golden_over(name, plugin, config, format, support::quickstart_recording()).await;
+    golden_over(
+        name,
+        plugin,
+        config,
+        format,
+        support::quickstart_recording(),
+    )
+    .await;
 }
 
 /// [`golden`] over `recording`.

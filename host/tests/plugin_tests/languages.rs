@@ -16,7 +16,10 @@ async fn languages_stage(pagerduty: &str) -> PayloadStage {
     let scratch = Scratch::new();
     let dir = plugin_dir(
         &scratch,
-        &[("pagerduty", "pagerduty"), ("discord-message", "discord-message")],
+        &[
+            ("pagerduty", "pagerduty"),
+            ("discord-message", "discord-message"),
+        ],
     );
     let mut rest = format!("[plugins.config.pagerduty]\n{pagerduty}\n\n");
     rest.push_str(&endpoint_section("pd", "kfp", &["pagerduty"]));
@@ -94,7 +97,9 @@ async fn a_python_plugin_refusing_its_config_is_rejected_with_its_message() {
     .await;
     let error = format!("{:#}", started.err().expect("refused"));
     assert!(
-        error.contains("init failed: invalid plugin config: routing_key (the integration key) is required"),
+        error.contains(
+            "init failed: invalid plugin config: routing_key (the integration key) is required"
+        ),
         "{error}"
     );
 }

@@ -57,6 +57,7 @@ pub fn wit_event(event: &RouterEvent, endpoint: &str, format: Format, view: Node
     }
 }
 
+/// The WIT record of a node.
 fn node(n: &NodeFacts) -> Node {
     Node {
         id: n.id.clone(),
@@ -72,6 +73,7 @@ fn node(n: &NodeFacts) -> Node {
     }
 }
 
+/// The WIT record of a KFP task.
 fn task(t: &TaskFacts) -> Task {
     Task {
         name: t.name.clone(),
