@@ -111,19 +111,32 @@ impl PayloadStage {
             .map(|updates| Reloader::start(Arc::clone(&registry), &dir, updates))
             .transpose()
             .with_context(|| format!("cannot watch the plugin folder {}", dir.display()))?;
+        // Large components still compiling do not hold up the start: endpoints that run them
+        // wait in the outbox until they load.
         let loading = Arc::clone(&registry);
-        let report = tokio::task::spawn_blocking(move || loading.reload(settings))
-            .await
-            .context("loading the plugins failed")?;
+        let mut first = tokio::task::spawn_blocking(move || loading.reload(settings));
+        let mut changes = registry.subscribe();
+        loop {
+            tokio::select! {
+                done = &mut first => {
+                    done.context("loading the plugins failed")?;
+                    break;
+                }
+                _ = changes.changed() => {
+                    if registry.only_large_loading() {
+                        break;
+                    }
+                }
+            }
+        }
         let missing = registry.missing(&registry.config());
         if !missing.is_empty() {
             let lines: Vec<String> = missing
                 .iter()
                 .map(|(name, places)| {
-                    let why = report.rejected.get(name).map_or_else(
-                        || format!("{} does not exist", plugin_path(&dir, name).display()),
-                        ToString::to_string,
-                    );
+                    let why = registry.error(name).unwrap_or_else(|| {
+                        format!("{} does not exist", plugin_path(&dir, name).display())
+                    });
                     format!(
                         "plugin {name:?} (run by {}) cannot be loaded: {why}",
                         places.join(" and ")
@@ -170,10 +183,12 @@ impl PayloadStage {
                     .observer()
                     .metrics
                     .plugin_call(&missing, "missing");
+                let why = match active.registry.loading().contains(&missing) {
+                    true => "it is still loading (compiling)",
+                    false => "its file is not in plugins.dir, or it was rejected",
+                };
                 return Verdict::Wait {
-                    reason: format!(
-                        "plugin {missing:?} is not loaded (its file is not in plugins.dir)"
-                    ),
+                    reason: format!("plugin {missing:?} is not loaded: {why}"),
                 };
             }
         };
@@ -237,10 +252,10 @@ impl Report for PayloadStage {
 }
 
 impl PayloadStage {
-    /// What `/readyz` shows about plugins: those loaded, failing, and missing.
+    /// What `/readyz` shows about plugins: those loaded, loading, failing, and missing.
     pub fn status(&self) -> serde_json::Value {
         let Some(active) = &self.active else {
-            return serde_json::json!({ "loaded": [], "failing": [], "missing": [] });
+            return serde_json::json!({ "loaded": [], "loading": [], "failing": [], "missing": [] });
         };
         let registry = &active.registry;
         let loaded: Vec<serde_json::Value> = registry
@@ -258,6 +273,7 @@ impl PayloadStage {
             .collect();
         serde_json::json!({
             "loaded": loaded,
+            "loading": registry.loading(),
             "failing": registry.health().failing(),
             "missing": missing,
         })

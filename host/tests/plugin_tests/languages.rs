@@ -103,3 +103,47 @@ async fn a_python_plugin_refusing_its_config_is_rejected_with_its_message() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_large_component_compiling_does_not_hold_up_the_start_of_the_others() {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(
+        &scratch,
+        &[("pagerduty", "pagerduty"), ("event-filter", "event-filter")],
+    );
+    let mut rest = "[plugins.config.pagerduty]\nrouting_key = \"KEY\"\n\n".to_owned();
+    rest.push_str(&endpoint_section("pd", "kfp", &["pagerduty"]));
+    rest.push_str(&endpoint_section("quick", "kfp", &["event-filter"]));
+    let config = config(&scratch, &config_text(&scratch, &dir, "", &rest));
+    // No compilation cache: the Python component compiles for seconds.
+    let stage = PayloadStage::start(
+        Arc::new(config.payload()),
+        None,
+        Arc::new(Metrics::new()),
+        None,
+    )
+    .await
+    .expect("the stage starts");
+    assert_eq!(stage.status()["loading"], serde_json::json!(["pagerduty"]));
+    assert!(matches!(
+        stage.process("quick", &event("WorkflowFailed")).await,
+        Verdict::Deliver(_)
+    ));
+    match stage.process("pd", &event("WorkflowFailed")).await {
+        Verdict::Wait { reason } => assert!(reason.contains("still loading"), "{reason}"),
+        other => panic!("pd must wait for its plugin, got {other:?}"),
+    }
+    // It serves once compiled.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(300);
+    loop {
+        if let Verdict::Deliver(_) = stage.process("pd", &event("WorkflowFailed")).await {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pagerduty never loaded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    assert_eq!(stage.status()["loading"], serde_json::json!([]));
+}

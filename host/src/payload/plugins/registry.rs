@@ -54,13 +54,10 @@ pub(crate) struct Registry {
     snapshot: watch::Sender<Arc<Snapshot>>,
     config: Mutex<Arc<PayloadSettings>>,
     rejected: Mutex<HashMap<String, Rejected>>,
-}
-
-/// What one reload did, for the start-up check.
-#[derive(Debug, Default)]
-pub(crate) struct Reload {
-    /// Why each plugin that failed to load was rejected.
-    pub(crate) rejected: BTreeMap<String, LoadError>,
+    /// Plugins being loaded now, with their sizes in bytes.
+    loading: Mutex<BTreeMap<String, usize>>,
+    /// Why each plugin that last failed to load was rejected.
+    errors: Mutex<BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -79,6 +76,8 @@ impl Registry {
             snapshot: watch::Sender::new(Arc::default()),
             config: Mutex::new(config),
             rejected: Mutex::default(),
+            loading: Mutex::default(),
+            errors: Mutex::default(),
         }
     }
 
@@ -113,9 +112,29 @@ impl Registry {
             .clone()
     }
 
-    /// Names that a chain of `config` runs but that are not loaded, each with where it is named.
+    /// Plugins being loaded now.
+    pub(crate) fn loading(&self) -> Vec<String> {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.keys().cloned().collect()
+    }
+
+    /// Whether what is still loading is only [large](LARGE) components (and something is).
+    pub(crate) fn only_large_loading(&self) -> bool {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        !loading.is_empty() && loading.values().all(|&size| size >= LARGE)
+    }
+
+    /// Why plugin `name` was rejected the last time it failed to load, if it was.
+    pub(crate) fn error(&self, name: &str) -> Option<String> {
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.get(name).cloned()
+    }
+
+    /// Names that a chain of `config` runs but that are neither loaded nor loading, each with
+    /// where it is named.
     pub(crate) fn missing(&self, config: &PayloadSettings) -> BTreeMap<String, Vec<String>> {
         let snapshot = self.current();
+        let loading = self.loading();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let chains = std::iter::once(("plugins.chain".to_owned(), &config.plugins.chain)).chain(
             config
@@ -124,7 +143,8 @@ impl Registry {
                 .map(|(name, e)| (format!("endpoint {name:?}"), &e.plugins)),
         );
         for (place, chain) in chains {
-            for name in chain.iter().filter(|n| !snapshot.plugins.contains_key(*n)) {
+            let absent = |n: &&String| !snapshot.plugins.contains_key(*n) && !loading.contains(n);
+            for name in chain.iter().filter(absent) {
                 missing.entry(name.clone()).or_default().push(place.clone());
             }
         }
@@ -133,14 +153,13 @@ impl Registry {
 
     /// Reads the plugin folder and swaps in a new version of what changed, with the settings,
     /// configurations and global chain of `config`. Blocking: compiles and initialises plugins.
-    pub(crate) fn reload(&self, config: Arc<PayloadSettings>) -> Reload {
+    pub(crate) fn reload(&self, config: Arc<PayloadSettings>) {
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&config);
-        let mut report = Reload::default();
         let current = self.current();
         let plugins = match &self.dir {
             None => BTreeMap::new(),
             Some(dir) => match read_folder(dir) {
-                Ok(files) => self.load_files(&current, &config, dir, files, &mut report),
+                Ok(files) => self.load_files(&current, &config, dir, files),
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), "cannot read the plugin folder; plugins stay as they are: {e}");
                     current.plugins.clone()
@@ -171,7 +190,6 @@ impl Registry {
                 places.join(" and ")
             );
         }
-        report
     }
 
     /// The plugins of `files`: unchanged ones kept, changed ones loaded in parallel (each on
@@ -183,7 +201,6 @@ impl Registry {
         config: &PayloadSettings,
         dir: &Path,
         files: BTreeMap<String, Vec<u8>>,
-        report: &mut Reload,
     ) -> BTreeMap<String, Arc<LoadedPlugin>> {
         let mut plugins = BTreeMap::new();
         let mut jobs = Vec::new();
@@ -217,10 +234,11 @@ impl Registry {
             });
         }
         let handle = tokio::runtime::Handle::current();
-        let mut pending: BTreeMap<String, usize> = jobs
-            .iter()
-            .map(|j| (j.name.clone(), j.bytes.len()))
-            .collect();
+        let sizes = jobs.iter().map(|j| (j.name.clone(), j.bytes.len()));
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(sizes);
         std::thread::scope(|scope| {
             let (done, results) = std::sync::mpsc::channel();
             for job in jobs {
@@ -239,7 +257,6 @@ impl Registry {
             }
             drop(done);
             for (job, loaded, took) in results.iter() {
-                pending.remove(&job.name);
                 let path = plugin_path(dir, &job.name);
                 let old = current.plugins.get(&job.name);
                 match loaded {
@@ -257,7 +274,11 @@ impl Registry {
                             "plugin {result}"
                         );
                         rejected.remove(&job.name);
-                        plugins.insert(job.name, Arc::new(plugin));
+                        self.errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&job.name);
+                        plugins.insert(job.name.clone(), Arc::new(plugin));
                     }
                     Err(error) => {
                         self.metrics.plugin_load(&job.name, "rejected");
@@ -267,12 +288,19 @@ impl Registry {
                         };
                         tracing::error!(plugin = %job.name, file = %path.display(), "plugin rejected: {error}; {keeps}");
                         rejected.insert(job.name.clone(), job.attempt);
-                        report.rejected.insert(job.name, error);
+                        self.errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(job.name.clone(), error.to_string());
                     }
                 }
-                if !pending.is_empty() && pending.values().all(|&size| size >= LARGE) {
+                self.loading
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&job.name);
+                if self.only_large_loading() {
                     tracing::info!(
-                        still_compiling = ?pending.keys().collect::<Vec<_>>(),
+                        still_compiling = ?self.loading(),
                         "swapping in the plugins loaded so far; large ones follow when compiled"
                     );
                     self.snapshot.send_replace(Arc::new(Snapshot {
