@@ -13,7 +13,7 @@
 //!    ▲
 //! pipeline/  receive               this assembler; the stand-in endpoint
 //!    ▲
-//! cli                              the command line
+//! cli/                             the command line (and the `plugin new` templates)
 //! ```
 //! Each layer imports only the layers below it, and no stage imports another stage: what
 //! crosses between stages is a [`model`](crate::model) type, handed over here
