@@ -530,8 +530,9 @@ async fn memories_of_one_instance_count_together() {
 #[tokio::test]
 async fn all_instances_together_stay_within_the_total_budget() {
     // Each instance may take 256 MiB, all of them together 64 MiB.
-    let settings =
-        "on_error = \"dead-letter\"\nmax_memory = \"256MiB\"\nmax_total_memory = \"64MiB\"";
+    // (A generous timeout: touching 64 MiB takes a while on a loaded machine.)
+    let settings = "on_error = \"dead-letter\"\nmax_memory = \"256MiB\"\n\
+                    max_total_memory = \"64MiB\"\ntimeout = \"10s\"";
     let (stage, _) = two_endpoint_stage("alloc", settings).await;
     for _ in 0..2 {
         let Verdict::DeadLetter { error, .. } = stage.process("a", &event("WorkflowFailed")).await
