@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds every bundled plugin (plugins/*) and host test fixture plugin
-# (host/tests/plugins/*) as WebAssembly components, in one cargo invocation,
-# and copies them to $CARGO_TARGET_DIR/plugins/<package-name>.wasm
-# (default target dir: <workspace>/target).
+# (host/tests/plugins/*) as WebAssembly components: the Rust ones in one cargo
+# invocation, copied to $CARGO_TARGET_DIR/plugins/<package-name>.wasm (default
+# target dir: <workspace>/target), then the Python and JavaScript ones
+# (build-lang.sh, which installs their pinned toolchains).
 set -euo pipefail
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -58,4 +59,5 @@ for p in "${packages[@]}"; do
     cp "$src" "$dst"
     printf '%-20s %9d bytes  %s\n' "$p" "$(stat -c %s "$dst")" "$dst"
 done
+bash "$root/plugins/build-lang.sh" || status=1
 exit "$status"

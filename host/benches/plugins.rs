@@ -6,7 +6,7 @@
 //!   call (instantiate + `init` + `handle`: why instances are pooled);
 //! - `event-filter`, and the chain `event-filter` → `redact` → `teams-card`, as WebAssembly
 //!   and as the same `Plugin` impls called natively through the SDK types (the baseline);
-//! - the whole stage (`PayloadStage::process`: render, chain on a blocking thread) with that chain;
+//! - the whole stage (`PayloadStage::process`: render, then the chain) with that chain;
 //!
 //! then compiling vs loading from the on-disk cache, and the time from a new `.wasm` landing
 //! in `plugins.dir` to it serving events (debounce included): new content (compiled), and a
@@ -17,17 +17,18 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use kfp_event_router::config::Config;
-use kfp_event_router::model::event::{EventFacts, RouterEvent, WorkflowFacts};
+use kfp_event_router::model::event::{EventFacts, NodeView, RouterEvent, WorkflowFacts};
 use kfp_event_router::model::request::Verdict;
 use kfp_event_router::payload::PayloadStage;
 use kfp_event_router::payload::format::Format;
 use kfp_event_router::payload::plugins::bindings;
 use kfp_event_router::payload::plugins::cache::content_hash;
 use kfp_event_router::payload::plugins::chain::{self, Observer};
+use kfp_event_router::payload::plugins::event::wit_event;
 use kfp_event_router::payload::plugins::health::PluginHealth;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
 use kfp_event_router::payload::plugins::runtime::Runtime;
-use kfp_event_router::payload::plugins::settings::PluginSettings;
+use kfp_event_router::payload::plugins::settings::{DEFAULT_MAX_TOTAL_MEMORY, PluginSettings};
 use kfp_event_router::telemetry::Metrics;
 use kfp_event_router_sdk::Plugin as _;
 
@@ -38,21 +39,26 @@ const TEAMS: &str = r#"{"title_prefix": "[prod] ", "kfp_ui_url": "https://kubefl
 fn main() {
     let root = PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."));
     let wasm = build_plugins(&root);
-    let runtime = Arc::new(Runtime::new(None).unwrap());
+    let tokio = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let runtime = Arc::new(Runtime::new(None, DEFAULT_MAX_TOTAL_MEMORY).unwrap());
     let load = |name: &str, config: &str| {
         let bytes = std::fs::read(wasm.join(format!("{name}.wasm"))).unwrap();
         let content = content_hash(&bytes);
         let (component, _) = runtime.compile(&bytes).unwrap();
         Arc::new(
-            LoadedPlugin::new(
-                &runtime,
-                name,
-                &component,
-                content,
-                PluginSettings::default(),
-                config.into(),
-            )
-            .unwrap(),
+            tokio
+                .block_on(LoadedPlugin::new(
+                    &runtime,
+                    name,
+                    &component,
+                    content,
+                    PluginSettings::default(),
+                    config.into(),
+                ))
+                .unwrap(),
         )
     };
     let empty = load("hostile", "{}");
@@ -61,7 +67,7 @@ fn main() {
     let teams = load("teams-card", TEAMS);
     let event = sample_event();
     let payload = Format::Extended.render(&event);
-    let wit_event = chain::wit_event(&event, "bench");
+    let wit_event = wit_event(&event, "bench", Format::Extended, NodeView::Tasks);
     let wit_payload = bindings::Payload {
         body: payload.body.to_vec(),
         content_type: payload.content_type.clone(),
@@ -80,21 +86,26 @@ fn main() {
         payload.body.len()
     );
     let pooled = per_call(20_000, || {
-        empty.call(&wit_event, &wit_payload).unwrap();
+        tokio
+            .block_on(empty.call(&wit_event, &wit_payload))
+            .unwrap();
     });
     let empty_bytes = std::fs::read(wasm.join("hostile.wasm")).unwrap();
     let (empty_component, _) = runtime.compile(&empty_bytes).unwrap();
     let fresh = per_call(300, || {
-        let plugin = LoadedPlugin::new(
-            &runtime,
-            "hostile",
-            &empty_component,
-            content_hash(&empty_bytes),
-            PluginSettings::default(),
-            "{}".into(),
-        )
-        .unwrap();
-        plugin.call(&wit_event, &wit_payload).unwrap();
+        let plugin = tokio
+            .block_on(LoadedPlugin::new(
+                &runtime,
+                "hostile",
+                &empty_component,
+                content_hash(&empty_bytes),
+                PluginSettings::default(),
+                "{}".into(),
+            ))
+            .unwrap();
+        tokio
+            .block_on(plugin.call(&wit_event, &wit_payload))
+            .unwrap();
     });
     row("empty plugin call, pooled instance", pooled);
     row(
@@ -104,19 +115,19 @@ fn main() {
 
     let wasm_filter = per_call(20_000, || {
         assert!(matches!(
-            chain::run(
+            tokio.block_on(chain::run(
                 &chain_of(&[&filter]),
                 &wit_event,
                 payload.clone(),
                 &observer
-            ),
+            )),
             Verdict::Deliver(_)
         ));
     });
     let three = chain_of(&[&filter, &redact, &teams]);
     let wasm_chain = per_call(5_000, || {
         assert!(matches!(
-            chain::run(&three, &wit_event, payload.clone(), &observer),
+            tokio.block_on(chain::run(&three, &wit_event, payload.clone(), &observer)),
             Verdict::Deliver(_)
         ));
     });
@@ -154,11 +165,10 @@ fn main() {
         ratio(wasm_chain, native_chain)
     );
 
-    let tokio = tokio::runtime::Runtime::new().unwrap();
     tokio.block_on(whole_stage(&wasm, &event));
 
     println!("start-up:");
-    cold_and_cached(&wasm);
+    tokio.block_on(cold_and_cached(&wasm));
     tokio.block_on(landing_to_serving(&wasm));
 }
 
@@ -244,9 +254,10 @@ async fn whole_stage(wasm: &Path, event: &RouterEvent) {
 }
 
 /// Compiling each bundled plugin vs loading it from the cache, and instantiating it.
-fn cold_and_cached(wasm: &Path) {
+async fn cold_and_cached(wasm: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime = Arc::new(Runtime::new(Some(dir.path().to_owned())).unwrap());
+    let runtime =
+        Arc::new(Runtime::new(Some(dir.path().to_owned()), DEFAULT_MAX_TOTAL_MEMORY).unwrap());
     let (mut compile, mut cached, mut instantiate) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let names = [
@@ -276,6 +287,7 @@ fn cold_and_cached(wasm: &Path) {
             PluginSettings::default(),
             "{}".into(),
         )
+        .await
         .unwrap();
         instantiate += started.elapsed();
     }
@@ -416,20 +428,25 @@ fn sample_event() -> RouterEvent {
 }
 
 fn sdk_event(e: &bindings::Event) -> kfp_event_router_sdk::Event {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
     kfp_event_router_sdk::Event {
+        id: e.id.clone(),
         reason: e.reason.clone(),
         event_type: e.event_type.clone(),
         message: e.message.clone(),
         namespace: e.namespace.clone(),
         workflow_name: e.workflow_name.clone(),
-        run_id: e.run_id.clone(),
-        run_name: e.run_name.clone(),
+        run_id: text(&e.run_id),
+        run_name: text(&e.run_name),
+        pipeline_name: text(&e.pipeline_name),
         node_name: e.node_name.clone(),
-        node_type: e.node_type.clone(),
-        phase: e.phase.clone(),
-        event_time: e.event_time.clone(),
+        phase: text(&e.phase),
+        event_time: text(&e.event_time),
+        parameters: e.parameters.clone(),
         labels: e.labels.clone(),
         endpoint: e.endpoint.clone(),
         synthesized: e.synthesized,
+        attempt: e.attempt,
+        ..kfp_event_router_sdk::Event::default()
     }
 }

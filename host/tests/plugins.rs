@@ -1,14 +1,19 @@
 //! The plugin runtime, end to end: real components built from `plugins/` and the fixtures in
 //! `tests/plugins/`, loaded and run by wasmtime.
 //!
-//! - `golden`: each bundled plugin over the quick start recording (`UPDATE_GOLDEN=1` rewrites
+//! - `golden`: each bundled plugin (Rust, Python, JavaScript) over a recording (`UPDATE_GOLDEN=1` rewrites
 //!   `tests/golden/`);
-//! - `sandbox`: hostile plugins (loops, allocations, traps, huge outputs, files, env, sockets,
-//!   wrong WIT version, failing init) stop only their own call, as `on_error` says;
+//! - `sandbox`: hostile plugins (loops, sleeps, clock polls, allocations, two memories, the
+//!   total memory budget, traps, huge outputs, files, env, sockets, state across endpoints,
+//!   forbidden headers, wrong WIT version, failing init) stop only their own call, as
+//!   `on_error` says;
+//! - `compat`: 0.1 components still run; 0.2 plugins get every fact of the event;
 //! - `chains`: global then endpoint chains, in order, through a running router;
+//! - `languages`: the Python and JavaScript bundled plugins, built with pinned toolchains;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;
-//! - `cli`: `kfp-event-router plugin test`;
-//! - `template`: `examples/plugin-template` tests natively, builds, and runs in the router.
+//! - `cli`: `kfp-event-router plugin test`, `check` and `diff`, and escaped plugin logs;
+//! - `template`: `examples/plugin-template` and `plugin new` projects (Rust, Python, JS) test,
+//!   build, and run in the router.
 
 mod support;
 
@@ -18,8 +23,12 @@ mod chains;
 mod cli;
 #[path = "plugin_tests/common.rs"]
 mod common;
+#[path = "plugin_tests/compat.rs"]
+mod compat;
 #[path = "plugin_tests/golden.rs"]
 mod golden;
+#[path = "plugin_tests/languages.rs"]
+mod languages;
 #[path = "plugin_tests/reload.rs"]
 mod reload;
 #[path = "plugin_tests/sandbox.rs"]

@@ -91,4 +91,18 @@ mod tests {
         assert_eq!(Action::Pass.json_body(), None);
         assert_eq!(Action::replace("x", "text/plain").header("a"), None);
     }
+
+    #[test]
+    fn json_keeps_the_payload_key_order() {
+        let mut body: serde_json::Value =
+            serde_json::from_str(r#"{"KfpRunId":"r","WorkflowName":"w","EventType":"e"}"#).unwrap();
+        body["Cluster"] = "eu".into();
+        let Action::Replace { body, .. } = Action::json(&body).unwrap() else {
+            panic!()
+        };
+        assert_eq!(
+            String::from_utf8(body).unwrap(),
+            r#"{"KfpRunId":"r","WorkflowName":"w","EventType":"e","Cluster":"eu"}"#
+        );
+    }
 }

@@ -1,11 +1,16 @@
 use serde::{Deserialize, Serialize};
 
-/// A Kubernetes Event about a KFP run (an Argo Workflow), as enriched by the host.
+/// A Kubernetes Event about a KFP run (an Argo Workflow), with every fact the
+/// router knows about it (the facts of the `extended` payload format, whatever
+/// format the endpoint uses).
 ///
-/// Fields documented as "may be empty" are empty strings when unknown.
+/// Text facts documented as "may be empty" are empty strings when unknown.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
 pub struct Event {
+    /// Identity of this occurrence, the same across retries and restarts (the
+    /// `webhook-id` header is `msg_<id>`).
+    pub id: String,
     /// Event reason, e.g. `WorkflowRunning`, `WorkflowSucceeded`,
     /// `WorkflowFailed`, `WorkflowNodeFailed`.
     pub reason: String,
@@ -15,26 +20,114 @@ pub struct Event {
     pub message: String,
     /// Namespace of the workflow.
     pub namespace: String,
+    /// The cluster the router watches (`[router] cluster`); may be empty.
+    pub cluster: String,
+    /// The Kubernetes Event's uid.
+    pub event_uid: String,
+    /// When the event happened (RFC 3339); may be empty.
+    pub event_time: String,
+    /// How many times Kubernetes counted this Event.
+    pub event_count: i32,
+    /// True when the host derived the event from a workflow status change
+    /// instead of reading a Kubernetes Event.
+    pub synthesized: bool,
+    /// Which run of the workflow this is: 1, then 2 after a retry, ...
+    pub attempt: u32,
     /// Name of the Argo Workflow.
     pub workflow_name: String,
+    /// Uid of the Argo Workflow; may be empty.
+    pub workflow_uid: String,
     /// KFP run id; may be empty.
     pub run_id: String,
     /// KFP run display name; may be empty.
     pub run_name: String,
-    /// Name of the node the event is about; empty for workflow-level events.
-    pub node_name: String,
-    /// Argo node type (`Pod`, `DAG`, ...); may be empty.
-    pub node_type: String,
+    /// KFP pipeline name; may be empty.
+    pub pipeline_name: String,
+    /// The KFP recurring run that started this run; may be empty.
+    pub recurring_run_name: String,
     /// Workflow phase (`Running`, `Succeeded`, `Failed`, `Error`, ...); may be empty.
     pub phase: String,
-    /// When the event happened (RFC 3339); may be empty.
-    pub event_time: String,
-    /// Workflow labels as (key, value) pairs.
+    /// When the workflow started (RFC 3339); may be empty.
+    pub started_at: String,
+    /// When the workflow finished (RFC 3339); may be empty.
+    pub finished_at: String,
+    /// The workflow's status message, e.g. why it failed; may be empty.
+    pub workflow_message: String,
+    /// The run's input parameters as (name, value) pairs, sorted by name.
+    pub parameters: Vec<(String, String)>,
+    /// Workflow labels as (key, value) pairs, sorted by key.
     pub labels: Vec<(String, String)>,
+    /// The step name as the payload names it; empty for workflow-level events.
+    pub node_name: String,
+    /// Argo node type (`Pod`, `DAG`, ...) of [`Event::node`]; may be empty.
+    pub node_type: String,
+    /// The node the event is about; `None` for workflow-level events.
+    pub node: Option<Node>,
+    /// The KFP v2 task the event is about.
+    pub task: Option<Task>,
     /// Name of the endpoint this payload is for.
     pub endpoint: String,
-    /// True when the host synthesized the event instead of reading a Kubernetes Event.
-    pub synthesized: bool,
+    /// The payload format that endpoint is configured with.
+    pub format: PayloadFormat,
+}
+
+/// The workflow node (step) an event is about.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Node {
+    /// Argo's node id.
+    pub id: Option<String>,
+    /// The step name: the last `.`-separated segment of `full_name`.
+    pub name: String,
+    /// The node's full name, e.g. `train-x7k2p.train`.
+    pub full_name: String,
+    /// The display name from the workflow status.
+    pub display_name: Option<String>,
+    /// Argo node type: `Pod`, `DAG`, `Steps`, `Retry`, ...
+    pub node_type: Option<String>,
+    /// The node's phase, e.g. `Succeeded`.
+    pub phase: Option<String>,
+    /// The node's message, e.g. `Error (exit code 1)`.
+    pub message: Option<String>,
+    /// The template the node ran.
+    pub template_name: Option<String>,
+    /// When the node started (RFC 3339).
+    pub started_at: Option<String>,
+    /// When the node finished (RFC 3339).
+    pub finished_at: Option<String>,
+}
+
+/// The KFP v2 task an event is about, as the pipeline names it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Task {
+    /// The task's name in the pipeline, e.g. `train`.
+    pub name: String,
+    /// Its display name, when KFP recorded one.
+    pub display_name: Option<String>,
+    /// The `ParallelFor` iteration it ran in (0-based), when in a loop.
+    pub iteration: Option<u32>,
+    /// The loop and sub-DAG tasks it runs in, outermost first.
+    pub dag_path: Vec<String>,
+    /// True when KFP's cache served the task instead of running it.
+    pub cached: bool,
+    /// The Pod that ran the task's container, when it ran.
+    pub pod_name: Option<String>,
+    /// Why the task's container failed, when it did.
+    pub message: Option<String>,
+}
+
+/// The payload format an endpoint is configured with.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PayloadFormat {
+    /// The Go `kfp-event-handler`'s five keys.
+    #[default]
+    Kfp,
+    /// The `kfp` keys plus every fact of the event.
+    Extended,
+    /// A CloudEvents 1.0 envelope around the `extended` payload.
+    Cloudevents,
 }
 
 /// The broad outcome an event reports, derived from its reason, phase and type.
@@ -51,6 +144,14 @@ pub enum Outcome {
 }
 
 impl Event {
+    /// The value of run parameter `name`, if present.
+    pub fn parameter(&self, name: &str) -> Option<&str> {
+        self.parameters
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
     /// The value of workflow label `key`, if present.
     pub fn label(&self, key: &str) -> Option<&str> {
         self.labels
@@ -109,8 +210,8 @@ impl Event {
     }
 
     /// The value of a named field, as used by [`Template`](crate::Template)
-    /// placeholders: the string fields by their Rust name (`reason`, `run_id`,
-    /// ...), plus `reason_kebab` (`WorkflowFailed` → `workflow-failed`) and
+    /// placeholders: the text fields by their Rust name (`reason`, `run_id`,
+    /// `pipeline_name`, ...), `attempt`, plus `reason_kebab` (`WorkflowFailed` → `workflow-failed`) and
     /// `display_name`. `None` for unknown names.
     pub fn field(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
         let s = match name {
@@ -118,6 +219,7 @@ impl Event {
             "event_type" => &self.event_type,
             "message" => &self.message,
             "namespace" => &self.namespace,
+            "cluster" => &self.cluster,
             "workflow_name" => &self.workflow_name,
             "run_id" => &self.run_id,
             "run_name" => &self.run_name,
@@ -126,6 +228,12 @@ impl Event {
             "phase" => &self.phase,
             "event_time" => &self.event_time,
             "endpoint" => &self.endpoint,
+            "id" => &self.id,
+            "pipeline_name" => &self.pipeline_name,
+            "started_at" => &self.started_at,
+            "finished_at" => &self.finished_at,
+            "workflow_message" => &self.workflow_message,
+            "attempt" => return Some(self.attempt.to_string().into()),
             "display_name" => self.display_name(),
             "reason_kebab" => return Some(kebab(&self.reason).into()),
             _ => return None,
@@ -140,6 +248,7 @@ impl Event {
         "event_type",
         "message",
         "namespace",
+        "cluster",
         "workflow_name",
         "run_id",
         "run_name",
@@ -149,6 +258,12 @@ impl Event {
         "phase",
         "event_time",
         "endpoint",
+        "id",
+        "pipeline_name",
+        "started_at",
+        "finished_at",
+        "workflow_message",
+        "attempt",
     ];
 }
 

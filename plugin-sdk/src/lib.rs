@@ -57,7 +57,7 @@ mod template;
 
 pub use action::Action;
 pub use config::Config;
-pub use event::{Event, Outcome};
+pub use event::{Event, Node, Outcome, PayloadFormat, Task};
 pub use payload::Payload;
 pub use template::Template;
 
@@ -77,8 +77,10 @@ pub trait Plugin: Sized + 'static {
 
     /// Handles one payload about to be sent to the endpoint `event.endpoint`.
     ///
-    /// An error is logged by the host, which then applies the endpoint's
-    /// failure policy.
+    /// An error fails the call: the host logs and counts it, and this
+    /// plugin's `on_error` setting decides the event's fate (`pass`: the chain
+    /// goes on with the payload as it was; `drop`: nothing is sent to this
+    /// endpoint; `dead-letter`: the event is written to the dead-letter file).
     fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String>;
 }
 
@@ -133,7 +135,7 @@ macro_rules! export_plugin {
 pub mod bindings {
     #![allow(missing_docs)]
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "plugin",
         pub_export_macro: true,
         export_macro_name: "__export_plugin_bindings",
@@ -147,11 +149,12 @@ pub mod __private {
     use std::cell::RefCell;
 
     pub use crate::bindings;
+    use crate::bindings::exports::kfp::event_router::transform::PayloadFormat as WitFormat;
     use crate::bindings::exports::kfp::event_router::transform::Replacement;
     pub use crate::bindings::exports::kfp::event_router::transform::{
         Action as WitAction, Event as WitEvent, Guest, Payload as WitPayload,
     };
-    use crate::{Action, Config, Event, Payload, Plugin};
+    use crate::{Action, Config, Event, Node, Payload, PayloadFormat, Plugin, Task};
 
     /// Holds the plugin instance between calls.
     pub struct Slot<P>(RefCell<Option<P>>);
@@ -200,21 +203,64 @@ pub mod __private {
 
     impl From<WitEvent> for Event {
         fn from(e: WitEvent) -> Self {
+            let text = Option::unwrap_or_default;
             Event {
+                id: e.id,
                 reason: e.reason,
                 event_type: e.event_type,
                 message: e.message,
                 namespace: e.namespace,
-                workflow_name: e.workflow_name,
-                run_id: e.run_id,
-                run_name: e.run_name,
-                node_name: e.node_name,
-                node_type: e.node_type,
-                phase: e.phase,
-                event_time: e.event_time,
-                labels: e.labels,
-                endpoint: e.endpoint,
+                cluster: text(e.cluster),
+                event_uid: e.event_uid,
+                event_time: text(e.event_time),
+                event_count: e.event_count,
                 synthesized: e.synthesized,
+                attempt: e.attempt,
+                workflow_name: e.workflow_name,
+                workflow_uid: text(e.workflow_uid),
+                run_id: text(e.run_id),
+                run_name: text(e.run_name),
+                pipeline_name: text(e.pipeline_name),
+                recurring_run_name: text(e.recurring_run_name),
+                phase: text(e.phase),
+                started_at: text(e.started_at),
+                finished_at: text(e.finished_at),
+                workflow_message: text(e.workflow_message),
+                parameters: e.parameters,
+                labels: e.labels,
+                node_name: e.node_name,
+                node_type: e
+                    .node
+                    .as_ref()
+                    .and_then(|n| n.node_type.clone())
+                    .unwrap_or_default(),
+                node: e.node.map(|n| Node {
+                    id: n.id,
+                    name: n.name,
+                    full_name: n.full_name,
+                    display_name: n.display_name,
+                    node_type: n.node_type,
+                    phase: n.phase,
+                    message: n.message,
+                    template_name: n.template_name,
+                    started_at: n.started_at,
+                    finished_at: n.finished_at,
+                }),
+                task: e.task.map(|t| Task {
+                    name: t.name,
+                    display_name: t.display_name,
+                    iteration: t.iteration,
+                    dag_path: t.dag_path,
+                    cached: t.cached,
+                    pod_name: t.pod_name,
+                    message: t.message,
+                }),
+                endpoint: e.endpoint,
+                format: match e.format {
+                    WitFormat::Kfp => PayloadFormat::Kfp,
+                    WitFormat::Extended => PayloadFormat::Extended,
+                    WitFormat::Cloudevents => PayloadFormat::Cloudevents,
+                },
             }
         }
     }

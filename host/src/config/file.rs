@@ -48,8 +48,9 @@ pub(crate) struct ConfigFile {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RouterSection {
     /// The name of the cluster the router runs in, e.g. `"prod-eu-1"`: sent with every event
-    /// (`Cluster` in `extended`, the `cluster` attribute in CloudEvents), so
-    /// that receivers fed by several clusters tell them apart. Not sent when absent.
+    /// (`Cluster` in `extended`, the `cluster` attribute in CloudEvents, `cluster` in the
+    /// plugin event), so that receivers fed by several clusters tell them apart. Not sent
+    /// when absent.
     pub(crate) cluster: Option<Spanned<String>>,
 }
 
@@ -404,17 +405,25 @@ pub(crate) struct PluginsSection {
     /// endpoint) or `dead-letter` (write it to the dead-letter file, unsent).
     #[serde(default)]
     pub(crate) on_error: OnError,
-    /// CPU time one call may take, e.g. `"250ms"`. Defaults to `"100ms"`. Enforced with a
-    /// granularity of 10 ms.
+    /// Time one call may take, e.g. `"250ms"`, counted both in CPU time and in wall time (a
+    /// plugin that sleeps or waits is stopped too); it also bounds starting an instance and
+    /// its `init`. Defaults to `"100ms"`. Enforced with a granularity of 10 ms.
     #[serde(
         default = "default_plugin_timeout",
         deserialize_with = "plugin_timeout"
     )]
     pub(crate) timeout: Duration,
-    /// Memory (linear memories and tables) one plugin instance may use, e.g. `"64MiB"` or a
-    /// number of bytes. Defaults to `"32MiB"`.
+    /// Memory one plugin instance may use, all its linear memories and tables together
+    /// (a table element counts 8 bytes), e.g. `"64MiB"` or a number of bytes. Defaults to
+    /// `"32MiB"`.
     #[serde(default = "default_max_memory", deserialize_with = "byte_size")]
     pub(crate) max_memory: u64,
+    /// Memory all instances of all plugins may hold together (each endpoint has its own
+    /// instances of a plugin, and idle ones are kept for the next call), e.g. `"2GiB"`.
+    /// Defaults to `"1GiB"`. A call that would go past it fails as over its memory limit;
+    /// idle instances are not kept while more than half of it is held.
+    #[serde(default = "default_max_total_memory", deserialize_with = "byte_size")]
+    pub(crate) max_total_memory: u64,
     /// Largest output a call may return (body plus headers), e.g. `"4MiB"`. Defaults to
     /// `"1MiB"`; a larger output fails the call.
     #[serde(default = "default_max_output", deserialize_with = "byte_size")]
@@ -429,6 +438,35 @@ pub(crate) struct PluginsSection {
     pub(crate) settings: BTreeMap<String, PluginSettingsSection>,
 }
 
+impl PluginsSection {
+    /// The limits and failure policy of every plugin without `[plugins.settings.<name>]`.
+    pub(crate) fn defaults(&self) -> PluginSettings {
+        PluginSettings {
+            on_error: self.on_error,
+            timeout: self.timeout,
+            max_memory: usize::try_from(self.max_memory).unwrap_or(usize::MAX),
+            max_output: usize::try_from(self.max_output).unwrap_or(usize::MAX),
+        }
+    }
+
+    /// The limits and failure policy of plugin `name`: its overrides, else the defaults.
+    pub(crate) fn settings_of(&self, name: &str) -> PluginSettings {
+        let defaults = self.defaults();
+        let Some(own) = self.settings.get(name) else {
+            return defaults;
+        };
+        let size = |v: Option<u64>, default| {
+            v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
+        };
+        PluginSettings {
+            on_error: own.on_error.unwrap_or(defaults.on_error),
+            timeout: own.timeout.unwrap_or(defaults.timeout),
+            max_memory: size(own.max_memory, defaults.max_memory),
+            max_output: size(own.max_output, defaults.max_output),
+        }
+    }
+}
+
 /// `[plugins.settings.<name>]`: limits and failure policy of one plugin; absent keys take the
 /// `[plugins]` value.
 #[derive(Debug, Default, Deserialize)]
@@ -436,7 +474,7 @@ pub(crate) struct PluginsSection {
 pub(crate) struct PluginSettingsSection {
     /// `pass`, `drop` or `dead-letter`, as `plugins.on_error`.
     pub(crate) on_error: Option<OnError>,
-    /// CPU time one call may take, as `plugins.timeout`.
+    /// Time one call may take, as `plugins.timeout`.
     #[serde(default, deserialize_with = "optional_plugin_timeout")]
     pub(crate) timeout: Option<Duration>,
     /// Memory one instance may use, as `plugins.max_memory`.
@@ -453,6 +491,10 @@ fn default_plugin_timeout() -> Duration {
 
 fn default_max_memory() -> u64 {
     PluginSettings::default().max_memory as u64
+}
+
+fn default_max_total_memory() -> u64 {
+    crate::payload::plugins::settings::DEFAULT_MAX_TOTAL_MEMORY as u64
 }
 
 fn default_max_output() -> u64 {

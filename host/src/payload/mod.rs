@@ -8,6 +8,9 @@
 //! - [`plugins`]: WebAssembly plugins run by wasmtime, loaded from `plugins.dir` and
 //!   hot-reloaded.
 //!
+//! Plugin calls run on the async executor: a call yields every few milliseconds of running
+//! and is stopped at its time budget, whether it computes or waits.
+//!
 //! A failed call (error, trap, timeout, memory or output limit) affects only that event: the
 //! plugin's `on_error` decides whether the chain goes on without it, the endpoint gets
 //! nothing, or the event is dead-lettered. A chain that names a plugin which is not loaded
@@ -30,6 +33,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::readiness::Report;
 use format::Format;
 use plugins::chain::{self, Snapshot};
+use plugins::event::wit_event;
 use plugins::registry::{Registry, Reloader};
 use plugins::runtime::Runtime;
 use plugins::settings::{PluginsSettings, plugin_path};
@@ -72,7 +76,8 @@ pub struct PayloadStage {
 
 struct Active {
     registry: Arc<Registry>,
-    /// Plugin calls running at once at most: they are CPU work.
+    /// Plugin calls running at once at most (one per core): they are CPU work, and their
+    /// time budgets count wall time too.
     slots: Arc<Semaphore>,
     _reloader: Option<Reloader>,
 }
@@ -97,26 +102,41 @@ impl PayloadStage {
                 active: None,
             });
         };
-        let runtime = Arc::new(Runtime::new(cache_dir).map_err(|e| anyhow::anyhow!("{e:#}"))?);
+        let runtime = Runtime::new(cache_dir, settings.plugins.max_total_memory)
+            .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+        let runtime = Arc::new(runtime);
         let registry = Arc::new(Registry::new(runtime, metrics, Arc::clone(&settings)));
         // Watch before the first scan, so that nothing landing meanwhile is missed.
         let reloader = updates
             .map(|updates| Reloader::start(Arc::clone(&registry), &dir, updates))
             .transpose()
             .with_context(|| format!("cannot watch the plugin folder {}", dir.display()))?;
+        // Large components still compiling do not hold up the start: endpoints that run them
+        // wait in the outbox until they load.
         let loading = Arc::clone(&registry);
-        let report = tokio::task::spawn_blocking(move || loading.reload(settings))
-            .await
-            .context("loading the plugins failed")?;
+        let mut first = tokio::task::spawn_blocking(move || loading.reload(settings));
+        let mut changes = registry.subscribe();
+        loop {
+            tokio::select! {
+                done = &mut first => {
+                    done.context("loading the plugins failed")?;
+                    break;
+                }
+                _ = changes.changed() => {
+                    if registry.only_large_loading() {
+                        break;
+                    }
+                }
+            }
+        }
         let missing = registry.missing(&registry.config());
         if !missing.is_empty() {
             let lines: Vec<String> = missing
                 .iter()
                 .map(|(name, places)| {
-                    let why = report.rejected.get(name).map_or_else(
-                        || format!("{} does not exist", plugin_path(&dir, name).display()),
-                        ToString::to_string,
-                    );
+                    let why = registry.error(name).unwrap_or_else(|| {
+                        format!("{} does not exist", plugin_path(&dir, name).display())
+                    });
                     format!(
                         "plugin {name:?} (run by {}) cannot be loaded: {why}",
                         places.join(" and ")
@@ -130,7 +150,7 @@ impl PayloadStage {
             settings: current,
             active: Some(Active {
                 registry,
-                slots: Arc::new(Semaphore::new(parallel * 2)),
+                slots: Arc::new(Semaphore::new(parallel)),
                 _reloader: reloader,
             }),
         })
@@ -163,10 +183,12 @@ impl PayloadStage {
                     .observer()
                     .metrics
                     .plugin_call(&missing, "missing");
+                let why = match active.registry.loading().contains(&missing) {
+                    true => "it is still loading (compiling)",
+                    false => "its file is not in plugins.dir, or it was rejected",
+                };
                 return Verdict::Wait {
-                    reason: format!(
-                        "plugin {missing:?} is not loaded (its file is not in plugins.dir)"
-                    ),
+                    reason: format!("plugin {missing:?} is not loaded: {why}"),
                 };
             }
         };
@@ -177,20 +199,11 @@ impl PayloadStage {
                 headers: Vec::new(),
             });
         }
-        let wit_event = chain::wit_event(event, name);
+        let wit_event = wit_event(event, name, endpoint.format, endpoint.nodes);
         let Ok(_slot) = active.slots.acquire().await else {
             unreachable!("the semaphore is never closed");
         };
-        let registry = Arc::clone(&active.registry);
-        let run = tokio::task::spawn_blocking(move || {
-            chain::run(&plugins, &wit_event, payload, &registry.observer())
-        });
-        match run.await {
-            Ok(verdict) => verdict,
-            Err(e) => Verdict::Wait {
-                reason: format!("the plugin chain stopped unexpectedly: {e}"),
-            },
-        }
+        chain::run(&plugins, &wit_event, payload, &active.registry.observer()).await
     }
 
     /// Changes whenever the loaded plugins change; `None` without plugins.
@@ -239,10 +252,10 @@ impl Report for PayloadStage {
 }
 
 impl PayloadStage {
-    /// What `/readyz` shows about plugins: those loaded, failing, and missing.
+    /// What `/readyz` shows about plugins: those loaded, loading, failing, and missing.
     pub fn status(&self) -> serde_json::Value {
         let Some(active) = &self.active else {
-            return serde_json::json!({ "loaded": [], "failing": [], "missing": [] });
+            return serde_json::json!({ "loaded": [], "loading": [], "failing": [], "missing": [] });
         };
         let registry = &active.registry;
         let loaded: Vec<serde_json::Value> = registry
@@ -260,6 +273,7 @@ impl PayloadStage {
             .collect();
         serde_json::json!({
             "loaded": loaded,
+            "loading": registry.loading(),
             "failing": registry.health().failing(),
             "missing": missing,
         })

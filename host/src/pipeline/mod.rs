@@ -13,7 +13,7 @@
 //!    ▲
 //! pipeline/  receive               this assembler; the stand-in endpoint
 //!    ▲
-//! cli                              the command line
+//! cli/                             the command line (and the `plugin new` templates)
 //! ```
 //! Each layer imports only the layers below it, and no stage imports another stage: what
 //! crosses between stages is a [`model`](crate::model) type, handed over here
@@ -23,10 +23,14 @@
 //!
 //! [`front`] is the half every command shares (source, enrich); [`run`] adds accept, payload
 //! and deliver; [`dry_run`] prints what each endpoint would be sent; [`plugin_test`] runs one
-//! plugin over a recording.
+//! plugin over a recording, [`plugin_diff`] two versions of one, [`plugin_check`] inspects one
+//! (both load it through `plugin_load`).
 
 mod dry_run;
 mod front;
+pub mod plugin_check;
+pub mod plugin_diff;
+mod plugin_load;
 pub mod plugin_test;
 
 use std::sync::Arc;

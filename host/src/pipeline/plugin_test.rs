@@ -1,25 +1,18 @@
 //! `kfp-event-router plugin test`: runs one plugin over a recording (the JSON Lines that
-//! `replay` reads) and prints, for every event, the input payload, the plugin's action and its
-//! output. For plugin authors, and for checking a plugin's configuration before deploying it.
+//! `replay` reads) and prints, for every event, the facts the plugin is given, the input
+//! payload, the plugin's action with the time it took, and its output. For plugin authors,
+//! and for checking a plugin's configuration before deploying it.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Instant;
 
-use anyhow::Context as _;
-use tokio::sync::mpsc;
-
-use super::front::{self, CHANNEL, Source};
-use crate::enrich::Paths;
+use super::plugin_load::{self, PluginSetup, text};
+use crate::model::event::NodeView;
 use crate::payload::format::Format;
 use crate::payload::plugins::bindings::{self, Action};
-use crate::payload::plugins::cache::content_hash;
-use crate::payload::plugins::chain::wit_event;
-use crate::payload::plugins::plugin::LoadedPlugin;
-use crate::payload::plugins::runtime::Runtime;
-use crate::payload::plugins::settings::PluginSettings;
-use crate::source::replay::Replay;
-use crate::telemetry::Metrics;
+use crate::payload::plugins::event::wit_event;
 
 /// What to test.
 #[derive(Clone, Debug)]
@@ -30,12 +23,14 @@ pub struct TestOptions {
     pub events: PathBuf,
     /// A TOML file with the plugin's configuration: either the table itself, or a
     /// `router.toml` (a file with `[source]` or `[plugins]`) whose `[plugins.config.<name>]`
-    /// is used.
+    /// and limits (`[plugins]`, `[plugins.settings.<name>]`) are used.
     pub config: Option<PathBuf>,
     /// The format the payload is rendered in before the plugin sees it.
     pub format: Format,
     /// The endpoint name the plugin is told about.
     pub endpoint: String,
+    /// Whether to print how long each call took (off for reports compared with golden files).
+    pub timings: bool,
 }
 
 /// Counts of actions over the recording.
@@ -58,26 +53,26 @@ pub async fn run(
     options: TestOptions,
     out: &mut (impl Write + Send),
 ) -> anyhow::Result<TestSummary> {
-    let plugin = Arc::new(load(&options).await?);
+    let name = plugin_load::plugin_name(&options.plugin)?;
+    let setup = PluginSetup::read(options.config.as_deref(), &name)?;
+    let plugin = Arc::new(plugin_load::load_or_fail(&options.plugin, &name, &setup).await?);
+    let limits = plugin.settings();
     writeln!(
         out,
-        "plugin {} (version {}, {}), config {}",
+        "plugin {} (version {}, {}; timeout {:?}, max_memory {} MiB, on_error {:?}), config {}",
         plugin.name(),
         plugin.version(),
         plugin.wit(),
+        limits.timeout,
+        limits.max_memory >> 20,
+        limits.on_error,
         plugin.config()
     )?;
-    let (items, source_rx) = mpsc::channel(CHANNEL);
-    let mut source = Source::replay(Replay::new(&options.events, None), None, None, items);
-    let enricher = front::enricher(Paths::Events, None, &Arc::new(Metrics::new()), None)?;
-    let (_enrich, mut intake_rx) = source.enrich(enricher, source_rx);
     let mut summary = TestSummary::default();
-    while let Some(event) = intake_rx.recv().await.map(|i| i.event) {
-        let Some(event) = event else {
-            continue;
-        };
+    for event in plugin_load::recording(&options.events).await? {
         summary.events += 1;
         let payload = options.format.render(&event);
+        let wit = wit_event(&event, &options.endpoint, options.format, NodeView::Tasks);
         let node = match event.node_name() {
             "" => String::new(),
             name => format!(" node {name}"),
@@ -87,31 +82,35 @@ pub async fn run(
             "--- event {}: {} {}/{}{node}",
             summary.events, event.event.reason, event.event.namespace, event.event.workflow_name
         )?;
+        writeln!(out, "facts:  {}", facts(&wit))?;
         writeln!(
             out,
             "input:  {} {}",
             payload.content_type,
             text(&payload.body)
         )?;
-        let wit = wit_event(&event, &options.endpoint);
         let input = bindings::Payload {
             body: payload.body.to_vec(),
             content_type: payload.content_type,
         };
-        let calling = Arc::clone(&plugin);
-        let result = tokio::task::spawn_blocking(move || calling.call(&wit, &input)).await?;
+        let started = Instant::now();
+        let result = plugin.call(&wit, &input).await;
+        let took = match options.timings {
+            true => format!(" ({:.2} ms)", started.elapsed().as_secs_f64() * 1e3),
+            false => String::new(),
+        };
         match result {
             Ok(Action::Pass) => {
                 summary.passed += 1;
-                writeln!(out, "action: pass")?;
+                writeln!(out, "action: pass{took}")?;
             }
             Ok(Action::Drop) => {
                 summary.dropped += 1;
-                writeln!(out, "action: drop")?;
+                writeln!(out, "action: drop{took}")?;
             }
             Ok(Action::Replace(replacement)) => {
                 summary.replaced += 1;
-                writeln!(out, "action: replace")?;
+                writeln!(out, "action: replace{took}")?;
                 writeln!(
                     out,
                     "output: {} {}",
@@ -124,14 +123,10 @@ pub async fn run(
             }
             Err(error) => {
                 summary.failed += 1;
-                writeln!(out, "action: failed ({}): {error}", error.outcome())?;
+                writeln!(out, "action: failed ({}){took}: {error}", error.outcome())?;
             }
         }
     }
-    source
-        .task
-        .await?
-        .with_context(|| format!("cannot read {}", options.events.display()))?;
     writeln!(
         out,
         "--- {} events: {} pass, {} drop, {} replace, {} failed",
@@ -140,61 +135,30 @@ pub async fn run(
     Ok(summary)
 }
 
-async fn load(options: &TestOptions) -> anyhow::Result<LoadedPlugin> {
-    let path = &options.plugin;
-    let name = path
-        .file_stem()
-        .map(|s| s.to_string_lossy().into_owned())
-        .with_context(|| format!("{} is not a file name", path.display()))?;
-    let config = match &options.config {
-        Some(file) => plugin_config(file, &name)?,
-        None => "{}".to_owned(),
+/// The facts a plugin decides on, on one line: type, run, pipeline, phase, attempt, node and
+/// task, those known.
+pub(crate) fn facts(e: &bindings::Event) -> String {
+    let mut parts = vec![format!("type={}", e.event_type)];
+    let mut add = |key: &str, value: &Option<String>| {
+        if let Some(value) = value {
+            parts.push(format!("{key}={value:?}"));
+        }
     };
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let label = path.display().to_string();
-    tokio::task::spawn_blocking(move || {
-        let runtime = Arc::new(Runtime::new(None).map_err(|e| anyhow::anyhow!("{e:#}"))?);
-        let content = content_hash(&bytes);
-        let (component, _) = runtime
-            .compile(&bytes)
-            .map_err(|e| anyhow::anyhow!("{label}: not a valid WebAssembly component: {e:#}"))?;
-        LoadedPlugin::new(
-            &runtime,
-            &name,
-            &component,
-            content,
-            PluginSettings::default(),
-            config,
-        )
-        .map_err(|e| anyhow::anyhow!("{label}: plugin rejected: {e}"))
-    })
-    .await?
-}
-
-/// The plugin's configuration as JSON, from a TOML file holding either the table itself or a
-/// router config with `[plugins.config.<name>]`.
-fn plugin_config(file: &Path, name: &str) -> anyhow::Result<String> {
-    let text =
-        std::fs::read_to_string(file).with_context(|| format!("cannot read {}", file.display()))?;
-    let table: toml::Table =
-        toml::from_str(&text).with_context(|| format!("{} is not valid TOML", file.display()))?;
-    let is_router_config = table.contains_key("source") || table.contains_key("plugins");
-    let config = match is_router_config {
-        true => table
-            .get("plugins")
-            .and_then(|p| p.get("config"))
-            .and_then(|c| c.get(name))
-            .cloned()
-            .unwrap_or_else(|| toml::Value::Table(toml::Table::new())),
-        false => toml::Value::Table(table),
-    };
-    Ok(serde_json::to_value(config)?.to_string())
-}
-
-/// A body for the report: its text, or its size when it is not UTF-8.
-fn text(body: &[u8]) -> String {
-    match std::str::from_utf8(body) {
-        Ok(text) => text.to_owned(),
-        Err(_) => format!("<{} bytes, not UTF-8>", body.len()),
+    add("run-id", &e.run_id);
+    add("run-name", &e.run_name);
+    add("pipeline", &e.pipeline_name);
+    add("phase", &e.phase);
+    parts.push(format!("attempt={}", e.attempt));
+    if let Some(node) = &e.node {
+        let kind = node.node_type.as_deref().unwrap_or("?");
+        let phase = node.phase.as_deref().unwrap_or("?");
+        parts.push(format!("node={:?} ({kind}, {phase})", node.name));
     }
+    if let Some(task) = &e.task {
+        parts.push(format!("task={:?}", task.name));
+    }
+    if e.synthesized {
+        parts.push("synthesized".to_owned());
+    }
+    parts.join(" ")
 }

@@ -99,3 +99,31 @@ async fn global_then_endpoint_chains_run_in_order_and_a_drop_stops_only_its_endp
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn plugins_see_the_cluster_the_router_names() {
+    let sink = Sink::start().await;
+    let scratch = Scratch::new();
+    let dir = plugin_dir(&scratch, &[("github-dispatch", "github-dispatch")]);
+    let text = format!(
+        "{tables}[router]\ncluster = \"prod-eu\"\n\n[plugins]\ndir = {dir}\n\n\
+         [plugins.config.github-dispatch]\nevent_type = \"{{cluster}}-{{reason_kebab}}\"\n\n\
+         [[endpoints]]\nname = \"github\"\nurl = {url:?}\nplugins = [\"github-dispatch\"]\n",
+        tables = scratch.tables(&support::quickstart_recording(), None),
+        dir = toml_path(&dir),
+        url = sink.url("/github"),
+    );
+    tokio::time::timeout(
+        Duration::from_secs(60),
+        kfp_event_router::pipeline::run(config(&scratch, &text), CancellationToken::new()),
+    )
+    .await
+    .expect("the replay finishes")
+    .expect("the router runs");
+    let received = sink.received_on("/github");
+    assert_eq!(received.len(), 25);
+    for request in received {
+        let event_type = request.json()["event_type"].as_str().unwrap().to_owned();
+        assert!(event_type.starts_with("prod-eu-workflow-"), "{event_type}");
+    }
+}

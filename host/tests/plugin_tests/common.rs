@@ -113,3 +113,48 @@ pub fn event(reason: &str) -> RouterEvent {
 pub fn metric(metrics: &Metrics, series: &str) -> f64 {
     support::router::metric(&metrics.render(), series).unwrap_or(0.0)
 }
+
+/// A hostile component for the 0.2 contract with two linear memories: the first holds
+/// 20 MiB from the start, and `handle` grows the second by 15 MiB. Either stays under a
+/// 32 MiB limit alone; together they do not. `init` accepts anything.
+pub fn two_memories_component() -> Vec<u8> {
+    let module = wat::parse_str(
+        r#"(module
+            (memory (export "memory") 320)
+            (memory $second 1)
+            (global $next (mut i32) (i32.const 1024))
+            (func (export "cabi_realloc") (param i32 i32 i32 i32) (result i32)
+                (local $at i32)
+                (local.set $at (i32.and (i32.add (global.get $next) (i32.const 7)) (i32.const -8)))
+                (global.set $next (i32.add (local.get $at) (local.get 3)))
+                (local.get $at))
+            (func (export "kfp:event-router/transform@0.2.0#init") (param i32 i32) (result i32)
+                (i32.store8 (i32.const 16) (i32.const 0))
+                (i32.const 16))
+            (func (export "kfp:event-router/transform@0.2.0#handle") (param i32) (result i32)
+                (drop (memory.grow $second (i32.const 240)))
+                unreachable))"#,
+    )
+    .expect("valid WAT");
+    let mut resolve = wit_parser::Resolve::default();
+    let package = resolve
+        .push_file(support::root().join("wit/world.wit"))
+        .expect("the WIT parses");
+    let world = resolve
+        .select_world(&[package], Some("plugin"))
+        .expect("the plugin world");
+    let mut module = module;
+    wit_component::embed_component_metadata(
+        &mut module,
+        &resolve,
+        world,
+        wit_component::StringEncoding::UTF8,
+    )
+    .expect("metadata embeds");
+    wit_component::ComponentEncoder::default()
+        .validate(true)
+        .module(&module)
+        .expect("the module is accepted")
+        .encode()
+        .expect("the component encodes")
+}

@@ -14,13 +14,26 @@ use crate::support::router::Scratch;
 /// Runs `plugin` with `config` over the quick start recording, in `format`, and compares the
 /// report (less its first line, which holds the build's hash) with `tests/golden/<name>.txt`.
 async fn golden(name: &str, plugin: &str, config: &str, format: Format) {
+    golden_over(
+        name,
+        plugin,
+        config,
+        format,
+        support::quickstart_recording(),
+    )
+    .await;
+}
+
+/// [`golden`] over `recording`.
+async fn golden_over(name: &str, plugin: &str, config: &str, format: Format, recording: PathBuf) {
     let scratch = Scratch::new();
     let options = TestOptions {
         plugin: built(plugin),
-        events: support::quickstart_recording(),
+        events: recording,
         config: Some(scratch.write("plugin.toml", config)),
         format,
         endpoint: "quickstart".into(),
+        timings: false,
     };
     let mut out = Vec::new();
     let summary = tester::run(options, &mut out)
@@ -95,4 +108,30 @@ async fn github_dispatch_wraps_the_payload() {
         Format::Kfp,
     )
     .await;
+}
+
+/// A recording of `examples/recordings`.
+fn recording(name: &str) -> PathBuf {
+    support::root().join(format!("examples/recordings/{name}.jsonl"))
+}
+
+#[tokio::test]
+async fn pagerduty_python_triggers_one_incident_per_run() {
+    let config = "routing_key = \"R0123456789ABCDEF0123456789ABCDEF\"\n\
+                  kfp_ui_url = \"https://kubeflow.example.com/pipeline/#/runs/details/{run_id}\"\n";
+    golden_over(
+        "pagerduty",
+        "pagerduty",
+        config,
+        Format::Kfp,
+        recording("kfp-2.4-retried-run"),
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn discord_message_js_renders_embeds_coloured_by_outcome() {
+    let config = "username = \"Kubeflow\"\nevents = \"all\"\n\
+                  kfp_ui_url = \"https://kubeflow.example.com/pipeline/#/runs/details/{run_id}\"\n";
+    golden("discord-message", "discord-message", config, Format::Kfp).await;
 }

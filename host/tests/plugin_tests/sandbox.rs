@@ -14,8 +14,10 @@ use crate::common::{
 };
 use crate::support::router::Scratch;
 
-const MODES: [&str; 7] = [
+const MODES: [&str; 9] = [
     "loop",
+    "sleep",
+    "poll",
     "alloc",
     "trap",
     "huge-output",
@@ -70,6 +72,8 @@ async fn each_hostile_mode_fails_only_its_own_call_with_a_clear_error() {
     let (config, stage, metrics) = hostile_stage("dead-letter").await;
     let expectations = [
         ("loop", "stopped after its time budget of 100ms", "timeout"),
+        ("sleep", "stopped after its time budget of 100ms", "timeout"),
+        ("poll", "stopped after its time budget of 100ms", "timeout"),
         (
             "alloc",
             "stopped at its memory limit of 32 MiB",
@@ -125,14 +129,17 @@ async fn each_hostile_mode_fails_only_its_own_call_with_a_clear_error() {
         let echoed: serde_json::Value = serde_json::from_slice(&request.payload.body).unwrap();
         assert_eq!(echoed["reason"], "WorkflowFailed");
     }
-    // A loop takes its whole budget, and no more than a tick or so beyond it.
-    let started = Instant::now();
-    dead_letter_error(&config, &stage, "loop").await;
-    let took = started.elapsed();
-    assert!(
-        took >= Duration::from_millis(100) && took < Duration::from_millis(1000),
-        "{took:?}"
-    );
+    // A loop, a WASI sleep and a clock poll each take their whole budget, and no more than
+    // a tick or so beyond it (the plugins would go on for 10 s).
+    for name in ["loop", "sleep", "poll"] {
+        let started = Instant::now();
+        dead_letter_error(&config, &stage, name).await;
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_millis(100) && took < Duration::from_millis(1000),
+            "{name}: {took:?}"
+        );
+    }
 }
 
 #[tokio::test]
@@ -286,7 +293,7 @@ async fn a_component_built_for_another_wit_version_is_refused() {
     let error = start_error(Some("wrong-version"), None, "").await;
     assert!(
         error.contains("plugin \"suspect\" (run by plugins.chain) cannot be loaded: built for kfp:event-router/transform@9.0.0")
-            && error.contains("implements kfp:event-router@0.1.0"),
+            && error.contains("it runs kfp:event-router 0.2.x and 0.1.x"),
         "{error}"
     );
 }
@@ -421,4 +428,122 @@ fn cache_entries(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     found.sort();
     found
+}
+
+/// A stage whose endpoints `a` and `b` each run plugin `name` (hostile `mode`), with
+/// `settings` under `[plugins]`, and whose endpoint `echo` runs a well-behaved plugin.
+async fn two_endpoint_stage(mode: &str, settings: &str) -> (PayloadStage, Arc<Metrics>) {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(&scratch, &[(mode, "hostile"), ("echo", "hostile")]);
+    let mut rest = format!(
+        "[plugins.config.{mode}]\nmode = {mode:?}\n[plugins.config.echo]\nmode = \"echo\"\n\n"
+    );
+    for name in ["a", "b"] {
+        rest.push_str(&endpoint_section(name, "kfp", &[mode]));
+    }
+    rest.push_str(&endpoint_section("echo", "kfp", &["echo"]));
+    let config = config(&scratch, &config_text(&scratch, &dir, settings, &rest));
+    stage(config).await
+}
+
+/// Whether the well-behaved `echo` endpoint of a stage still delivers.
+async fn echo_flows(stage: &PayloadStage) -> bool {
+    matches!(
+        stage.process("echo", &event("WorkflowFailed")).await,
+        Verdict::Deliver(_)
+    )
+}
+
+#[tokio::test]
+async fn no_instance_state_crosses_endpoints() {
+    let (stage, _) = two_endpoint_stage("remember", "").await;
+    let mut seen = Vec::new();
+    for endpoint in ["a", "b", "a", "b", "a"] {
+        let Verdict::Deliver(request) = stage.process(endpoint, &event("WorkflowFailed")).await
+        else {
+            panic!("remember must deliver");
+        };
+        let body: serde_json::Value = serde_json::from_slice(&request.payload.body).unwrap();
+        assert_eq!(body["endpoint"], endpoint);
+        seen.push(body["previous"].as_str().unwrap().to_owned());
+    }
+    // Each endpoint's instance only ever saw that endpoint.
+    assert_eq!(seen, ["", "", "a", "b", "a"]);
+}
+
+#[tokio::test]
+async fn headers_only_the_router_sets_are_refused_and_the_event_still_goes() {
+    let (stage, metrics) = two_endpoint_stage("forbidden-headers", "").await;
+    for _ in 0..2 {
+        let Verdict::Deliver(request) = stage.process("a", &event("WorkflowFailed")).await else {
+            panic!("the event must still be delivered");
+        };
+        assert_eq!(
+            request.headers,
+            [("x-allowed".to_owned(), "yes".to_owned())],
+            "only the allowed header is kept"
+        );
+    }
+    assert_eq!(
+        metric(
+            &metrics,
+            "kfp_event_router_plugin_calls_total{plugin=\"forbidden-headers\",outcome=\"replace\"}"
+        ),
+        2.0
+    );
+    assert!(echo_flows(&stage).await);
+}
+
+#[tokio::test]
+async fn memories_of_one_instance_count_together() {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(&scratch, &[("echo", "hostile")]);
+    std::fs::write(
+        dir.join("two-memories.wasm"),
+        crate::common::two_memories_component(),
+    )
+    .unwrap();
+    let mut rest = "[plugins.config.echo]\nmode = \"echo\"\n\n".to_owned();
+    rest.push_str(&endpoint_section("two", "kfp", &["two-memories"]));
+    rest.push_str(&endpoint_section("echo", "kfp", &["echo"]));
+    let text = config_text(&scratch, &dir, "on_error = \"dead-letter\"", &rest);
+    let config = config(&scratch, &text);
+    let (stage, metrics) = stage(config).await;
+    let Verdict::DeadLetter { error, .. } = stage.process("two", &event("WorkflowFailed")).await
+    else {
+        panic!("the second memory's growth must fail the call");
+    };
+    assert!(
+        error.contains("stopped at its memory limit of 32 MiB"),
+        "{error}"
+    );
+    assert_eq!(
+        metric(
+            &metrics,
+            "kfp_event_router_plugin_calls_total{plugin=\"two-memories\",outcome=\"memory_limit\"}"
+        ),
+        1.0
+    );
+    assert!(echo_flows(&stage).await);
+}
+
+#[tokio::test]
+async fn all_instances_together_stay_within_the_total_budget() {
+    // Each instance may take 256 MiB, all of them together 64 MiB.
+    // (A generous timeout: touching 64 MiB takes a while on a loaded machine.)
+    let settings = "on_error = \"dead-letter\"\nmax_memory = \"256MiB\"\n\
+                    max_total_memory = \"64MiB\"\ntimeout = \"10s\"";
+    let (stage, _) = two_endpoint_stage("alloc", settings).await;
+    for _ in 0..2 {
+        let Verdict::DeadLetter { error, .. } = stage.process("a", &event("WorkflowFailed")).await
+        else {
+            panic!("alloc must hit the budget");
+        };
+        assert!(
+            error.contains("the plugins' total memory budget of 64 MiB is used up"),
+            "{error}"
+        );
+        // The failed instance gave its memory back: others still start and run.
+        assert!(echo_flows(&stage).await);
+    }
 }

@@ -1,5 +1,5 @@
-//! `examples/plugin-template`, as a plugin author uses it: its native unit test passes, it
-//! builds to a component, and the router runs that component.
+//! Plugin projects as authors use them: `examples/plugin-template` and what `plugin new`
+//! writes in each language test, build to components, and run in the router.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -52,4 +52,68 @@ fn the_template_tests_natively_builds_and_runs_in_the_router() {
         25,
         "{stdout}"
     );
+}
+
+#[test]
+fn plugin_new_projects_build_and_pass_their_tests_in_each_language() {
+    let built = support::built_plugins(); // installs the pinned Python and JavaScript toolchains
+    let tools = built.parent().unwrap().join("tools");
+    let scratch = support::router::Scratch::new();
+    for lang in ["rust", "python", "js"] {
+        let name = format!("add-field-{lang}");
+        let dir = scratch.path(&name);
+        let status = Command::new(support::router_bin())
+            .args(["plugin", "new", &name, "--lang", lang, "--dir"])
+            .arg(&dir)
+            .status()
+            .unwrap();
+        assert!(status.success(), "plugin new --lang {lang}");
+        let mut build = Command::new("bash");
+        build.arg(dir.join("build.sh"));
+        match lang {
+            "rust" => {
+                // The SDK by version, as published; here, the crate of this repository.
+                let sdk = support::root().join("plugin-sdk");
+                std::fs::create_dir_all(dir.join(".cargo")).unwrap();
+                std::fs::write(
+                    dir.join(".cargo/config.toml"),
+                    format!(
+                        "[patch.crates-io]\nkfp-event-router-sdk = {{ path = {:?} }}\n",
+                        sdk.display().to_string()
+                    ),
+                )
+                .unwrap();
+                build.env("CARGO_TARGET_DIR", built.parent().unwrap().join("scaffold"));
+                let tested = Command::new(env!("CARGO"))
+                    .args(["test", "--quiet"])
+                    .current_dir(&dir)
+                    .env("CARGO_TARGET_DIR", built.parent().unwrap().join("scaffold"))
+                    .status()
+                    .unwrap();
+                assert!(tested.success(), "cargo test in the rust project");
+            }
+            "python" => {
+                build.env("COMPONENTIZE_PY", tools.join("python/bin/componentize-py"));
+            }
+            _ => {
+                build.env(
+                    "COMPONENTIZE_JS",
+                    tools.join("node/node_modules/.bin/componentize-js"),
+                );
+            }
+        }
+        assert!(build.status().unwrap().success(), "build.sh --lang {lang}");
+        let output = Command::new("bash")
+            .arg(dir.join("test.sh"))
+            .env("KFP_EVENT_ROUTER", support::router_bin())
+            .env_remove("RUST_LOG")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success() && stdout.contains("ok: all 25 events got the field"),
+            "{lang}: {stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
 }

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use super::Checker;
 use crate::config::file::PluginsSection;
-use crate::payload::plugins::settings::{PluginSettings, PluginsSettings, plugin_path};
+use crate::payload::plugins::settings::{PluginsSettings, plugin_path};
 
 impl Checker<'_> {
     pub(super) fn plugins(&mut self, section: &PluginsSection) -> PluginsSettings {
@@ -19,27 +19,10 @@ impl Checker<'_> {
             self.problem(dir.span(), message);
         }
         self.chain("plugins.chain", &section.chain, section);
-        let defaults = PluginSettings {
-            on_error: section.on_error,
-            timeout: section.timeout,
-            max_memory: usize::try_from(section.max_memory).unwrap_or(usize::MAX),
-            max_output: usize::try_from(section.max_output).unwrap_or(usize::MAX),
-        };
         let settings = section
             .settings
-            .iter()
-            .map(|(name, s)| {
-                let size = |v: Option<u64>, default| {
-                    v.map_or(default, |v| usize::try_from(v).unwrap_or(usize::MAX))
-                };
-                let resolved = PluginSettings {
-                    on_error: s.on_error.unwrap_or(defaults.on_error),
-                    timeout: s.timeout.unwrap_or(defaults.timeout),
-                    max_memory: size(s.max_memory, defaults.max_memory),
-                    max_output: size(s.max_output, defaults.max_output),
-                };
-                (name.clone(), resolved)
-            })
+            .keys()
+            .map(|name| (name.clone(), section.settings_of(name)))
             .collect();
         let config = section
             .config
@@ -52,9 +35,10 @@ impl Checker<'_> {
         PluginsSettings {
             dir: section.dir.as_ref().map(|d| d.get_ref().clone()),
             chain: section.chain.iter().map(|n| n.get_ref().clone()).collect(),
-            defaults,
+            defaults: section.defaults(),
             settings,
             config,
+            max_total_memory: usize::try_from(section.max_total_memory).unwrap_or(usize::MAX),
         }
     }
 

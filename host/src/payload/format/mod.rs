@@ -57,7 +57,7 @@ impl Format {
 }
 
 /// The node name subscribers see: the task's in the task view, Argo's in the raw one.
-fn node_name(event: &RouterEvent, view: NodeView) -> &str {
+pub(crate) fn node_name(event: &RouterEvent, view: NodeView) -> &str {
     match view {
         NodeView::Tasks => event.node_name(),
         NodeView::All => event.raw_node_name(),

@@ -9,25 +9,12 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::bindings::{self, Action};
+use super::headers;
 use super::health::PluginHealth;
 use super::plugin::{CallError, LoadedPlugin};
 use super::settings::OnError;
-use crate::model::event::RouterEvent;
 use crate::model::request::{Payload, Request, Verdict};
 use crate::telemetry::Metrics;
-
-/// Headers plugins may not set: the transport's own (the router's signing and content-type
-/// headers are guarded when sending).
-const REFUSED: [&str; 8] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "connection",
-    "keep-alive",
-    "te",
-    "trailer",
-    "upgrade",
-];
 
 /// One version of the loaded plugins and the global chain.
 #[derive(Debug, Default)]
@@ -58,35 +45,8 @@ pub struct Observer<'a> {
     pub health: &'a PluginHealth,
 }
 
-/// The WIT record of `event`, as prepared for `endpoint`.
-pub fn wit_event(event: &RouterEvent, endpoint: &str) -> bindings::Event {
-    let workflow = event.workflow.as_ref();
-    let text = |value: Option<&String>| value.cloned().unwrap_or_default();
-    bindings::Event {
-        reason: event.event.reason.clone(),
-        event_type: event.event.severity.clone(),
-        message: event.event.message.clone(),
-        namespace: event.event.namespace.clone(),
-        workflow_name: event.event.workflow_name.clone(),
-        run_id: event.run_id().to_owned(),
-        run_name: text(workflow.and_then(|w| w.run_name.as_ref())),
-        node_name: event.node_name().to_owned(),
-        node_type: text(event.node.as_ref().and_then(|n| n.node_type.as_ref())),
-        phase: text(workflow.and_then(|w| w.phase.as_ref())),
-        event_time: text(event.event.time.as_ref()),
-        labels: workflow.map_or_else(Vec::new, |w| {
-            w.labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect()
-        }),
-        endpoint: endpoint.to_owned(),
-        synthesized: event.synthesized,
-    }
-}
-
-/// Runs `plugins` in order over `payload`. Blocking: plugin calls are CPU work.
-pub fn run(
+/// Runs `plugins` in order over `payload`, for the endpoint `event.endpoint`.
+pub async fn run(
     plugins: &[Arc<LoadedPlugin>],
     event: &bindings::Event,
     payload: Payload,
@@ -100,7 +60,7 @@ pub fn run(
     for plugin in plugins {
         let name = plugin.name();
         let started = Instant::now();
-        let result = plugin.call(event, &current);
+        let result = plugin.call(event, &current).await;
         observer
             .metrics
             .plugin_call_seconds
@@ -127,12 +87,8 @@ pub fn run(
                             content_type: replacement.content_type,
                         };
                         for (header, value) in replacement.headers {
-                            if REFUSED.iter().any(|r| header.eq_ignore_ascii_case(r)) {
-                                tracing::debug!(
-                                    plugin = name,
-                                    header,
-                                    "header refused: the router sets it"
-                                );
+                            if headers::refused(&header) {
+                                plugin.refuse_header(&header);
                                 continue;
                             }
                             headers.retain(|(h, _)| !h.eq_ignore_ascii_case(&header));

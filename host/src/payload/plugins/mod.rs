@@ -1,15 +1,24 @@
 //! WebAssembly plugins, run by wasmtime.
 //!
-//! - [`runtime`]: one engine (epoch interruption for CPU budgets, wasmtime's compilation
-//!   cache), one linker, the sandboxed per-store state;
-//! - [`plugin`]: one loaded plugin, its WIT version check and its pool of instances;
-//! - [`registry`]: loads `plugins.dir` and hot-reloads it; [`chain`] runs plugins in order;
+//! - [`runtime`]: one engine (epoch interruption for time budgets, wasmtime's compilation
+//!   cache), one linker, the sandboxed per-store state; [`limits`]: memory per instance and
+//!   in all; [`log`]: the `host.log` import;
+//! - [`bindings`]: the WIT contracts (0.2, and 0.1 for components built for it); [`event`]:
+//!   the WIT event record of a router event;
+//! - [`plugin`]: one loaded plugin and its instance pools; [`instance`]: one instance;
+//! - [`registry`]: loads `plugins.dir` and hot-reloads it; [`chain`] runs plugins in order,
+//!   [`headers`] says which headers they may not set;
 //! - [`health`]: plugins that keep failing, for `/readyz`; [`settings`]: limits and policy.
 
 pub mod bindings;
 pub mod cache;
 pub mod chain;
+pub mod event;
+pub mod headers;
 pub mod health;
+pub(crate) mod instance;
+pub(crate) mod limits;
+pub(crate) mod log;
 pub mod plugin;
 pub(crate) mod registry;
 pub mod runtime;

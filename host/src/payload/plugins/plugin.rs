@@ -1,24 +1,28 @@
-//! One loaded plugin: a compiled component checked against our WIT version, linked once
-//! (`InstancePre`), with a pool of initialised instances that calls borrow.
+//! One loaded plugin: a compiled component of a known contract, linked once (`InstancePre`),
+//! with a pool of initialised instances per endpoint that calls borrow.
 //!
-//! An instance is created (and its `init` called with the plugin's configuration) when the
-//! pool is empty, and returned after a call that ended normally, the plugin's own `Err`
-//! included. After a trap, a timeout or a limit hit it is thrown away: the next call gets a
-//! fresh one. Pooling skips instantiation and `init` on every event (see the `plugins` bench).
+//! An instance is created (and its `init` called with the plugin's configuration) when its
+//! endpoint's pool is empty, and returned after a call that ended normally, the plugin's own
+//! `Err` included. After a trap, a timeout or a limit hit it is thrown away: the next call gets
+//! a fresh one. Pools are per endpoint, so no instance state crosses endpoints; pooling skips
+//! instantiation and `init` on every event (see the `plugins` bench).
 
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{self, Action, Event, Payload, PluginPre};
+use super::bindings::{Action, Contract, ContractError, Event, Payload};
 use super::cache::{ContentHash, hex};
-use super::runtime::{HostState, Runtime, deadline_ticks};
+use super::instance::{Instance, Pre};
+use super::limits::Exceeded;
+use super::runtime::{HostState, Runtime, TICK};
 use super::settings::PluginSettings;
 
-/// Idle instances kept per plugin at most.
-const POOL: usize = 16;
+/// Idle instances kept per plugin and endpoint at most.
+const POOL: usize = 8;
 
 /// Why a plugin could not be loaded.
 #[derive(Debug, thiserror::Error)]
@@ -29,25 +33,9 @@ pub enum LoadError {
     /// It is not a valid WebAssembly component (or is still being written).
     #[error("not a valid WebAssembly component: {0}")]
     Compile(String),
-    /// It does not export the `transform` interface at all.
-    #[error(
-        "not a kfp-event-router plugin: it exports no `{package}/transform` interface (its exports: {0})",
-        package = bindings::PACKAGE
-    )]
-    NotAPlugin(String),
-    /// It was built against an incompatible version of the WIT package.
-    #[error(
-        "built for {found}, which this router does not support: it implements {package}@{version} \
-         (components built for {package}@{major_minor}.x load); rebuild the plugin with a matching \
-         kfp-event-router-sdk",
-        package = bindings::PACKAGE,
-        version = bindings::VERSION,
-        major_minor = bindings::VERSION.rsplit_once('.').map_or(bindings::VERSION, |(mm, _)| mm)
-    )]
-    Incompatible {
-        /// The interface and version it was built for, e.g. `kfp:event-router/transform@9.0.0`.
-        found: String,
-    },
+    /// It is not a plugin of a contract this host runs.
+    #[error(transparent)]
+    Contract(#[from] ContractError),
     /// Its imports cannot be satisfied: it asks for something the sandbox does not offer.
     #[error("cannot be linked: {0}")]
     Link(String),
@@ -65,12 +53,15 @@ pub enum CallError {
     /// The plugin returned an error.
     #[error("the plugin returned an error: {0}")]
     Failed(String),
-    /// The call ran past its CPU time budget and was stopped.
+    /// The call ran past its time budget (CPU or wall time) and was stopped.
     #[error("stopped after its time budget of {0:?}")]
     Timeout(Duration),
     /// The plugin tried to use more memory than allowed.
     #[error("stopped at its memory limit of {} MiB", .0 >> 20)]
     MemoryLimit(usize),
+    /// The instances of all plugins together hold the whole memory budget.
+    #[error("stopped: the plugins' total memory budget of {} MiB is used up", .0 >> 20)]
+    MemoryBudget(usize),
     /// The plugin trapped (a panic, an invalid operation, ...).
     #[error("trapped: {0}")]
     Trap(String),
@@ -93,7 +84,7 @@ impl CallError {
         match self {
             Self::Failed(_) => "error",
             Self::Timeout(_) => "timeout",
-            Self::MemoryLimit(_) => "memory_limit",
+            Self::MemoryLimit(_) | Self::MemoryBudget(_) => "memory_limit",
             Self::Trap(_) => "trap",
             Self::OutputTooLarge { .. } => "output_limit",
             Self::InvalidOutput(_) => "invalid_output",
@@ -105,12 +96,15 @@ impl CallError {
         error: &wasmtime::Error,
         store: &Store<HostState>,
         settings: &PluginSettings,
+        runtime: &Runtime,
     ) -> Self {
         if matches!(error.downcast_ref::<Trap>(), Some(Trap::Interrupt)) {
             return Self::Timeout(settings.timeout);
         }
-        if store.data().over_limit() {
-            return Self::MemoryLimit(settings.max_memory);
+        match store.data().over_limit() {
+            Some(Exceeded::Instance) => return Self::MemoryLimit(settings.max_memory),
+            Some(Exceeded::Budget) => return Self::MemoryBudget(runtime.memory_budget()),
+            None => {}
         }
         // The trap itself, without the wasm backtrace (of little use for stripped plugins).
         Self::Trap(match error.downcast_ref::<Trap>() {
@@ -124,22 +118,17 @@ impl CallError {
     }
 }
 
-/// An initialised instance and its store.
-struct Instance {
-    store: Store<HostState>,
-    plugin: bindings::Plugin,
-}
-
 /// A plugin ready to be called; shared by every chain that names it.
 pub struct LoadedPlugin {
     name: Arc<str>,
     content: ContentHash,
     wit: String,
-    pre: PluginPre<HostState>,
+    pre: Pre,
     runtime: Arc<Runtime>,
     settings: PluginSettings,
     config: String,
-    pool: Mutex<Vec<Instance>>,
+    pools: Mutex<HashMap<String, Vec<Instance>>>,
+    refused: Mutex<BTreeSet<String>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -147,14 +136,15 @@ impl std::fmt::Debug for LoadedPlugin {
         f.debug_struct("LoadedPlugin")
             .field("name", &self.name)
             .field("version", &self.version())
+            .field("wit", &self.wit)
             .finish_non_exhaustive()
     }
 }
 
 impl LoadedPlugin {
-    /// Checks `component`'s WIT version, links it, and makes a first instance, whose `init`
+    /// Checks `component`'s contract, links it, and makes a first instance, whose `init`
     /// must accept `config`.
-    pub fn new(
+    pub async fn new(
         runtime: &Arc<Runtime>,
         name: &str,
         component: &Component,
@@ -162,29 +152,31 @@ impl LoadedPlugin {
         settings: PluginSettings,
         config: String,
     ) -> Result<Self, LoadError> {
-        let wit = check_version(runtime, component)?;
-        let instance_pre = runtime
-            .linker()
-            .instantiate_pre(component)
-            .map_err(|e| LoadError::Link(format!("{e:#}")))?;
-        let pre = PluginPre::new(instance_pre).map_err(|e| LoadError::Link(format!("{e:#}")))?;
+        let contract = Contract::of(runtime.engine(), component)?;
+        let link = |e: wasmtime::Error| LoadError::Link(format!("{e:#}"));
+        let instance_pre = runtime.linker().instantiate_pre(component).map_err(link)?;
+        let pre = Pre::new(contract, instance_pre).map_err(link)?;
         let plugin = Self {
             name: Arc::from(name),
             content,
-            wit,
+            wit: format!(
+                "{}/transform@{}",
+                super::bindings::PACKAGE,
+                contract.version()
+            ),
             pre,
             runtime: Arc::clone(runtime),
             settings,
             config,
-            pool: Mutex::new(Vec::new()),
+            pools: Mutex::default(),
+            refused: Mutex::default(),
         };
-        let first = plugin.instantiate()?;
-        plugin.give_back(first);
+        plugin.instantiate().await?;
         Ok(plugin)
     }
 
     /// The same component with other settings or configuration; `init` must accept it.
-    pub(crate) fn reconfigured(
+    pub(crate) async fn reconfigured(
         &self,
         settings: PluginSettings,
         config: String,
@@ -197,10 +189,10 @@ impl LoadedPlugin {
             runtime: Arc::clone(&self.runtime),
             settings,
             config,
-            pool: Mutex::new(Vec::new()),
+            pools: Mutex::default(),
+            refused: Mutex::default(),
         };
-        let first = plugin.instantiate()?;
-        plugin.give_back(first);
+        plugin.instantiate().await?;
         Ok(plugin)
     }
 
@@ -219,7 +211,7 @@ impl LoadedPlugin {
         &self.content
     }
 
-    /// The WIT interface it exports, e.g. `kfp:event-router/transform@0.1.0`.
+    /// The WIT interface it exports, e.g. `kfp:event-router/transform@0.2.0`.
     pub(crate) fn wit(&self) -> &str {
         &self.wit
     }
@@ -234,64 +226,117 @@ impl LoadedPlugin {
         &self.config
     }
 
-    /// Calls `handle` with a budget of CPU time, memory and output.
-    pub fn call(&self, event: &Event, payload: &Payload) -> Result<Action, CallError> {
-        let pooled = self.pool.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    /// Logs, once per header, that the plugin tried to set header `name`, which it may not.
+    pub(crate) fn refuse_header(&self, name: &str) {
+        let first = self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_ascii_lowercase());
+        if first {
+            tracing::warn!(
+                plugin = self.name(),
+                version = self.version(),
+                header = name,
+                "header refused: only the router sets it; the rest of the plugin's output is used (logged once per header)"
+            );
+        }
+    }
+
+    /// Calls `handle` for `event.endpoint`, with a budget of CPU and wall time, memory and
+    /// output.
+    pub async fn call(&self, event: &Event, payload: &Payload) -> Result<Action, CallError> {
+        let endpoint = &event.endpoint;
+        let pooled = self
+            .pools
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get_mut(endpoint)
+            .and_then(Vec::pop);
         let mut instance = match pooled {
             Some(instance) => instance,
-            None => self.instantiate().map_err(|e| match e {
+            None => self.instantiate().await.map_err(|e| match e {
                 LoadError::InitCrashed(e) => e,
                 other => CallError::Trap(format!("cannot start an instance: {other}")),
             })?,
         };
         self.arm(&mut instance.store);
-        let transform = instance.plugin.kfp_event_router_transform();
-        match transform.call_handle(&mut instance.store, event, payload) {
-            Ok(Ok(action)) => {
-                self.give_back(instance);
+        let called = tokio::time::timeout(self.wall(), instance.handle(event, payload)).await;
+        match called {
+            Err(_elapsed) => Err(CallError::Timeout(self.settings.timeout)),
+            Ok(Ok(Ok(action))) => {
+                self.give_back(endpoint, instance);
                 self.check_output(action)
             }
-            Ok(Err(message)) => {
-                self.give_back(instance);
+            Ok(Ok(Err(message))) => {
+                self.give_back(endpoint, instance);
                 Err(CallError::Failed(message))
             }
-            Err(e) => Err(CallError::from_wasmtime(
+            Ok(Err(e)) => Err(CallError::from_wasmtime(
                 &e,
                 &instance.store,
                 &self.settings,
+                &self.runtime,
             )),
         }
     }
 
-    /// A new instance, initialised with the plugin's configuration.
-    fn instantiate(&self) -> Result<Instance, LoadError> {
+    /// Bytes the idle instance of `endpoint` holds, for measurements; `None` when it has none.
+    pub fn idle_memory(&self, endpoint: &str) -> Option<usize> {
+        let pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        pools
+            .get(endpoint)
+            .and_then(|pool| pool.last())
+            .map(|i| i.store.data().memory())
+    }
+
+    /// A new instance, initialised with the plugin's configuration, within the call budget.
+    async fn instantiate(&self) -> Result<Instance, LoadError> {
         let mut store = self.runtime.store(&self.name, &self.settings);
         self.arm(&mut store);
-        let crashed = |e: wasmtime::Error, store: &Store<HostState>| {
-            LoadError::InitCrashed(CallError::from_wasmtime(&e, store, &self.settings))
+        let crashed = |e: &wasmtime::Error, store: &Store<HostState>| {
+            LoadError::InitCrashed(CallError::from_wasmtime(
+                e,
+                store,
+                &self.settings,
+                &self.runtime,
+            ))
         };
-        let plugin = match self.pre.instantiate(&mut store) {
-            Ok(plugin) => plugin,
-            Err(e) => return Err(crashed(e, &store)),
+        let timed_out = || LoadError::InitCrashed(CallError::Timeout(self.settings.timeout));
+        let started = tokio::time::timeout(self.wall(), self.pre.instantiate(store)).await;
+        let mut instance = match started {
+            Err(_elapsed) => return Err(timed_out()),
+            Ok(Err((e, store))) => return Err(crashed(&e, &store)),
+            Ok(Ok(instance)) => instance,
         };
-        match plugin
-            .kfp_event_router_transform()
-            .call_init(&mut store, &self.config)
-        {
-            Ok(Ok(())) => Ok(Instance { store, plugin }),
-            Ok(Err(message)) => Err(LoadError::Init(message)),
-            Err(e) => Err(crashed(e, &store)),
+        self.arm(&mut instance.store);
+        match tokio::time::timeout(self.wall(), instance.init(&self.config)).await {
+            Err(_elapsed) => Err(timed_out()),
+            Ok(Ok(Ok(()))) => Ok(instance),
+            Ok(Ok(Err(message))) => Err(LoadError::Init(message)),
+            Ok(Err(e)) => Err(crashed(&e, &instance.store)),
         }
     }
 
-    /// Sets the time budget of the next call.
-    fn arm(&self, store: &mut Store<HostState>) {
-        store.data_mut().start_call();
-        store.set_epoch_deadline(deadline_ticks(self.settings.timeout));
+    /// The wall time a call may take: its budget, and a tick for the epoch to notice.
+    fn wall(&self) -> Duration {
+        self.settings.timeout + TICK
     }
 
-    fn give_back(&self, instance: Instance) {
-        let mut pool = self.pool.lock().unwrap_or_else(|e| e.into_inner());
+    /// Sets the CPU budget of the next call.
+    fn arm(&self, store: &mut Store<HostState>) {
+        store.data_mut().start_call(self.settings.timeout);
+        store.set_epoch_deadline(1);
+    }
+
+    /// Keeps `instance` for `endpoint`'s next call, unless its pool is full or the
+    /// instances of all plugins hold more than half the memory budget.
+    fn give_back(&self, endpoint: &str, instance: Instance) {
+        if self.runtime.memory_used() > self.runtime.memory_budget() / 2 {
+            return;
+        }
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = pools.entry(endpoint.to_owned()).or_default();
         if pool.len() < POOL {
             pool.push(instance);
         }
@@ -333,37 +378,4 @@ impl LoadedPlugin {
         }
         Ok(action)
     }
-}
-
-/// Finds the `transform` interface the component exports and checks its version; returns its
-/// full name.
-fn check_version(runtime: &Runtime, component: &Component) -> Result<String, LoadError> {
-    let engine = runtime.engine();
-    let ty = component.component_type();
-    let interface = format!("{}/transform@", bindings::PACKAGE);
-    let exports: Vec<&str> = ty.exports(engine).map(|(name, _)| name).collect();
-    let Some(found) = exports.iter().find(|name| name.starts_with(&interface)) else {
-        let listed = match exports.is_empty() {
-            true => "none".to_owned(),
-            false => exports.join(", "),
-        };
-        return Err(LoadError::NotAPlugin(listed));
-    };
-    let version = &found[interface.len()..];
-    if !bindings::compatible(version) {
-        return Err(LoadError::Incompatible {
-            found: (*found).to_owned(),
-        });
-    }
-    let host = format!("{}/host@", bindings::PACKAGE);
-    for (import, _) in ty.imports(engine) {
-        if let Some(version) = import.strip_prefix(&host)
-            && !bindings::compatible(version)
-        {
-            return Err(LoadError::Incompatible {
-                found: import.to_owned(),
-            });
-        }
-    }
-    Ok((*found).to_owned())
 }

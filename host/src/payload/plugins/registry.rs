@@ -29,6 +29,11 @@ use crate::telemetry::Metrics;
 /// How long the plugin folder must be quiet before it is scanned again.
 const QUIET: Duration = Duration::from_millis(150);
 
+/// Components at least this large (bytes) compile for seconds when not cached: plugins that
+/// load meanwhile do not wait for them. (They cannot come from a ConfigMap volume, whose
+/// data is at most 1 MiB, so a ConfigMap swap is still applied whole.)
+const LARGE: usize = 4 << 20;
+
 /// The symlink a Kubernetes ConfigMap or Secret volume swaps to change its files at once.
 const KUBERNETES_DATA: &str = "..data";
 
@@ -49,13 +54,10 @@ pub(crate) struct Registry {
     snapshot: watch::Sender<Arc<Snapshot>>,
     config: Mutex<Arc<PayloadSettings>>,
     rejected: Mutex<HashMap<String, Rejected>>,
-}
-
-/// What one reload did, for the start-up check.
-#[derive(Debug, Default)]
-pub(crate) struct Reload {
-    /// Why each plugin that failed to load was rejected.
-    pub(crate) rejected: BTreeMap<String, LoadError>,
+    /// Plugins being loaded now, with their sizes in bytes.
+    loading: Mutex<BTreeMap<String, usize>>,
+    /// Why each plugin that last failed to load was rejected.
+    errors: Mutex<BTreeMap<String, String>>,
 }
 
 impl Registry {
@@ -74,6 +76,8 @@ impl Registry {
             snapshot: watch::Sender::new(Arc::default()),
             config: Mutex::new(config),
             rejected: Mutex::default(),
+            loading: Mutex::default(),
+            errors: Mutex::default(),
         }
     }
 
@@ -108,9 +112,29 @@ impl Registry {
             .clone()
     }
 
-    /// Names that a chain of `config` runs but that are not loaded, each with where it is named.
+    /// Plugins being loaded now.
+    pub(crate) fn loading(&self) -> Vec<String> {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        loading.keys().cloned().collect()
+    }
+
+    /// Whether what is still loading is only [large](LARGE) components (and something is).
+    pub(crate) fn only_large_loading(&self) -> bool {
+        let loading = self.loading.lock().unwrap_or_else(|e| e.into_inner());
+        !loading.is_empty() && loading.values().all(|&size| size >= LARGE)
+    }
+
+    /// Why plugin `name` was rejected the last time it failed to load, if it was.
+    pub(crate) fn error(&self, name: &str) -> Option<String> {
+        let errors = self.errors.lock().unwrap_or_else(|e| e.into_inner());
+        errors.get(name).cloned()
+    }
+
+    /// Names that a chain of `config` runs but that are neither loaded nor loading, each with
+    /// where it is named.
     pub(crate) fn missing(&self, config: &PayloadSettings) -> BTreeMap<String, Vec<String>> {
         let snapshot = self.current();
+        let loading = self.loading();
         let mut missing: BTreeMap<String, Vec<String>> = BTreeMap::new();
         let chains = std::iter::once(("plugins.chain".to_owned(), &config.plugins.chain)).chain(
             config
@@ -119,7 +143,8 @@ impl Registry {
                 .map(|(name, e)| (format!("endpoint {name:?}"), &e.plugins)),
         );
         for (place, chain) in chains {
-            for name in chain.iter().filter(|n| !snapshot.plugins.contains_key(*n)) {
+            let absent = |n: &&String| !snapshot.plugins.contains_key(*n) && !loading.contains(n);
+            for name in chain.iter().filter(absent) {
                 missing.entry(name.clone()).or_default().push(place.clone());
             }
         }
@@ -128,14 +153,13 @@ impl Registry {
 
     /// Reads the plugin folder and swaps in a new version of what changed, with the settings,
     /// configurations and global chain of `config`. Blocking: compiles and initialises plugins.
-    pub(crate) fn reload(&self, config: Arc<PayloadSettings>) -> Reload {
+    pub(crate) fn reload(&self, config: Arc<PayloadSettings>) {
         *self.config.lock().unwrap_or_else(|e| e.into_inner()) = Arc::clone(&config);
-        let mut report = Reload::default();
         let current = self.current();
         let plugins = match &self.dir {
             None => BTreeMap::new(),
             Some(dir) => match read_folder(dir) {
-                Ok(files) => self.load_files(&current, &config, dir, files, &mut report),
+                Ok(files) => self.load_files(&current, &config, dir, files),
                 Err(e) => {
                     tracing::error!(dir = %dir.display(), "cannot read the plugin folder; plugins stay as they are: {e}");
                     current.plugins.clone()
@@ -166,29 +190,33 @@ impl Registry {
                 places.join(" and ")
             );
         }
-        report
     }
 
+    /// The plugins of `files`: unchanged ones kept, changed ones loaded in parallel (each on
+    /// its own thread). Changes are swapped in together, except that what has loaded is
+    /// swapped in without waiting for [large](LARGE) components still compiling.
     fn load_files(
         &self,
         current: &Snapshot,
         config: &PayloadSettings,
         dir: &Path,
         files: BTreeMap<String, Vec<u8>>,
-        report: &mut Reload,
     ) -> BTreeMap<String, Arc<LoadedPlugin>> {
         let mut plugins = BTreeMap::new();
+        let mut jobs = Vec::new();
         let mut rejected = self.rejected.lock().unwrap_or_else(|e| e.into_inner());
         for (name, bytes) in files {
             let content = content_hash(&bytes);
             let settings = config.plugins.settings(&name);
             let init = config.plugins.init_config(&name);
-            let old = current.plugins.get(&name);
-            let same_content = old.is_some_and(|p| *p.content() == content);
-            if same_content && old.is_some_and(|p| *p.settings() == settings && p.config() == init)
-            {
-                plugins.insert(name, Arc::clone(old.expect("checked above")));
-                continue;
+            let old = current.plugins.get(&name).cloned();
+            let same_content = old.as_ref().is_some_and(|p| *p.content() == content);
+            if let Some(old) = &old {
+                // Until a new version loads, the running one keeps serving.
+                plugins.insert(name.clone(), Arc::clone(old));
+                if same_content && *old.settings() == settings && old.config() == init {
+                    continue;
+                }
             }
             let attempt = Rejected {
                 content,
@@ -196,70 +224,134 @@ impl Registry {
                 config: init,
             };
             if rejected.get(&name) == Some(&attempt) {
-                if let Some(old) = old {
-                    plugins.insert(name, Arc::clone(old));
-                }
                 continue;
             }
-            let started = Instant::now();
-            let loaded = match old.filter(|_| same_content) {
-                Some(old) => old
-                    .reconfigured(settings, attempt.config.clone())
-                    .map(|p| (p, true)),
-                None => self.load(&name, &bytes, content, settings, attempt.config.clone()),
-            };
-            let path = plugin_path(dir, &name);
-            match loaded {
-                Ok((plugin, cached)) => {
-                    let result = if old.is_some() { "reloaded" } else { "loaded" };
-                    self.metrics.plugin_load(&name, result);
-                    self.health.forget(&name);
-                    tracing::info!(
-                        plugin = %name,
-                        version = plugin.version(),
-                        wit = plugin.wit(),
-                        file = %path.display(),
-                        cached,
-                        took_ms = started.elapsed().as_millis() as u64,
-                        "plugin {result}"
-                    );
-                    rejected.remove(&name);
-                    plugins.insert(name, Arc::new(plugin));
-                }
-                Err(error) => {
-                    self.metrics.plugin_load(&name, "rejected");
-                    let keeps = match old {
-                        Some(old) => format!("version {} keeps serving", old.version()),
-                        None => "it is not loaded".to_owned(),
-                    };
-                    tracing::error!(plugin = %name, file = %path.display(), "plugin rejected: {error}; {keeps}");
-                    if let Some(old) = old {
-                        plugins.insert(name.clone(), Arc::clone(old));
-                    }
-                    rejected.insert(name.clone(), attempt);
-                    report.rejected.insert(name, error);
+            jobs.push(Job {
+                name,
+                bytes,
+                attempt,
+                old: old.filter(|_| same_content),
+            });
+        }
+        let handle = tokio::runtime::Handle::current();
+        let sizes = jobs.iter().map(|j| (j.name.clone(), j.bytes.len()));
+        self.loading
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend(sizes);
+        std::thread::scope(|scope| {
+            let (done, results) = std::sync::mpsc::channel();
+            for job in jobs {
+                let (done, handle) = (done.clone(), handle.clone());
+                let name = job.name.clone();
+                let spawned = std::thread::Builder::new()
+                    .name(format!("plugin-load-{name}"))
+                    .spawn_scoped(scope, move || {
+                        let started = Instant::now();
+                        let loaded = self.load(&job, &handle);
+                        let _ = done.send((job, loaded, started.elapsed()));
+                    });
+                if let Err(e) = spawned {
+                    tracing::error!(plugin = %name, "cannot start a thread to load the plugin: {e}");
                 }
             }
-        }
+            drop(done);
+            for (job, loaded, took) in results.iter() {
+                let path = plugin_path(dir, &job.name);
+                let old = current.plugins.get(&job.name);
+                match loaded {
+                    Ok((plugin, cached)) => {
+                        let result = if old.is_some() { "reloaded" } else { "loaded" };
+                        self.metrics.plugin_load(&job.name, result);
+                        self.health.forget(&job.name);
+                        tracing::info!(
+                            plugin = %job.name,
+                            version = plugin.version(),
+                            wit = plugin.wit(),
+                            file = %path.display(),
+                            cached,
+                            took_ms = took.as_millis() as u64,
+                            "plugin {result}"
+                        );
+                        rejected.remove(&job.name);
+                        self.errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .remove(&job.name);
+                        plugins.insert(job.name.clone(), Arc::new(plugin));
+                    }
+                    Err(error) => {
+                        self.metrics.plugin_load(&job.name, "rejected");
+                        let keeps = match old {
+                            Some(old) => format!("version {} keeps serving", old.version()),
+                            None => "it is not loaded".to_owned(),
+                        };
+                        tracing::error!(plugin = %job.name, file = %path.display(), "plugin rejected: {error}; {keeps}");
+                        rejected.insert(job.name.clone(), job.attempt);
+                        self.errors
+                            .lock()
+                            .unwrap_or_else(|e| e.into_inner())
+                            .insert(job.name.clone(), error.to_string());
+                    }
+                }
+                self.loading
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&job.name);
+                if self.only_large_loading() {
+                    tracing::info!(
+                        still_compiling = ?self.loading(),
+                        "swapping in the plugins loaded so far; large ones follow when compiled"
+                    );
+                    self.snapshot.send_replace(Arc::new(Snapshot {
+                        plugins: plugins.clone(),
+                        global: config.plugins.chain.clone(),
+                    }));
+                }
+            }
+        });
         plugins
     }
 
-    /// Compiles (or loads from the cache), checks, links and initialises one plugin.
+    /// Compiles (or loads from the cache), checks, links and initialises one plugin, or
+    /// re-initialises the running version with new settings; instances start on `runtime`.
+    /// Returns it and whether its compilation came from the cache. Blocking.
     fn load(
         &self,
-        name: &str,
-        bytes: &[u8],
-        content: ContentHash,
-        settings: PluginSettings,
-        config: String,
+        job: &Job,
+        runtime: &tokio::runtime::Handle,
     ) -> Result<(LoadedPlugin, bool), LoadError> {
+        let (settings, config) = (job.attempt.settings, job.attempt.config.clone());
+        if let Some(old) = &job.old {
+            return runtime
+                .block_on(old.reconfigured(settings, config))
+                .map(|p| (p, true));
+        }
+        let size_mb = job.bytes.len() as f64 / 1e6;
+        tracing::info!(plugin = %job.name, "loading plugin ({size_mb:.1} MB)");
         let (component, cached) = self
             .runtime
-            .compile(bytes)
+            .compile(&job.bytes)
             .map_err(|e| LoadError::Compile(first_line(&e)))?;
-        let plugin = LoadedPlugin::new(&self.runtime, name, &component, content, settings, config)?;
+        let plugin = runtime.block_on(LoadedPlugin::new(
+            &self.runtime,
+            &job.name,
+            &component,
+            job.attempt.content,
+            settings,
+            config,
+        ))?;
         Ok((plugin, cached))
     }
+}
+
+/// One plugin to load: its file, the settings to load it with, and the running version
+/// when only the settings or configuration changed.
+struct Job {
+    name: String,
+    bytes: Vec<u8>,
+    attempt: Rejected,
+    old: Option<Arc<LoadedPlugin>>,
 }
 
 fn first_line(error: &wasmtime::Error) -> String {

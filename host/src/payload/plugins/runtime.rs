@@ -1,7 +1,11 @@
 //! The shared wasmtime machinery: one [`Engine`] with epoch interruption and the thread that
-//! advances its epoch, one [`Linker`] (WASI with nothing granted, plus the `host` import), the
-//! per-store [`HostState`], and compilation through wasmtime's on-disk cache
-//! ([`super::cache`]).
+//! advances its epoch, one [`Linker`] (WASI with nothing granted, plus the `host` import of
+//! both contracts), the per-store [`HostState`], the memory budget all instances share, and
+//! compilation through wasmtime's on-disk cache ([`super::cache`]).
+//!
+//! Calls run asynchronously: every [`TICK`] of running wasm the call yields to the executor
+//! and one tick of its CPU budget is spent (the epoch callback); the caller also bounds the
+//! call's wall time, so a plugin that sleeps or waits on WASI is stopped too.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -10,47 +14,48 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
-use wasmtime::{Cache, Engine, ResourceLimiter, Store, StoreLimits, StoreLimitsBuilder};
+use wasmtime::{Cache, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{self, Level};
+use super::bindings::{v0_1, v0_2};
+use super::limits::{Exceeded, Limiter, MemoryBudget};
+use super::log::LogBudget;
 use super::settings::PluginSettings;
 
 /// How often the engine's epoch advances: the granularity of call timeouts.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
-/// Log records one plugin call may write; later ones are dropped (and counted in a last line).
-const LOGS_PER_CALL: u32 = 32;
-
-/// Characters of one log record kept; the rest is cut.
-const LOG_CHARS: usize = 2048;
-
-/// What the runtime shares with every plugin: the engine, the linker and the cache.
+/// What the runtime shares with every plugin: the engine, the linker, the cache and the
+/// memory budget.
 pub struct Runtime {
     engine: Engine,
     linker: Linker<HostState>,
     cache: Option<Cache>,
+    budget: Arc<MemoryBudget>,
     _ticker: EpochTicker,
 }
 
 impl Runtime {
-    /// An engine whose compiled components are cached in `cache_dir`, when given.
-    pub fn new(cache_dir: Option<PathBuf>) -> wasmtime::Result<Self> {
+    /// An engine whose compiled components are cached in `cache_dir`, when given, and whose
+    /// instances hold `max_total_memory` bytes together at most.
+    pub fn new(cache_dir: Option<PathBuf>, max_total_memory: usize) -> wasmtime::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
         let cache = cache_dir.map(super::cache::in_folder).transpose()?;
         config.cache(cache.clone());
         let engine = Engine::new(&config)?;
         let mut linker = Linker::new(&engine);
-        // All of WASI 0.2, as `wasm32-wasip2` standard libraries import it; what it can reach
-        // is decided by each store's `WasiCtx`, which grants nothing.
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
-        bindings::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        // All of WASI 0.2, as guest standard libraries import it; what it can reach is
+        // decided by each store's `WasiCtx`, which grants nothing.
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
+        v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Self {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
             linker,
             cache,
+            budget: MemoryBudget::new(max_total_memory),
         })
     }
 
@@ -64,8 +69,18 @@ impl Runtime {
         &self.linker
     }
 
+    /// Bytes all instances hold together now.
+    pub(crate) fn memory_used(&self) -> usize {
+        self.budget.used()
+    }
+
+    /// The budget of all instances together, in bytes.
+    pub(crate) fn memory_budget(&self) -> usize {
+        self.budget.total()
+    }
+
     /// Compiles `bytes`, or loads the result of an earlier compilation from the cache.
-    /// Returns the component and whether it came from the cache.
+    /// Returns the component and whether it came from the cache. Blocking: CPU work.
     pub fn compile(&self, bytes: &[u8]) -> wasmtime::Result<(Component, bool)> {
         if !bytes.starts_with(b"\0asm") {
             wasmtime::bail!("not a WebAssembly binary (it does not start with `\\0asm`)");
@@ -80,98 +95,62 @@ impl Runtime {
     /// A store for one instance of plugin `name`, with its memory limit set and no access to
     /// files, environment, network or the host's stdio.
     pub(crate) fn store(&self, name: &Arc<str>, settings: &PluginSettings) -> Store<HostState> {
-        let limits = StoreLimitsBuilder::new()
-            .memory_size(settings.max_memory)
-            .table_elements(100_000)
-            .instances(100)
-            .tables(100)
-            .memories(10)
-            .trap_on_grow_failure(true)
-            .build();
         let state = HostState {
             plugin: Arc::clone(name),
             wasi: WasiCtx::builder().build(),
             table: ResourceTable::new(),
-            limits: Limiter {
-                limits,
-                exceeded: false,
-            },
-            logs_left: LOGS_PER_CALL,
+            limits: Limiter::new(settings.max_memory, Arc::clone(&self.budget)),
+            logs: LogBudget::default(),
+            ticks_left: 0,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
-        store.epoch_deadline_trap();
+        // Every tick of running wasm: yield to the executor, and spend one tick of the CPU
+        // budget; none left stops the call.
+        store.epoch_deadline_callback(|mut store| {
+            let state = store.data_mut();
+            if state.ticks_left == 0 {
+                return Ok(UpdateDeadline::Interrupt);
+            }
+            state.ticks_left -= 1;
+            Ok(UpdateDeadline::Yield(1))
+        });
         store
     }
 }
 
-/// Epoch ticks that cover `timeout`: a call is stopped after at least `timeout`, and at most
-/// one [`TICK`] later.
+/// Epoch ticks that cover `timeout`: a call is stopped after at least `timeout` of running,
+/// and at most one [`TICK`] later.
 pub(crate) fn deadline_ticks(timeout: Duration) -> u64 {
-    timeout.as_nanos().div_ceil(TICK.as_nanos()) as u64 + 1
+    timeout.as_nanos().div_ceil(TICK.as_nanos()) as u64
 }
 
 /// Everything one store holds: the WASI context (nothing granted), its resources, the memory
 /// limits and what the `host` import needs.
 pub(crate) struct HostState {
-    plugin: Arc<str>,
+    pub(super) plugin: Arc<str>,
     wasi: WasiCtx,
     table: ResourceTable,
     limits: Limiter,
-    logs_left: u32,
-}
-
-/// The store's limits, remembering whether the instance asked for more than they allow.
-struct Limiter {
-    limits: StoreLimits,
-    exceeded: bool,
-}
-
-impl ResourceLimiter for Limiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.memory_growing(current, desired, maximum);
-        self.exceeded |= !matches!(allowed, Ok(true));
-        allowed
-    }
-
-    fn table_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let allowed = self.limits.table_growing(current, desired, maximum);
-        self.exceeded |= !matches!(allowed, Ok(true));
-        allowed
-    }
-
-    fn instances(&self) -> usize {
-        self.limits.instances()
-    }
-
-    fn tables(&self) -> usize {
-        self.limits.tables()
-    }
-
-    fn memories(&self) -> usize {
-        self.limits.memories()
-    }
+    pub(super) logs: LogBudget,
+    ticks_left: u64,
 }
 
 impl HostState {
-    /// Starts a call: the plugin may log again.
-    pub(crate) fn start_call(&mut self) {
-        self.logs_left = LOGS_PER_CALL;
+    /// Starts a call with a CPU budget of `timeout`: the plugin may log again.
+    pub(crate) fn start_call(&mut self, timeout: Duration) {
+        self.logs = LogBudget::default();
+        self.ticks_left = deadline_ticks(timeout);
     }
 
-    /// Whether the instance asked for more memory or table space than its limit allows.
-    pub(crate) fn over_limit(&self) -> bool {
-        self.limits.exceeded
+    /// Which memory limit the instance hit, if it did.
+    pub(crate) fn over_limit(&self) -> Option<Exceeded> {
+        self.limits.exceeded()
+    }
+
+    /// Bytes of memories and tables the instance holds.
+    pub(crate) fn memory(&self) -> usize {
+        self.limits.held()
     }
 }
 
@@ -180,31 +159,6 @@ impl WasiView for HostState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
-        }
-    }
-}
-
-impl bindings::kfp::event_router::host::Host for HostState {
-    fn log(&mut self, level: Level, message: String) {
-        if self.logs_left == 0 {
-            return;
-        }
-        self.logs_left -= 1;
-        let mut message = message;
-        if let Some((cut, _)) = message.char_indices().nth(LOG_CHARS) {
-            message.truncate(cut);
-            message.push('…');
-        }
-        if self.logs_left == 0 {
-            message.push_str(" (further log records of this call are dropped)");
-        }
-        let plugin = &*self.plugin;
-        match level {
-            Level::Trace => tracing::trace!(plugin, "{message}"),
-            Level::Debug => tracing::debug!(plugin, "{message}"),
-            Level::Info => tracing::info!(plugin, "{message}"),
-            Level::Warn => tracing::warn!(plugin, "{message}"),
-            Level::Error => tracing::error!(plugin, "{message}"),
         }
     }
 }

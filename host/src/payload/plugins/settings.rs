@@ -22,9 +22,9 @@ pub enum OnError {
 pub struct PluginSettings {
     /// What a failed call means for the event.
     pub on_error: OnError,
-    /// CPU time one call may take.
+    /// Time one call may take, counted both in CPU and in wall time.
     pub timeout: Duration,
-    /// Bytes of memory one instance may use.
+    /// Bytes of memories and tables one instance may use together.
     pub max_memory: usize,
     /// Bytes one call may return (body and headers).
     pub max_output: usize,
@@ -43,7 +43,7 @@ impl Default for PluginSettings {
 }
 
 /// The checked `[plugins]` section.
-#[derive(Clone, Debug, Default, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PluginsSettings {
     /// Folder of `*.wasm` plugins, when configured.
     pub dir: Option<PathBuf>,
@@ -55,6 +55,24 @@ pub struct PluginsSettings {
     pub settings: BTreeMap<String, PluginSettings>,
     /// Each plugin's configuration, handed to its `init`.
     pub config: BTreeMap<String, serde_json::Value>,
+    /// Bytes all instances of all plugins may hold together.
+    pub max_total_memory: usize,
+}
+
+/// The default of `plugins.max_total_memory`: 1 GiB.
+pub const DEFAULT_MAX_TOTAL_MEMORY: usize = 1 << 30;
+
+impl Default for PluginsSettings {
+    fn default() -> Self {
+        Self {
+            dir: None,
+            chain: Vec::new(),
+            defaults: PluginSettings::default(),
+            settings: BTreeMap::new(),
+            config: BTreeMap::new(),
+            max_total_memory: DEFAULT_MAX_TOTAL_MEMORY,
+        }
+    }
 }
 
 impl PluginsSettings {

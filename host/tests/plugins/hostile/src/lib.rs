@@ -15,9 +15,14 @@
 //! | `init-fail` | `init` returns `Err("refusing to start")` |
 //! | `echo` | `Replace` with a JSON body describing the received event and payload (see [`echo`]) |
 //! | `tag` | `Replace` with the original body and content type, plus header `x-plugin-version: <tag>` (config `"tag"`, default `v1`) |
+//! | `sleep` | sleeps 10 s through WASI (`std::thread::sleep`), then `Pass` |
+//! | `poll` | asks the WASI clock for the time until 10 s have passed, then `Pass` |
+//! | `remember` | `Replace` with `{"endpoint": <this call's>, "previous": <the last call's, in this instance>}` |
+//! | `forbidden-headers` | `Replace` with the original body and every header only the router may set, plus `x-allowed: yes` |
+//! | `log-control` | logs a record with a newline, a terminal escape sequence and 5000 `x`, then `Pass` |
 
 use kfp_event_router_sdk::serde_json::{Value, json};
-use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin};
+use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, log};
 use serde::Deserialize;
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +53,15 @@ const MODES: &[&str] = &[
     "init-fail",
     "echo",
     "tag",
+    "sleep",
+    "poll",
+    "remember",
+    "forbidden-headers",
+    "log-control",
 ];
+
+/// The endpoint of the last `remember` call in this instance.
+static PREVIOUS: std::sync::Mutex<String> = std::sync::Mutex::new(String::new());
 
 /// The fixture plugin.
 pub struct Hostile {
@@ -109,6 +122,50 @@ impl Plugin for Hostile {
                 Err(e) => Err(format!("connect 127.0.0.1:9: {e}")),
             },
             "echo" => Action::json(&echo(event, &payload)),
+            "sleep" => {
+                std::thread::sleep(std::time::Duration::from_secs(10));
+                Ok(Action::Pass)
+            }
+            "poll" => {
+                let started = std::time::Instant::now();
+                while started.elapsed() < std::time::Duration::from_secs(10) {
+                    std::hint::black_box(started.elapsed());
+                }
+                Ok(Action::Pass)
+            }
+            "remember" => {
+                let mut previous = PREVIOUS.lock().unwrap_or_else(|e| e.into_inner());
+                let body = json!({"endpoint": event.endpoint, "previous": *previous});
+                *previous = event.endpoint.clone();
+                Action::json(&body)
+            }
+            "forbidden-headers" => {
+                let forbidden = [
+                    "webhook-id",
+                    "Webhook-Timestamp",
+                    "webhook-signature",
+                    "Authorization",
+                    "Host",
+                    "Content-Length",
+                ];
+                let mut headers: Vec<(String, String)> = forbidden
+                    .iter()
+                    .map(|h| (h.to_string(), "forged".to_owned()))
+                    .collect();
+                headers.push(("x-allowed".to_owned(), "yes".to_owned()));
+                Ok(Action::Replace {
+                    body: payload.body,
+                    content_type: payload.content_type,
+                    headers,
+                })
+            }
+            "log-control" => {
+                log::warn(format!(
+                    "line one\nFAKE level=ERROR forged line\u{1b}[31mred{}",
+                    "x".repeat(5000)
+                ));
+                Ok(Action::Pass)
+            }
             "tag" => Ok(Action::Replace {
                 body: payload.body,
                 content_type: payload.content_type,
@@ -119,8 +176,9 @@ impl Plugin for Hostile {
     }
 }
 
-/// The `echo` body: every [`Event`] field under its WIT name, labels as
-/// `[[key, value], ...]` in received order, and the payload as
+/// The `echo` body: the 0.1 [`Event`] fields under their WIT names, labels as
+/// `[[key, value], ...]` in received order, the whole event under `event` (Rust field
+/// names), and the payload as
 /// `{"content-type", "body" (UTF-8, lossy), "body-len"}`.
 pub fn echo(event: &Event, payload: &Payload) -> Value {
     json!({
@@ -138,6 +196,7 @@ pub fn echo(event: &Event, payload: &Payload) -> Value {
         "labels": event.labels,
         "endpoint": event.endpoint,
         "synthesized": event.synthesized,
+        "event": event,
         "payload": {
             "content-type": payload.content_type,
             "body": String::from_utf8_lossy(&payload.body),

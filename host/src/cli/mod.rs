@@ -1,4 +1,4 @@
-//! The command line: `run`, `validate`, `receive`, `record`, `plugin test`.
+//! The command line: `run`, `validate`, `receive`, `record`, `plugin test|check|diff|new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -12,8 +12,13 @@ use crate::config::{CONFIG_ENV, Config, ConfigError};
 use crate::deliver::signing::Verifier;
 use crate::model::secret::Secret;
 use crate::payload::format::Format;
+use crate::pipeline::plugin_check;
+use crate::pipeline::plugin_diff::{self, DiffOptions};
 use crate::pipeline::plugin_test::{self, TestOptions};
 use crate::telemetry::LogFormat;
+use scaffold::Lang;
+
+mod scaffold;
 
 /// Routes Kubeflow Pipelines run events to webhooks, through WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -87,8 +92,22 @@ pub enum Command {
 /// The `plugin` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Run a plugin over a recording and print, per event, the input payload, the plugin's
-    /// action and its output. Exits with 1 when a call failed.
+    /// Write a new plugin project that builds and tests on its own: Rust (with the SDK crate),
+    /// Python (componentize-py) or JavaScript (componentize-js), each with `build.sh`, a
+    /// README and a test over a recorded run.
+    New {
+        /// The plugin's name: lower-case letters, digits and `-`.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: Lang,
+        /// The folder to write; `./<name>` by default. It must not exist or be empty.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
+    /// Run a plugin over a recording and print, per event, the facts it is given, the input
+    /// payload, its action and the time it took, and its output. Exits with 1 when a call
+    /// failed.
     Test {
         /// The plugin component (`.wasm`).
         plugin: PathBuf,
@@ -96,13 +115,44 @@ pub enum PluginCommand {
         #[arg(long)]
         events: PathBuf,
         /// A TOML file with the plugin's configuration, or a router config whose
-        /// `[plugins.config.<name>]` is used; `{}` when absent.
+        /// `[plugins.config.<name>]` and limits (`[plugins]`, `[plugins.settings.<name>]`)
+        /// are used; `{}` and the default limits when absent.
         #[arg(long)]
         config: Option<PathBuf>,
         /// The payload format rendered before the plugin: `kfp`, `extended` or `cloudevents`.
         #[arg(long, default_value = "kfp", value_parser = parse_format)]
         format: Format,
         /// The endpoint name the plugin is told about.
+        #[arg(long, default_value = "test")]
+        endpoint: String,
+    },
+    /// Report a plugin's contract version, imports, exports and size, and whether the router
+    /// would run it. Exits with 1 when it would not.
+    Check {
+        /// The plugin component (`.wasm`).
+        plugin: PathBuf,
+        /// The plugin's configuration, as for `plugin test`; its init is checked with it.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Run two versions of a plugin over a recording and show, per event, where they decide
+    /// or render differently. Exits with 1 when they differ.
+    Diff {
+        /// The version running now (`.wasm`).
+        old: PathBuf,
+        /// The version to compare it with (`.wasm`).
+        new: PathBuf,
+        /// A recording: the JSON Lines of Kubernetes objects that `replay` reads.
+        #[arg(long)]
+        events: PathBuf,
+        /// The plugins' configuration, as for `plugin test`; in a router config, each version
+        /// gets that of its file name, NEW that of OLD's when it has none of its own.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// The payload format rendered before the plugins.
+        #[arg(long, default_value = "kfp", value_parser = parse_format)]
+        format: Format,
+        /// The endpoint name the plugins are told about.
         #[arg(long, default_value = "test")]
         endpoint: String,
     },
@@ -226,11 +276,57 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 config,
                 format,
                 endpoint,
+                timings: true,
             };
             let summary = plugin_test::run(options, &mut std::io::stdout()).await?;
             Ok(match summary.failed {
                 0 => ExitCode::SUCCESS,
                 _ => ExitCode::FAILURE,
+            })
+        }
+        Command::Plugin {
+            command: PluginCommand::New { name, lang, dir },
+        } => {
+            let dir = scaffold::scaffold(&name, lang, dir)?;
+            println!(
+                "wrote {}: run ./build.sh there, then ./test.sh; see its README.md",
+                dir.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Plugin {
+            command: PluginCommand::Check { plugin, config },
+        } => {
+            let runs = plugin_check::run(&plugin, config.as_ref(), &mut std::io::stdout()).await?;
+            Ok(if runs {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
+        }
+        Command::Plugin {
+            command:
+                PluginCommand::Diff {
+                    old,
+                    new,
+                    events,
+                    config,
+                    format,
+                    endpoint,
+                },
+        } => {
+            let options = DiffOptions {
+                old,
+                new,
+                events,
+                config,
+                format,
+                endpoint,
+            };
+            let summary = plugin_diff::run(options, &mut std::io::stdout()).await?;
+            Ok(match summary.same == summary.events {
+                true => ExitCode::SUCCESS,
+                false => ExitCode::FAILURE,
             })
         }
     }

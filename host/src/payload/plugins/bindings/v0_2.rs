@@ -1,0 +1,13 @@
+//! `kfp:event-router@0.2.0` (`wit/world.wit`): the contract the host works in.
+
+#![allow(missing_docs)]
+
+wasmtime::component::bindgen!({
+    path: "../wit/world.wit",
+    world: "plugin",
+    exports: { default: async },
+});
+
+pub use exports::kfp::event_router::transform::{
+    Action, Event, Node, Payload, PayloadFormat, Replacement, Task,
+};

@@ -1,0 +1,99 @@
+//! One instance of a plugin, whichever contract it was built for: the host calls it with 0.2
+//! values, converted to 0.1 ones at the boundary for components built for 0.1.
+
+use wasmtime::Store;
+use wasmtime::component::InstancePre;
+
+use super::bindings::{Action, Contract, Event, Payload, v0_1, v0_2};
+use super::runtime::HostState;
+
+/// A component linked once, ready to be instantiated, with the bindings of its contract.
+#[derive(Clone)]
+pub(crate) enum Pre {
+    /// Built for 0.1.
+    V0_1(v0_1::PluginPre<HostState>),
+    /// Built for 0.2.
+    V0_2(v0_2::PluginPre<HostState>),
+}
+
+impl Pre {
+    /// Binds `pre` as `contract` says; fails when the component's exports do not match it.
+    pub(crate) fn new(contract: Contract, pre: InstancePre<HostState>) -> wasmtime::Result<Self> {
+        Ok(match contract {
+            Contract::V0_1 => Self::V0_1(v0_1::PluginPre::new(pre)?),
+            Contract::V0_2 => Self::V0_2(v0_2::PluginPre::new(pre)?),
+        })
+    }
+
+    /// A new instance in `store`; its `init` is not called yet.
+    pub(crate) async fn instantiate(
+        &self,
+        mut store: Store<HostState>,
+    ) -> Result<Instance, (wasmtime::Error, Store<HostState>)> {
+        let bound = match self {
+            Self::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bound::V0_1),
+            Self::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Bound::V0_2),
+        };
+        match bound {
+            Ok(bound) => Ok(Instance { store, bound }),
+            Err(e) => Err((e, store)),
+        }
+    }
+}
+
+/// The bindings of an instance.
+enum Bound {
+    V0_1(v0_1::Plugin),
+    V0_2(v0_2::Plugin),
+}
+
+/// An instance and its store.
+pub(crate) struct Instance {
+    /// The store: the instance's memory, limits and host state.
+    pub(crate) store: Store<HostState>,
+    bound: Bound,
+}
+
+impl Instance {
+    /// Calls `init`.
+    pub(crate) async fn init(&mut self, config: &str) -> wasmtime::Result<Result<(), String>> {
+        match &self.bound {
+            Bound::V0_1(p) => {
+                p.kfp_event_router_transform()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
+            Bound::V0_2(p) => {
+                p.kfp_event_router_transform()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
+        }
+    }
+
+    /// Calls `handle`.
+    pub(crate) async fn handle(
+        &mut self,
+        event: &Event,
+        payload: &Payload,
+    ) -> wasmtime::Result<Result<Action, String>> {
+        match &self.bound {
+            Bound::V0_1(p) => {
+                let result = p
+                    .kfp_event_router_transform()
+                    .call_handle(
+                        &mut self.store,
+                        &v0_1::event(event),
+                        &v0_1::payload(payload),
+                    )
+                    .await?;
+                Ok(result.map(v0_1::action))
+            }
+            Bound::V0_2(p) => {
+                p.kfp_event_router_transform()
+                    .call_handle(&mut self.store, event, payload)
+                    .await
+            }
+        }
+    }
+}
