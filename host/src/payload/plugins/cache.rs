@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 
-use sha2::{Digest, Sha256};
+use aws_lc_rs::digest::{SHA256, digest};
 use wasmtime::{Cache, CacheConfig};
 
 /// Entries kept at most; wasmtime's worker removes the least recently used beyond it.
@@ -28,7 +28,9 @@ pub(crate) type ContentHash = [u8; 32];
 
 /// The SHA-256 of `bytes`.
 pub fn content_hash(bytes: &[u8]) -> ContentHash {
-    Sha256::digest(bytes).into()
+    let mut hash = ContentHash::default();
+    hash.copy_from_slice(digest(&SHA256, bytes).as_ref());
+    hash
 }
 
 /// Lower-case hexadecimal.
