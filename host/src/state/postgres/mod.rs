@@ -9,6 +9,7 @@
 //! wait up to a patience that suits their caller. The URL, which may hold a password, is never
 //! logged: errors say what failed, never where.
 
+mod dead_letters;
 mod link;
 mod listen;
 mod reader;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::dead_letters::RedriveLetter;
 use self::link::{Backoff, Link, describe, is_transient, parse_url};
 use self::reader::{Job, Reader};
 use self::writer::{Letter, Write, Writer};
