@@ -40,6 +40,8 @@ pub(super) enum Write {
     /// Dead letters to take out of `dead_letters` and accept again; answered with which were
     /// still there.
     Redrive(Vec<RedriveLetter>, oneshot::Sender<Vec<bool>>),
+    /// Count the pending rows again: another process changed them.
+    RefreshDepth,
     /// Commit; with `close`, then stop.
     Flush {
         done: oneshot::Sender<()>,
@@ -120,7 +122,15 @@ impl Writer {
                     continue;
                 }
             };
-            let batch = gather(&mut queue, first).await;
+            let mut batch = gather(&mut queue, first).await;
+            let refresh = batch.iter().any(|w| matches!(w, Write::RefreshDepth));
+            batch.retain(|w| !matches!(w, Write::RefreshDepth));
+            if refresh {
+                self.refresh_depth().await;
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let close = batch
                 .iter()
                 .any(|w| matches!(w, Write::Flush { close: true, .. }));
@@ -322,6 +332,7 @@ fn plan(batch: Vec<Write>) -> (Vec<Step>, Replies) {
                 replies.redriven.push(done);
             }
             Write::Flush { done, .. } => replies.done.push(done),
+            Write::RefreshDepth => {}
         }
     }
     (steps, replies)
