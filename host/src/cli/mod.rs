@@ -1,4 +1,5 @@
-//! The command line: `run`, `validate`, `receive`, `record`, `plugin test|check|diff|new`.
+//! The command line: `run`, `validate`, `receive`, `record`, `dead-letters list|show|redrive`,
+//! `plugin test|check|diff|new`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +19,11 @@ use crate::pipeline::plugin_test::{self, TestOptions};
 use crate::telemetry::LogFormat;
 use scaffold::Lang;
 
+mod admin_client;
+mod dead_letters;
 mod scaffold;
+
+pub use dead_letters::{ADMIN_TOKEN_ENV, DeadLettersArgs, DeadLettersCommand, FilterArgs};
 
 /// Routes Kubeflow Pipelines run events to webhooks, through WebAssembly plugins.
 #[derive(Debug, Parser)]
@@ -81,6 +86,10 @@ pub enum Command {
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<std::time::Duration>,
     },
+    /// List, show and redrive dead letters: deliveries given up after their retries. Works on
+    /// the state of a stopped router (`--config`), a shared PostgreSQL state, or a running
+    /// router through its admin API (`--admin URL`).
+    DeadLetters(DeadLettersArgs),
     /// Work with WebAssembly plugins.
     Plugin {
         /// What to do with plugins.
@@ -260,6 +269,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             );
             Ok(ExitCode::SUCCESS)
         }
+        Command::DeadLetters(args) => dead_letters::run(args).await,
         Command::Plugin {
             command:
                 PluginCommand::Test {

@@ -176,28 +176,51 @@ pub(crate) struct UrlSource(pub(crate) SecretSource);
 
 impl<'de> Deserialize<'de> for UrlSource {
     fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = UrlSource;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
-            }
-            fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<UrlSource, E> {
-                Err(E::custom(
-                    "the URL may hold a password: write url = { env = \"NAME\" } or \
-                     { file = \"/path\" }, not the URL itself",
-                ))
-            }
-            fn visit_map<A: serde::de::MapAccess<'de>>(
-                self,
-                map: A,
-            ) -> Result<UrlSource, A::Error> {
-                SecretSource::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    .map(UrlSource)
-            }
-        }
-        de.deserialize_any(Visitor)
+        secret_only(
+            de,
+            "the URL may hold a password: write url = { env = \"NAME\" } or \
+             { file = \"/path\" }, not the URL itself",
+        )
+        .map(UrlSource)
     }
+}
+
+/// Where `server.admin_token` comes from. A token written inline is refused without being
+/// echoed in the error.
+#[derive(Debug)]
+pub(crate) struct TokenSource(pub(crate) SecretSource);
+
+impl<'de> Deserialize<'de> for TokenSource {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        secret_only(
+            de,
+            "the token is a secret: write admin_token = { env = \"NAME\" } or \
+             { file = \"/path\" }, not the token itself",
+        )
+        .map(TokenSource)
+    }
+}
+
+/// Reads `{ env = "NAME" }` or `{ file = "/path" }`; a plain string is refused with
+/// `refusal`, which must not quote it.
+fn secret_only<'de, D: Deserializer<'de>>(
+    de: D,
+    refusal: &'static str,
+) -> Result<SecretSource, D::Error> {
+    struct Visitor(&'static str);
+    impl<'de> serde::de::Visitor<'de> for Visitor {
+        type Value = SecretSource;
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
+        }
+        fn visit_str<E: serde::de::Error>(self, _: &str) -> Result<SecretSource, E> {
+            Err(E::custom(self.0))
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<SecretSource, A::Error> {
+            SecretSource::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+        }
+    }
+    de.deserialize_any(Visitor(refusal))
 }
 
 /// The values of `state.backend`.
@@ -225,19 +248,24 @@ fn default_state_dir() -> PathBuf {
     PathBuf::from("/var/lib/kfp-event-router")
 }
 
-/// `[server]`: serves `/metrics`, `/healthz` and `/readyz`.
+/// `[server]`: serves `/metrics`, `/healthz` and `/readyz`, and the admin API.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ServerSection {
     /// Address to listen on. Defaults to `127.0.0.1:9090`; port 0 picks a free port.
     #[serde(default = "default_listen")]
     pub(crate) listen: SocketAddr,
+    /// The bearer token of the admin API (`/admin/dead-letters`: list, show and redrive dead
+    /// letters), `{ env = "NAME" }` or `{ file = "/path" }`. A secret: never logged. When
+    /// absent (the default), the admin API is off and its routes answer 404.
+    pub(crate) admin_token: Option<Spanned<TokenSource>>,
 }
 
 impl Default for ServerSection {
     fn default() -> Self {
         Self {
             listen: default_listen(),
+            admin_token: None,
         }
     }
 }

@@ -20,6 +20,7 @@ use url::Url;
 use crate::accept::{Route, Routes};
 use crate::deliver::Delivery;
 use crate::enrich::Paths;
+use crate::model::secret::Secret;
 use crate::payload::plugins::settings::PluginsSettings;
 use crate::payload::{EndpointPayload, PayloadSettings};
 use crate::source::SourceSettings;
@@ -43,6 +44,8 @@ pub struct Config {
     pub removed_endpoint_grace: Duration,
     /// Address of the metrics and health server.
     pub listen: SocketAddr,
+    /// The admin API's bearer token (`server.admin_token`); the API is off without one.
+    pub admin_token: Option<Secret>,
     /// Every endpoint: the `[[endpoints]]` tables, then one per file of `subscribers_dir`.
     pub endpoints: Vec<Endpoint>,
     /// The plugins: their folder, the global chain, limits and configurations.
@@ -101,6 +104,11 @@ impl Config {
                 .map(|e| (e.name().to_owned(), e.payload.clone()))
                 .collect(),
         }
+    }
+
+    /// The names of the endpoints: those a dead letter can be redriven to.
+    pub(crate) fn endpoint_names(&self) -> BTreeSet<String> {
+        self.endpoints.iter().map(|e| e.name().to_owned()).collect()
     }
 
     /// Every endpoint's delivery settings: the deliver stage's.

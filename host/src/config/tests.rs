@@ -839,3 +839,53 @@ fn router_cluster_names_the_cluster_and_is_checked() {
         "router.cluster: must be 1 to 253",
     );
 }
+
+#[test]
+fn the_admin_token_comes_from_env_or_file_and_never_shows() {
+    let files = Files::new();
+    std::fs::write(files.path("admin-token"), "adm1n-S3CRET\n").unwrap();
+    let server = |token: &str| {
+        format!(
+            "{}\n[server]\nlisten = \"127.0.0.1:0\"\nadmin_token = {token}\n",
+            files.source()
+        )
+    };
+    let config = files
+        .parse(&server(&format!(
+            "{{ file = {} }}",
+            files.toml("admin-token")
+        )))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(config.admin_token, Some(Secret::new("adm1n-S3CRET".into())));
+    let shown = format!("{config:?}");
+    assert!(!shown.contains("adm1n-S3CRET"), "{shown}");
+    // Off by default.
+    assert_eq!(files.parse(&files.source()).unwrap().admin_token, None);
+
+    let text = server("\"adm1n-S3CRET\"");
+    let problems = files.problems(&text);
+    assert!(
+        problems[0].message.contains("the token is a secret"),
+        "{problems:?}"
+    );
+    assert!(
+        !format!("{problems:?}").contains("adm1n-S3CRET"),
+        "{problems:?}"
+    );
+
+    let text = server("{ env = \"KFP_ROUTER_TEST_UNSET_ADMIN_TOKEN\" }");
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "{ env",
+        "server.admin_token: environment variable KFP_ROUTER_TEST_UNSET_ADMIN_TOKEN is not set",
+    );
+    std::fs::write(files.path("empty"), "\n").unwrap();
+    let text = server(&format!("{{ file = {} }}", files.toml("empty")));
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "{ file",
+        "server.admin_token: the token is empty",
+    );
+}

@@ -9,7 +9,7 @@
 //!                                                    (a worker per endpoint; payload/ renders
 //!                                                     each request: format/, then plugins/)
 //!    ▲
-//! config/  server                  the file, checked into each stage's settings; /metrics
+//! config/  server/                 the file, checked into each stage's settings; /metrics, /admin
 //!    ▲
 //! pipeline/  receive               this assembler; the stand-in endpoint
 //!    ▲
@@ -42,6 +42,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::Config;
 use crate::deliver::{self, Deliverer};
 use crate::payload::PayloadStage;
+use crate::server::admin::Admin;
 use crate::source::SourceSettings;
 use crate::source::kubernetes::Session;
 use crate::source::replay::Replay;
@@ -83,11 +84,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let payload = Arc::new(payload);
     let readiness = Readiness::default();
     readiness.publish("plugins", Arc::clone(&payload) as _);
+    let admin = config.admin_token.clone().map(|token| Admin {
+        token,
+        dead_letters: state.dead_letters.clone(),
+        outbox: outbox.clone(),
+        endpoints: follow(&config_updates, Config::endpoint_names),
+        metrics: Arc::clone(&metrics),
+    });
     let (address, server) = crate::server::start(
         config.listen,
         Arc::clone(&metrics),
         readiness.clone(),
         outbox.clone(),
+        admin,
     )
     .await?;
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");

@@ -103,6 +103,8 @@ pub struct Metrics {
     /// Undelivered events kept for an endpoint removed from the config, per endpoint, until
     /// it comes back or its grace period ends.
     pub(crate) removed_endpoint_backlog: Family<EndpointLabel, Gauge>,
+    /// Dead letters put back into the outbox by a redrive (the admin API), per endpoint.
+    pub(crate) dead_letters_redriven: Family<EndpointLabel, Counter>,
     /// Config reloads by result (`applied`, `rejected`).
     pub(crate) config_reloads: Family<Labels, Counter>,
     /// Run transitions by the path that reported them: `events`, `workflows` (derived from
@@ -164,6 +166,12 @@ impl Metrics {
         );
         let removed_endpoint_backlog = Family::default();
         let config_reloads = Family::default();
+        let dead_letters_redriven = Family::default();
+        registry.register(
+            "dead_letters_redriven",
+            "Dead letters put back into the outbox by a redrive, per endpoint",
+            dead_letters_redriven.clone(),
+        );
         let kube = KubeMetrics::register(&mut registry);
         let plugin_calls = Family::default();
         let plugin_call_seconds = Family::<PluginLabel, Histogram>::new_with_constructor(|| {
@@ -234,6 +242,7 @@ impl Metrics {
             outbox_pending,
             outbox_oldest_pending_age,
             removed_endpoint_backlog,
+            dead_letters_redriven,
             config_reloads,
             plugin_calls,
             plugin_call_seconds,

@@ -25,6 +25,9 @@ fn exported() -> BTreeSet<String> {
     m.removed_endpoint_backlog
         .get_or_create(&Metrics::endpoint("e"))
         .set(1);
+    m.dead_letters_redriven
+        .get_or_create(&Metrics::endpoint("e"))
+        .inc();
     m.config_reloads
         .get_or_create(&vec![("result", "applied")])
         .inc();

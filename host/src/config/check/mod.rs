@@ -14,6 +14,7 @@ use std::path::Path;
 use super::diagnostic::line_column;
 use super::file::{ConfigFile, SourceKind};
 use super::{Config, ConfigError, Diagnostic, Endpoint};
+use crate::model::secret::Secret;
 
 /// Checks `text`, the contents of the file at `path`. `offline` checks it as it would be
 /// checked where it runs, without reading the files and variables it names (secrets, plugins,
@@ -37,6 +38,28 @@ pub(super) fn check(path: &Path, text: &str, offline: bool) -> Result<Config, Co
 }
 
 impl Checker<'_> {
+    /// `server.admin_token`: read (unless offline) and not empty.
+    fn admin_token(
+        &mut self,
+        token: Option<&toml::Spanned<super::file::TokenSource>>,
+    ) -> Option<Secret> {
+        let token = token?;
+        if self.offline {
+            return None;
+        }
+        match token.get_ref().0.resolve() {
+            Ok(secret) if secret.expose().is_empty() => {
+                self.problem(token.span(), "server.admin_token: the token is empty");
+                None
+            }
+            Ok(secret) => Some(secret),
+            Err(e) => {
+                self.problem(token.span(), format!("server.admin_token: {e}"));
+                None
+            }
+        }
+    }
+
     /// `router.cluster`: a name, printable and at most 253 characters (a DNS name's limit).
     fn cluster(&mut self, cluster: Option<&toml::Spanned<String>>) -> Option<String> {
         let cluster = cluster?;
@@ -151,6 +174,7 @@ impl Checker<'_> {
                 .removed_endpoint_grace
                 .unwrap_or(Config::DEFAULT_REMOVED_ENDPOINT_GRACE),
             listen: file.server.listen,
+            admin_token: self.admin_token(file.server.admin_token.as_ref()),
             cluster: self.cluster(file.router.cluster.as_ref()),
             endpoints,
             plugins,

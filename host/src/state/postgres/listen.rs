@@ -1,22 +1,37 @@
 //! Hears of events accepted by any process: `LISTEN` on a connection of its own, and a poll
 //! every [`POLL`] in case a notification is missed. After each (re)connection it wakes the
-//! delivery workers, since it cannot know what it missed meanwhile.
+//! delivery workers, since it cannot know what it missed meanwhile. When another process
+//! accepted events (a router, or `dead-letters redrive`), it has the writer count the pending
+//! rows again, so that this process's depth (and a replay's wait for it to drain) includes
+//! them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::link::{Backoff, Link, describe};
+use super::writer::Write;
 use super::{CHANNEL, raise};
 
 /// How often the last sequence number is read, besides notifications.
 const POLL: Duration = Duration::from_secs(5);
 
 /// Keeps `last_seq` current until `stop` is cancelled.
-pub(super) async fn run(link: Link, last_seq: Arc<watch::Sender<u64>>, stop: CancellationToken) {
+pub(super) async fn run(
+    link: Link,
+    last_seq: Arc<watch::Sender<u64>>,
+    writes: mpsc::UnboundedSender<Write>,
+    stop: CancellationToken,
+) {
+    // A higher sequence number than this process knows was accepted elsewhere.
+    let raise = |seq| {
+        if raise(&last_seq, seq) {
+            let _ = writes.send(Write::RefreshDepth);
+        }
+    };
     let mut backoff = Backoff::default();
     loop {
         let connected = tokio::select! {
@@ -35,7 +50,7 @@ pub(super) async fn run(link: Link, last_seq: Arc<watch::Sender<u64>>, stop: Can
         };
         backoff = Backoff::default();
         if let Ok(seq) = last(&client).await {
-            raise(&last_seq, seq);
+            raise(seq);
         }
         last_seq.send_modify(|_| {});
         let mut poll = tokio::time::interval(POLL);
@@ -44,13 +59,13 @@ pub(super) async fn run(link: Link, last_seq: Arc<watch::Sender<u64>>, stop: Can
                 note = notes.recv() => match note {
                     Some(payload) => {
                         if let Ok(seq) = payload.parse() {
-                            raise(&last_seq, seq);
+                            raise(seq);
                         }
                     }
                     None => break,
                 },
                 _ = poll.tick() => match last(&client).await {
-                    Ok(seq) => raise(&last_seq, seq),
+                    Ok(seq) => raise(seq),
                     Err(_) => break,
                 },
                 () = stop.cancelled() => return,

@@ -9,6 +9,7 @@
 //! wait up to a patience that suits their caller. The URL, which may hold a password, is never
 //! logged: errors say what failed, never where.
 
+mod dead_letters;
 mod link;
 mod listen;
 mod reader;
@@ -24,6 +25,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::dead_letters::RedriveLetter;
 use self::link::{Backoff, Link, describe, is_transient, parse_url};
 use self::reader::{Job, Reader};
 use self::writer::{Letter, Write, Writer};
@@ -294,15 +296,16 @@ impl Postgres {
     }
 }
 
-/// Raises `last_seq` to `seq`, waking its receivers, unless it is already there.
-fn raise(last_seq: &watch::Sender<u64>, seq: u64) {
+/// Raises `last_seq` to `seq`, waking its receivers, unless it is already there; returns
+/// whether it rose.
+fn raise(last_seq: &watch::Sender<u64>, seq: u64) -> bool {
     last_seq.send_if_modified(|last| {
         let higher = seq > *last;
         if higher {
             *last = seq;
         }
         higher
-    });
+    })
 }
 
 /// The connections' thread: opens the database, answers `ready`, then runs the writer,
@@ -327,7 +330,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
         let handle = Postgres {
-            writes,
+            writes: writes.clone(),
             jobs,
             last_seq: last_seq.subscribe(),
             depth: Arc::clone(&depth),
@@ -336,6 +339,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         tokio::spawn(listen::run(
             link.clone(),
             Arc::clone(&last_seq),
+            writes,
             stop.clone(),
         ));
         let reader = Arc::new(Reader::new(link.clone(), closing.clone()));

@@ -2,11 +2,12 @@
 //! (consecutive completions or attempts together, as arrays), and the statements themselves.
 //! A step can be sent again after a failure: it owns its data.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::CHANNEL;
+use super::dead_letters::RedriveLetter;
 use super::writer::Letter;
 use crate::model::clock::now_ms;
 use crate::state::outbox::AcceptBatch;
@@ -25,6 +26,16 @@ pub(super) enum Step {
     ClearCheckpoint(String),
     /// A dead letter.
     DeadLetter(Letter),
+    /// Dead letters to take out and accept again.
+    Redrive(Redrive),
+}
+
+/// Dead letters to redrive, serialised: per letter its rows, and its event as an accept.
+pub(super) struct Redrive {
+    /// Each letter's rows in `dead_letters`.
+    rows: Vec<Vec<i64>>,
+    /// Each letter's event, for its endpoint alone.
+    accepted: Accepted,
 }
 
 /// An [`AcceptBatch`], serialised: the events as parallel columns.
@@ -56,6 +67,8 @@ pub(super) struct Outcome {
     pub(super) depth: i64,
     /// How many deliveries each purge removed, in order.
     pub(super) purged: Vec<u64>,
+    /// Which letters each redrive took (those whose rows were still there), in order.
+    pub(super) redriven: Vec<Vec<bool>>,
 }
 
 /// The statements, prepared on each new connection.
@@ -76,6 +89,7 @@ pub(super) struct Sql {
     purge: Statement,
     release: Statement,
     dead_letter: Statement,
+    take_dead_letters: Statement,
     notify: Statement,
 }
 
@@ -115,6 +129,8 @@ impl Sql {
             dead_letter: p("INSERT INTO dead_letters (at, endpoint, webhook_id, letter) \
                  VALUES ($1::text::timestamptz, $2, $3, $4)")
             .await?,
+            take_dead_letters: p("DELETE FROM dead_letters WHERE id = ANY($1::bigint[]) RETURNING id")
+                .await?,
             notify: p("SELECT pg_notify($1, $2)").await?,
         })
     }
@@ -151,6 +167,76 @@ pub(super) fn serialise(batch: AcceptBatch) -> Accepted {
         }
     }
     accepted
+}
+
+/// Serialises a redrive: each letter's event becomes an accept for its endpoint alone.
+pub(super) fn redrive(letters: Vec<RedriveLetter>) -> Redrive {
+    let mut accepted = Accepted {
+        accepted_ms: now_ms() as i64,
+        keys: Vec::new(),
+        events: Vec::new(),
+        endpoints: Vec::new(),
+        stored_uids: Vec::new(),
+        stored_states: Vec::new(),
+        removed_uids: Vec::new(),
+        checkpoint: None,
+    };
+    let mut rows = Vec::with_capacity(letters.len());
+    for letter in letters {
+        accepted.keys.push(letter.event.ordering_key());
+        accepted
+            .events
+            .push(serde_json::to_vec(&letter.event).expect("events serialise"));
+        accepted.endpoints.push(vec![letter.endpoint]);
+        rows.push(letter.rows);
+    }
+    Redrive { rows, accepted }
+}
+
+/// Deletes a redrive's rows and accepts the events of the letters whose rows were still
+/// there.
+async fn take_and_accept(
+    txn: &Transaction<'_>,
+    sql: &Sql,
+    r: &Redrive,
+    outcome: &mut Outcome,
+) -> Result<(), tokio_postgres::Error> {
+    let all: Vec<i64> = r.rows.iter().flatten().copied().collect();
+    let deleted: HashSet<i64> = txn
+        .query(&sql.take_dead_letters, &[&all])
+        .await?
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    let taken: Vec<bool> = r
+        .rows
+        .iter()
+        .map(|rows| rows.iter().any(|row| deleted.contains(row)))
+        .collect();
+    let a = &r.accepted;
+    let pick = |i: usize| taken[i];
+    let accepted = Accepted {
+        accepted_ms: a.accepted_ms,
+        keys: keep(&a.keys, pick),
+        events: keep(&a.events, pick),
+        endpoints: keep(&a.endpoints, pick),
+        stored_uids: Vec::new(),
+        stored_states: Vec::new(),
+        removed_uids: Vec::new(),
+        checkpoint: None,
+    };
+    accept(txn, sql, &accepted, outcome).await?;
+    outcome.redriven.push(taken);
+    Ok(())
+}
+
+/// The items of `all` whose index `pick` takes.
+fn keep<T: Clone>(all: &[T], pick: impl Fn(usize) -> bool) -> Vec<T> {
+    all.iter()
+        .enumerate()
+        .filter(|(i, _)| pick(*i))
+        .map(|(_, item)| item.clone())
+        .collect()
 }
 
 /// Runs the steps in `txn`, in order.
@@ -204,6 +290,7 @@ pub(super) async fn execute(
                 )
                 .await?;
             }
+            Step::Redrive(r) => take_and_accept(txn, sql, r, &mut outcome).await?,
         }
     }
     if let Some(seq) = outcome.last_seq {

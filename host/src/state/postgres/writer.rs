@@ -12,8 +12,9 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+use super::dead_letters::RedriveLetter;
 use super::link::{Backoff, Link, describe, is_transient};
-use super::steps::{Outcome, Sql, Step, execute, serialise};
+use super::steps::{Outcome, Sql, Step, execute, redrive, serialise};
 use super::{DEPTH_REFRESH, raise};
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 
@@ -36,6 +37,11 @@ pub(super) enum Write {
     Purge(String, oneshot::Sender<u64>),
     /// A dead letter to insert.
     DeadLetter(Letter, oneshot::Sender<()>),
+    /// Dead letters to take out of `dead_letters` and accept again; answered with which were
+    /// still there.
+    Redrive(Vec<RedriveLetter>, oneshot::Sender<Vec<bool>>),
+    /// Count the pending rows again: another process changed them.
+    RefreshDepth,
     /// Commit; with `close`, then stop.
     Flush {
         done: oneshot::Sender<()>,
@@ -68,6 +74,7 @@ pub(super) struct Letter {
 struct Replies {
     done: Vec<oneshot::Sender<()>>,
     purged: Vec<oneshot::Sender<u64>>,
+    redriven: Vec<oneshot::Sender<Vec<bool>>>,
 }
 
 /// Owns every write transaction.
@@ -115,7 +122,15 @@ impl Writer {
                     continue;
                 }
             };
-            let batch = gather(&mut queue, first).await;
+            let mut batch = gather(&mut queue, first).await;
+            let refresh = batch.iter().any(|w| matches!(w, Write::RefreshDepth));
+            batch.retain(|w| !matches!(w, Write::RefreshDepth));
+            if refresh {
+                self.refresh_depth().await;
+            }
+            if batch.is_empty() {
+                continue;
+            }
             let close = batch
                 .iter()
                 .any(|w| matches!(w, Write::Flush { close: true, .. }));
@@ -131,6 +146,9 @@ impl Writer {
                     }
                     for (done, n) in replies.purged.into_iter().zip(outcome.purged) {
                         let _ = done.send(n);
+                    }
+                    for (done, taken) in replies.redriven.into_iter().zip(outcome.redriven) {
+                        let _ = done.send(taken);
                     }
                     if close {
                         return replies.done;
@@ -309,7 +327,12 @@ fn plan(batch: Vec<Write>) -> (Vec<Step>, Replies) {
                 steps.push(Step::DeadLetter(letter));
                 replies.done.push(done);
             }
+            Write::Redrive(letters, done) => {
+                steps.push(Step::Redrive(redrive(letters)));
+                replies.redriven.push(done);
+            }
             Write::Flush { done, .. } => replies.done.push(done),
+            Write::RefreshDepth => {}
         }
     }
     (steps, replies)

@@ -1,7 +1,10 @@
-//! The HTTP server for operators: `/metrics` (Prometheus text), `/healthz`, `/readyz`.
+//! The HTTP server for operators: `/metrics` (Prometheus text), `/healthz`, `/readyz`, and
+//! with a token configured the [`admin`] API (`/admin/dead-letters`).
 //!
 //! It reads what the stages publish ([`Metrics`], [`Readiness`]) and the outbox's depth and
 //! per-endpoint backlog; it imports no stage.
+
+pub(crate) mod admin;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -48,6 +51,7 @@ pub(crate) async fn start(
     metrics: Arc<Metrics>,
     readiness: Readiness,
     outbox: Outbox,
+    admin: Option<admin::Admin>,
 ) -> std::io::Result<(SocketAddr, JoinHandle<()>)> {
     let listener = tokio::net::TcpListener::bind(listen)
         .await
@@ -62,7 +66,8 @@ pub(crate) async fn start(
             readiness,
             outbox,
             backlog: Arc::default(),
-        });
+        })
+        .merge(admin::routes(admin));
     let task = tokio::spawn(async move {
         if let Err(e) = axum::serve(listener, app).await {
             tracing::error!("metrics server stopped: {e}");
