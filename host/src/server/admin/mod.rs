@@ -17,13 +17,14 @@ pub(crate) mod api;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use aws_lc_rs::constant_time::verify_slices_are_equal;
+use aws_lc_rs::digest::{SHA256, digest};
 use axum::extract::{Path, RawQuery, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use sha2::{Digest, Sha256};
 use tokio::sync::watch;
 
 use self::api::{DEFAULT_LIMIT, ErrorBody, ListQuery, MAX_LIMIT, RedriveRequest};
@@ -98,12 +99,8 @@ fn bearer(headers: &HeaderMap) -> Option<&str> {
 /// Whether `a` and `b` are equal, in a time that depends on neither: their SHA-256 digests
 /// (of fixed length) are compared byte for byte without stopping early.
 fn same(a: &str, b: &str) -> bool {
-    let (a, b) = (Sha256::digest(a.as_bytes()), Sha256::digest(b.as_bytes()));
-    let diff = a
-        .iter()
-        .zip(b.iter())
-        .fold(0u8, |acc, (x, y)| acc | std::hint::black_box(x ^ y));
-    diff == 0
+    let (a, b) = (digest(&SHA256, a.as_bytes()), digest(&SHA256, b.as_bytes()));
+    verify_slices_are_equal(a.as_ref(), b.as_ref()).is_ok()
 }
 
 fn error(status: StatusCode, message: impl Into<String>) -> Response {

@@ -1,7 +1,7 @@
 //! A dead letter as read back, its one-line summary, and its id.
 
+use aws_lc_rs::digest::{Context, SHA256};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use crate::model::event::RouterEvent;
 
@@ -9,12 +9,15 @@ use crate::model::event::RouterEvent;
 /// SHA-256 of both. Stable (the same in every backend, across rotations and restarts), short
 /// enough to copy from `dead-letters list`, and safe in a URL path.
 pub(crate) fn letter_id(endpoint: &str, webhook_id: &str) -> String {
-    let digest = Sha256::new()
-        .chain_update(endpoint.as_bytes())
-        .chain_update([0])
-        .chain_update(webhook_id.as_bytes())
-        .finalize();
-    let hex: String = digest[..8].iter().map(|b| format!("{b:02x}")).collect();
+    let mut context = Context::new(&SHA256);
+    context.update(endpoint.as_bytes());
+    context.update(&[0]);
+    context.update(webhook_id.as_bytes());
+    let digest = context.finish();
+    let hex: String = digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
     format!("dl_{hex}")
 }
 
