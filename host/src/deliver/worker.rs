@@ -63,37 +63,44 @@ enum End {
 /// Runs until `shared.stop` is cancelled and the attempts under way have finished.
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut accepted = shared.outbox.accepted();
+    let mut reconnects = shared.outbox.reconnects();
     let mut queues: HashMap<String, VecDeque<PendingDelivery>> = HashMap::new();
     let mut busy: HashSet<String> = HashSet::new();
-    let mut running: FuturesUnordered<BoxFuture<'static, (String, End)>> = FuturesUnordered::new();
-    let mut loaded = 0usize;
+    // The deliveries in memory (under way or queued behind their workflow), by seq.
+    let mut held: HashSet<u64> = HashSet::new();
+    let mut running: FuturesUnordered<BoxFuture<'static, (String, u64, End)>> =
+        FuturesUnordered::new();
     let mut cursor = 0u64;
     let mut caught_up = false;
     loop {
         // Read in large batches: refilling one delivery per completion would cost a read
         // transaction each.
-        if !caught_up && loaded <= LOADED / 2 && !shared.stop.is_cancelled() {
-            let batch = load(&shared, cursor, LOADED - loaded).await;
-            caught_up = batch.len() < LOADED - loaded;
+        if !caught_up && held.len() <= LOADED / 2 && !shared.stop.is_cancelled() {
+            let limit = LOADED - held.len();
+            let batch = load(&shared, cursor, limit).await;
+            caught_up = batch.len() < limit;
             for delivery in batch {
                 cursor = delivery.seq;
-                loaded += 1;
+                // Read again after a reconnection: what is in memory already is not taken twice.
+                if !held.insert(delivery.seq) {
+                    continue;
+                }
                 let key = delivery.event.ordering_key();
                 if busy.insert(key.clone()) {
-                    running.push(Box::pin(deliver(Arc::clone(&shared), key, delivery)));
+                    running.push(start(&shared, key, delivery));
                 } else {
                     queues.entry(key).or_default().push_back(delivery);
                 }
             }
         }
         tokio::select! {
-            Some((key, end)) = running.next() => {
-                loaded -= 1;
+            Some((key, seq, end)) = running.next() => {
+                held.remove(&seq);
                 if matches!(end, End::Left) {
                     continue;
                 }
                 match queues.get_mut(&key).and_then(VecDeque::pop_front) {
-                    Some(next) => running.push(Box::pin(deliver(Arc::clone(&shared), key, next))),
+                    Some(next) => running.push(start(&shared, key, next)),
                     None => {
                         queues.remove(&key);
                         busy.remove(&key);
@@ -103,6 +110,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
             changed = accepted.changed(), if caught_up && !shared.stop.is_cancelled() => {
                 caught_up = changed.is_err();
             }
+            // The database may have lost completions committed lazily before it went down:
+            // their rows are pending again, behind the cursor. Read everything again.
+            Some(Ok(())) = async { Some(reconnects.as_mut()?.changed().await) },
+                if reconnects.is_some() && !shared.stop.is_cancelled() =>
+            {
+                cursor = 0;
+                caught_up = false;
+            }
             () = shared.stop.cancelled(), if !shared.stop.is_cancelled() => {}
             else => break,
         }
@@ -110,6 +125,20 @@ pub(super) async fn run(shared: Arc<Shared>) {
             break;
         }
     }
+}
+
+/// [`deliver`], ending with the delivery's seq.
+fn start(
+    shared: &Arc<Shared>,
+    key: String,
+    delivery: PendingDelivery,
+) -> BoxFuture<'static, (String, u64, End)> {
+    let seq = delivery.seq;
+    let shared = Arc::clone(shared);
+    Box::pin(async move {
+        let (key, end) = deliver(shared, key, delivery).await;
+        (key, seq, end)
+    })
 }
 
 async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery> {
