@@ -9,6 +9,7 @@
 //! [`Outbox`] and [`DeadLetters`] are one API over both.
 
 pub(crate) mod dead_letter;
+pub(crate) mod history;
 pub(crate) mod outbox;
 mod postgres;
 mod redb;
@@ -17,6 +18,7 @@ use std::fs::File;
 use std::path::{Path, PathBuf};
 
 pub(crate) use dead_letter::DeadLetters;
+pub(crate) use history::History;
 pub(crate) use outbox::Outbox;
 pub(crate) use postgres::check_url;
 

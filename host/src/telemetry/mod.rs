@@ -123,6 +123,8 @@ pub struct Metrics {
     pub(crate) plugin_failing: Family<PluginLabel, Gauge>,
     /// The kubernetes source's metrics: API requests, leadership, watch errors.
     pub(crate) kube: KubeMetrics,
+    /// Console history records dropped because its writer was behind.
+    pub(crate) console_history_dropped: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -207,6 +209,12 @@ impl Metrics {
              is what Events alone would have lost",
             transitions.clone(),
         );
+        let console_history_dropped = Counter::default();
+        registry.register(
+            "console_history_dropped",
+            "Console history records dropped because its writer was behind",
+            console_history_dropped.clone(),
+        );
         let offloaded_workflows = Counter::default();
         registry.register(
             "offloaded_workflows",
@@ -251,6 +259,7 @@ impl Metrics {
             transitions,
             offloaded_workflows,
             kube,
+            console_history_dropped,
         }
     }
 

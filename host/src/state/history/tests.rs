@@ -1,0 +1,74 @@
+use std::sync::Arc;
+
+use super::*;
+
+/// A record of `endpoint` for event `n`, with one attempt.
+fn record(endpoint: &str, n: u32, outcome: Outcome) -> Record {
+    Record {
+        endpoint: endpoint.into(),
+        webhook_id: format!("msg_{n}"),
+        time_ms: u64::from(n),
+        run_id: Some("run-1".into()),
+        workflow: "wf".into(),
+        task: None,
+        reason: "WorkflowRunning".into(),
+        message: String::new(),
+        outcome,
+        note: None,
+        attempts: vec![Attempt {
+            at_ms: u64::from(n),
+            millis: 3,
+            status: Some(500),
+            class: "5xx".into(),
+            error: None,
+        }],
+        request: None,
+        response: None,
+    }
+}
+
+fn ids(records: &[Record], endpoint: &str) -> Vec<String> {
+    records
+        .iter()
+        .filter(|r| r.endpoint == endpoint)
+        .map(|r| r.webhook_id.clone())
+        .collect()
+}
+
+#[tokio::test]
+async fn keeps_the_newest_per_endpoint_and_survives_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let history = History::open(dir.path(), 3, Arc::new(Metrics::new())).unwrap();
+    for n in 1..=5 {
+        history.append(record("a", n, Outcome::Delivered));
+    }
+    history.append(record("b", 9, Outcome::Delivered));
+    // A later change of msg_4 moves it to the front and adds its attempt.
+    history.append(record("a", 4, Outcome::DeadLettered));
+    history.flush().await;
+    let all = history.all().await.unwrap();
+    assert_eq!(ids(&all, "a"), ["msg_4", "msg_5", "msg_3"]);
+    assert_eq!(ids(&all, "b"), ["msg_9"]);
+    let four = &all[0];
+    assert_eq!(four.outcome, Outcome::DeadLettered);
+    assert_eq!(four.attempts.len(), 2);
+    drop(history);
+
+    // The writer lets go of the file once its senders are gone.
+    let reopened = loop {
+        match History::open(dir.path(), 3, Arc::new(Metrics::new())) {
+            Ok(history) => break history,
+            Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
+        }
+    };
+    assert_eq!(reopened.all().await.unwrap(), all);
+}
+
+#[tokio::test]
+async fn without_a_history_nothing_is_kept() {
+    let history = History::default();
+    assert!(!history.is_on());
+    history.append(record("a", 1, Outcome::Delivered));
+    history.flush().await;
+    assert!(history.all().await.unwrap().is_empty());
+}
