@@ -6,6 +6,7 @@ use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
 use url::Url;
 
 use super::Delivery;
+use super::record::Exchange;
 use super::retry::retry_after;
 use crate::model::request::Request;
 
@@ -101,13 +102,29 @@ pub(super) fn client_builder() -> reqwest::ClientBuilder {
 }
 
 impl HttpSender {
-    /// POSTs `request` to `endpoint`, signed when the endpoint has a key. Errors never include
-    /// the URL, which may hold a token.
+    /// POSTs `request` to `endpoint`, signed when the endpoint has a key, and returns the
+    /// outcome with the exchange (for the console's history). Errors never include the URL,
+    /// which may hold a token.
     pub(crate) async fn post(
         &self,
         endpoint: &Delivery,
         request: &Request,
         webhook_id: &str,
+    ) -> (Result<u16, Failure>, Exchange) {
+        let mut exchange = Exchange::default();
+        let result = self
+            .send(endpoint, request, webhook_id, &mut exchange)
+            .await;
+        (result, exchange)
+    }
+
+    /// [`HttpSender::post`], noting what was sent and received in `exchange`.
+    async fn send(
+        &self,
+        endpoint: &Delivery,
+        request: &Request,
+        webhook_id: &str,
+        exchange: &mut Exchange,
     ) -> Result<u16, Failure> {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -134,6 +151,8 @@ impl HttpSender {
                 header(&key.sign(webhook_id, timestamp, &body)),
             );
         }
+        exchange.sent = headers.clone();
+        exchange.body = body.clone();
         let client = endpoint
             .tls
             .as_ref()
@@ -157,9 +176,11 @@ impl HttpSender {
         let status = response.status();
         let wait = retry_after(response.headers());
         // Reading the body lets the connection be reused; a short excerpt explains failures.
+        let answered = response.headers().clone();
         let body = response.bytes().await.unwrap_or_default();
         let excerpt = excerpt(&body, &endpoint.url);
         let code = status.as_u16();
+        exchange.answer = Some((code, answered, body));
         match code {
             200..=299 => Ok(code),
             408 | 429 | 500..=599 => Err(Failure::Retry {
@@ -187,7 +208,7 @@ fn excerpt(body: &[u8], url: &Url) -> String {
 
 /// `text` with every occurrence of `url`, its path, its query, its password, and each of its
 /// path segments and query values of [`MIN_SECRET_CHARS`] or more replaced with [`REDACTED`].
-fn redact(text: &str, url: &Url) -> String {
+pub(super) fn redact(text: &str, url: &Url) -> String {
     let mut secrets = vec![url.as_str().to_owned(), url.path().to_owned()];
     secrets.extend(url.password().map(str::to_owned));
     if let Some(query) = url.query() {
@@ -284,6 +305,7 @@ mod tests {
         let failure = HttpSender::default()
             .post(&Delivery::new("hook".into(), url), &request, "msg_1")
             .await
+            .0
             .unwrap_err();
         let error = failure.error();
         assert!(matches!(failure, Failure::Final { .. }), "{error}");

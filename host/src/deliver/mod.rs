@@ -10,6 +10,7 @@
 mod http;
 mod leftovers;
 mod pace;
+mod record;
 mod removed;
 pub(crate) mod retry;
 mod settings;
@@ -33,7 +34,7 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::request::Render;
-use crate::state::{DeadLetters, Outbox};
+use crate::state::{DeadLetters, History, Outbox};
 use crate::telemetry::Metrics;
 use pace::Pacer;
 use removed::Removed;
@@ -51,6 +52,8 @@ pub(crate) struct Context {
     pub(crate) render: Arc<dyn Render>,
     /// The HTTP client.
     pub(crate) http: HttpSender,
+    /// Where each attempt and outcome is noted for the console (off without it).
+    pub(crate) history: History,
     /// Cancelled when this replica must stop delivering at once (it lost the leader lease, and
     /// another may deliver now): every worker ends, dropping its attempts under way, whose
     /// deliveries stay pending in the outbox as they were.
@@ -205,6 +208,7 @@ impl Deliverer {
             slots: Arc::clone(&slots),
             pacer: Pacer::default(),
             stop: stop.clone(),
+            history: self.context.history.clone(),
         };
         let abort = self.context.abort.clone();
         let task = tokio::spawn(async move {

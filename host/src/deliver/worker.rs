@@ -18,8 +18,10 @@ use tokio_util::sync::CancellationToken;
 use super::Delivery;
 use super::http::{Failure, HttpSender};
 use super::pace::Pacer;
+use super::record;
 use crate::model::clock::now_ms;
 use crate::model::request::{Render, Request, Verdict};
+use crate::state::History;
 use crate::state::dead_letter::{DeadLetter, DeadLetters};
 use crate::state::outbox::{Outbox, PendingDelivery};
 use crate::telemetry::Metrics;
@@ -50,6 +52,8 @@ pub(super) struct Shared {
     pub(crate) pacer: Pacer,
     /// Stop starting attempts; attempts under way finish.
     pub(crate) stop: CancellationToken,
+    /// The console's history.
+    pub(crate) history: History,
 }
 
 /// How one delivery ended.
@@ -165,6 +169,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         match shared.render.render(&shared.name, &delivery.event).await {
             Verdict::Deliver(request) => break request,
             Verdict::Drop { by } => {
+                record::dropped(&shared, &delivery.event, &webhook_id, &by);
                 shared.metrics.delivery.dropped(&shared.name, by);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return (key, End::Done);
@@ -211,9 +216,18 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
             };
             let endpoint = shared.endpoint.borrow().clone();
             let sent = Instant::now();
-            let outcome = shared.http.post(&endpoint, &request, &webhook_id).await;
+            let (outcome, exchange) = shared.http.post(&endpoint, &request, &webhook_id).await;
             let result = outcome.as_ref().map_or_else(Failure::class, |_| "2xx");
-            let seconds = sent.elapsed().as_secs_f64();
+            let took = sent.elapsed();
+            record::attempted(
+                &shared,
+                &delivery.event,
+                &webhook_id,
+                took,
+                &outcome,
+                exchange,
+            );
+            let seconds = took.as_secs_f64();
             shared
                 .metrics
                 .delivery
@@ -313,6 +327,7 @@ async fn dead_letter(
     loop {
         match shared.dead_letters.write(&letter).await {
             Ok(()) => {
+                record::given_up(shared, &delivery.event, webhook_id, error);
                 shared.metrics.delivery.dead_lettered(&shared.name);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return End::Done;
