@@ -259,6 +259,9 @@ pub(crate) struct ServerSection {
     /// letters), `{ env = "NAME" }` or `{ file = "/path" }`. A secret: never logged. When
     /// absent (the default), the admin API is off and its routes answer 404.
     pub(crate) admin_token: Option<Spanned<TokenSource>>,
+    /// Deliveries per endpoint the console keeps (`/console`, on with `admin_token`), in
+    /// `state.dir/history.redb`: from 0 (none kept) to 100000; 200 when absent.
+    pub(crate) console_history: Option<Spanned<i64>>,
 }
 
 impl Default for ServerSection {
@@ -266,6 +269,7 @@ impl Default for ServerSection {
         Self {
             listen: default_listen(),
             admin_token: None,
+            console_history: None,
         }
     }
 }

@@ -46,6 +46,8 @@ pub struct Config {
     pub listen: SocketAddr,
     /// The admin API's bearer token (`server.admin_token`); the API is off without one.
     pub admin_token: Option<Secret>,
+    /// Deliveries per endpoint the console keeps (`server.console_history`); 0 keeps none.
+    pub console_history: usize,
     /// Every endpoint: the `[[endpoints]]` tables, then one per file of `subscribers_dir`.
     pub endpoints: Vec<Endpoint>,
     /// The plugins: their folder, the global chain, limits and configurations.
@@ -123,6 +125,12 @@ impl Config {
 impl Config {
     /// The default of `state.removed_endpoint_grace`.
     pub const DEFAULT_REMOVED_ENDPOINT_GRACE: Duration = Duration::from_secs(24 * 3600);
+
+    /// Deliveries per endpoint the console keeps unless configured.
+    pub const DEFAULT_CONSOLE_HISTORY: usize = 200;
+
+    /// The most `server.console_history` may be.
+    pub const MAX_CONSOLE_HISTORY: usize = 100_000;
 
     /// Reads and checks the file at `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {

@@ -899,3 +899,27 @@ fn the_admin_token_comes_from_env_or_file_and_never_shows() {
         "server.admin_token: the token is empty",
     );
 }
+
+#[test]
+fn the_console_history_is_a_bounded_count() {
+    let files = Files::new();
+    let server = |keep: &str| {
+        format!(
+            "{}\n[server]\nlisten = \"127.0.0.1:0\"\nconsole_history = {keep}\n",
+            files.source()
+        )
+    };
+    let parsed = files.parse(&files.source()).unwrap();
+    assert_eq!(parsed.console_history, Config::DEFAULT_CONSOLE_HISTORY);
+    assert_eq!(files.parse(&server("0")).unwrap().console_history, 0);
+    assert_eq!(files.parse(&server("50")).unwrap().console_history, 50);
+    for bad in ["-1", "100001"] {
+        let text = server(bad);
+        assert_at(
+            &files.problems(&text)[0],
+            &text,
+            bad,
+            "server.console_history: a whole number from 0 to 100000",
+        );
+    }
+}

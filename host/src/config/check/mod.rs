@@ -60,6 +60,26 @@ impl Checker<'_> {
         }
     }
 
+    /// `server.console_history`: from 0 to [`Config::MAX_CONSOLE_HISTORY`].
+    fn console_history(&mut self, keep: Option<&toml::Spanned<i64>>) -> usize {
+        let Some(keep) = keep else {
+            return Config::DEFAULT_CONSOLE_HISTORY;
+        };
+        match usize::try_from(*keep.get_ref()) {
+            Ok(n) if n <= Config::MAX_CONSOLE_HISTORY => n,
+            _ => {
+                self.problem(
+                    keep.span(),
+                    format!(
+                        "server.console_history: a whole number from 0 to {}",
+                        Config::MAX_CONSOLE_HISTORY
+                    ),
+                );
+                Config::DEFAULT_CONSOLE_HISTORY
+            }
+        }
+    }
+
     /// `router.cluster`: a name, printable and at most 253 characters (a DNS name's limit).
     fn cluster(&mut self, cluster: Option<&toml::Spanned<String>>) -> Option<String> {
         let cluster = cluster?;
@@ -175,6 +195,7 @@ impl Checker<'_> {
                 .unwrap_or(Config::DEFAULT_REMOVED_ENDPOINT_GRACE),
             listen: file.server.listen,
             admin_token: self.admin_token(file.server.admin_token.as_ref()),
+            console_history: self.console_history(file.server.console_history.as_ref()),
             cluster: self.cluster(file.router.cluster.as_ref()),
             endpoints,
             plugins,
