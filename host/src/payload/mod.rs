@@ -255,16 +255,23 @@ impl PayloadStage {
     /// What `/readyz` shows about plugins: those loaded, loading, failing, and missing.
     pub fn status(&self) -> serde_json::Value {
         let Some(active) = &self.active else {
-            return serde_json::json!({ "loaded": [], "loading": [], "failing": [], "missing": [] });
+            return serde_json::json!({
+                "loaded": [], "loading": [], "failing": [], "missing": [], "last_loads": {}
+            });
         };
         let registry = &active.registry;
         let loaded: Vec<serde_json::Value> = registry
             .current()
             .plugins
             .values()
-            .map(
-                |p| serde_json::json!({ "name": p.name(), "version": p.version(), "wit": p.wit() }),
-            )
+            .map(|p| {
+                serde_json::json!({
+                    "name": p.name(),
+                    "version": p.version(),
+                    "wit": p.wit(),
+                    "sha256": plugins::cache::hex(p.content()),
+                })
+            })
             .collect();
         let missing: Vec<serde_json::Value> = registry
             .missing(&registry.config())
@@ -276,6 +283,7 @@ impl PayloadStage {
             "loading": registry.loading(),
             "failing": registry.health().failing(),
             "missing": missing,
+            "last_loads": registry.last_loads(),
         })
     }
 }

@@ -46,7 +46,7 @@ use crate::server::admin::Admin;
 use crate::source::SourceSettings;
 use crate::source::kubernetes::Session;
 use crate::source::replay::Replay;
-use crate::state::State;
+use crate::state::{History, State};
 use crate::telemetry::Metrics;
 use crate::telemetry::readiness::Readiness;
 pub(crate) use dry_run::dry_run;
@@ -84,12 +84,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let payload = Arc::new(payload);
     let readiness = Readiness::default();
     readiness.publish("plugins", Arc::clone(&payload) as _);
+    let history = open_history(&config, &metrics);
     let admin = config.admin_token.clone().map(|token| Admin {
         token,
         dead_letters: state.dead_letters.clone(),
         outbox: outbox.clone(),
         endpoints: follow(&config_updates, Config::endpoint_names),
         metrics: Arc::clone(&metrics),
+        history: history.clone(),
+        readiness: readiness.clone(),
     });
     let (address, server) = crate::server::start(
         config.listen,
@@ -122,6 +125,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics: Arc::clone(&metrics),
         render: payload,
         http: deliver::HttpSender::default(),
+        history: history.clone(),
         // Losing the lease stops delivery at once, before the other stages drain.
         abort: lost.clone(),
     };
@@ -208,6 +212,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     server.abort();
     let _ = server.await;
+    history.flush().await;
     drop(state);
     outbox.close().await?;
     if lost.is_cancelled() {
@@ -215,6 +220,25 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     }
     summary.dead_lettered = metrics.dead_lettered_total();
     Ok(summary)
+}
+
+/// The console's delivery history: kept with the console on (an admin token) and
+/// `server.console_history` above 0; off, logged, when its file cannot be opened.
+fn open_history(config: &Config, metrics: &Arc<Metrics>) -> History {
+    if config.admin_token.is_none() || config.console_history == 0 {
+        return History::default();
+    }
+    match History::open(
+        &config.state.dir,
+        config.console_history,
+        Arc::clone(metrics),
+    ) {
+        Ok(history) => history,
+        Err(e) => {
+            tracing::warn!("the console keeps no delivery history: cannot open it: {e}");
+            History::default()
+        }
+    }
 }
 
 /// The deliver stage's part of `config`.

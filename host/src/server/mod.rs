@@ -1,10 +1,12 @@
 //! The HTTP server for operators: `/metrics` (Prometheus text), `/healthz`, `/readyz`, and
-//! with a token configured the [`admin`] API (`/admin/dead-letters`).
+//! with a token configured the [`admin`] API (`/admin/dead-letters`) and the [`console`]
+//! (`/console`).
 //!
 //! It reads what the stages publish ([`Metrics`], [`Readiness`]) and the outbox's depth and
 //! per-endpoint backlog; it imports no stage.
 
 pub(crate) mod admin;
+mod console;
 
 use std::collections::HashSet;
 use std::net::SocketAddr;

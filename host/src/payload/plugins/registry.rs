@@ -58,6 +58,19 @@ pub(crate) struct Registry {
     loading: Mutex<BTreeMap<String, usize>>,
     /// Why each plugin that last failed to load was rejected.
     errors: Mutex<BTreeMap<String, String>>,
+    /// Each plugin's last load: when (Unix ms), and its result or error.
+    last_loads: Mutex<BTreeMap<String, LastLoad>>,
+}
+
+/// A plugin's last load, reload or rejection, as the console shows it.
+#[derive(Clone, Debug, serde::Serialize)]
+pub(crate) struct LastLoad {
+    /// When it ended (Unix ms).
+    pub(crate) at_ms: u64,
+    /// `loaded`, `reloaded` or `rejected`.
+    pub(crate) result: &'static str,
+    /// Why it was rejected.
+    pub(crate) error: Option<String>,
 }
 
 impl Registry {
@@ -78,7 +91,29 @@ impl Registry {
             rejected: Mutex::default(),
             loading: Mutex::default(),
             errors: Mutex::default(),
+            last_loads: Mutex::default(),
         }
+    }
+
+    /// Each plugin's last load, by name.
+    pub(crate) fn last_loads(&self) -> BTreeMap<String, LastLoad> {
+        self.last_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Notes the end of a load of `name`.
+    fn loaded(&self, name: &str, result: &'static str, error: Option<String>) {
+        let load = LastLoad {
+            at_ms: crate::model::clock::now_ms(),
+            result,
+            error,
+        };
+        self.last_loads
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(name.to_owned(), load);
     }
 
     /// The current version of the plugins.
@@ -263,6 +298,7 @@ impl Registry {
                     Ok((plugin, cached)) => {
                         let result = if old.is_some() { "reloaded" } else { "loaded" };
                         self.metrics.plugin_load(&job.name, result);
+                        self.loaded(&job.name, result, None);
                         self.health.forget(&job.name);
                         tracing::info!(
                             plugin = %job.name,
@@ -282,6 +318,7 @@ impl Registry {
                     }
                     Err(error) => {
                         self.metrics.plugin_load(&job.name, "rejected");
+                        self.loaded(&job.name, "rejected", Some(error.to_string()));
                         let keeps = match old {
                             Some(old) => format!("version {} keeps serving", old.version()),
                             None => "it is not loaded".to_owned(),

@@ -8,6 +8,8 @@
 //!   puts them back into this router's outbox, for the deliver stage to send at once; answers
 //!   the counts.
 //!
+//! With them come the [console](super::console)'s page and JSON routes.
+//!
 //! Every route wants `Authorization: Bearer <server.admin_token>` (compared in constant time)
 //! and answers 401 with `WWW-Authenticate: Bearer` otherwise. Without a token configured the
 //! routes do not exist. Logs name counts and endpoints, never the token or a payload.
@@ -29,8 +31,9 @@ use tokio::sync::watch;
 
 use self::api::{DEFAULT_LIMIT, ErrorBody, ListQuery, MAX_LIMIT, RedriveRequest};
 use crate::model::secret::Secret;
-use crate::state::{DeadLetters, Outbox};
+use crate::state::{DeadLetters, History, Outbox};
 use crate::telemetry::Metrics;
+use crate::telemetry::readiness::Readiness;
 
 /// What the admin API works on: the running router's own state.
 pub(crate) struct Admin {
@@ -42,8 +45,12 @@ pub(crate) struct Admin {
     pub(crate) outbox: Outbox,
     /// The endpoints configured now (following reloads): only their letters are redriven.
     pub(crate) endpoints: watch::Receiver<Arc<BTreeSet<String>>>,
-    /// Where redrives are counted.
+    /// Where redrives are counted; the console reads plugin calls here.
     pub(crate) metrics: Arc<Metrics>,
+    /// The console's delivery history.
+    pub(crate) history: History,
+    /// What the stages report (the console shows the plugins').
+    pub(crate) readiness: Readiness,
 }
 
 #[derive(Clone)]
@@ -57,21 +64,28 @@ pub(crate) fn routes(admin: Option<Admin>) -> Router {
         tracing::info!("the admin API is off: set server.admin_token to turn it on");
         return Router::new();
     };
+    let admin = Arc::new(admin);
     let served = Served {
-        admin: Arc::new(admin),
+        admin: Arc::clone(&admin),
     };
     Router::new()
         .route("/admin/dead-letters", get(list))
         .route("/admin/dead-letters/redrive", post(redrive))
         .route("/admin/dead-letters/{id}", get(show))
-        .route_layer(middleware::from_fn_with_state(served.clone(), authorize))
-        .with_state(served)
+        .with_state(served.clone())
+        .merge(super::console::data(Arc::clone(&admin)))
+        .route_layer(middleware::from_fn_with_state(served, authorize))
+        .merge(super::console::page(authorized, admin))
+}
+
+/// Whether `headers` carry the admin token.
+fn authorized(headers: &HeaderMap, admin: &Admin) -> bool {
+    bearer(headers).is_some_and(|token| same(token, admin.token.expose()))
 }
 
 /// Lets a request through only with the right bearer token.
 async fn authorize(State(served): State<Served>, request: Request, next: Next) -> Response {
-    let given = bearer(request.headers());
-    match given.is_some_and(|token| same(token, served.admin.token.expose())) {
+    match authorized(request.headers(), &served.admin) {
         true => next.run(request).await,
         false => (
             StatusCode::UNAUTHORIZED,
