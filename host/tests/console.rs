@@ -263,9 +263,10 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
             .await,
     )
     .unwrap();
-    assert!(row[2].ends_with("@0.1.0"), "the WIT version: {row:?}");
+    assert!(row[1].ends_with("@0.1.0"), "the WIT version: {row:?}");
+    assert_eq!(row[2].len(), 64, "the file's SHA-256: {row:?}");
     assert_eq!(
-        (row[5].as_str(), row[6].as_str()),
+        (row[4].as_str(), row[5].as_str()),
         ("25", "12"),
         "calls, drops: {row:?}"
     );

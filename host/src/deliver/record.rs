@@ -126,6 +126,7 @@ fn base(endpoint: &Delivery, event: &RouterEvent, webhook_id: &str, outcome: Out
         endpoint: endpoint.name.clone(),
         webhook_id: webhook_id.to_owned(),
         time_ms: now_ms(),
+        event_time: event.event.time.clone(),
         run_id: Some(event.run_id().to_owned()).filter(|id| !id.is_empty()),
         workflow: workflow.clone(),
         task: Some(event.node_name().to_owned()).filter(|n| !n.is_empty()),

@@ -238,6 +238,7 @@ pub(super) fn runs(records: &[Record]) -> Vec<RunLine<'_>> {
 pub(super) struct Transition<'a> {
     webhook_id: &'a str,
     time_ms: u64,
+    event_time: Option<&'a str>,
     reason: &'a str,
     task: Option<&'a str>,
     message: &'a str,
@@ -252,7 +253,7 @@ pub(super) struct EndpointOutcome<'a> {
     note: Option<&'a str>,
 }
 
-/// A run's transitions, oldest first.
+/// A run's transitions, oldest first: by when they happened, then when they were sent.
 pub(super) fn timeline<'a>(records: &'a [Record], run: &str) -> Vec<Transition<'a>> {
     let mut transitions: Vec<Transition<'a>> = Vec::new();
     for record in records.iter().rev().filter(|r| run_key(r) == run) {
@@ -273,6 +274,7 @@ pub(super) fn timeline<'a>(records: &'a [Record], run: &str) -> Vec<Transition<'
             None => transitions.push(Transition {
                 webhook_id: &record.webhook_id,
                 time_ms,
+                event_time: record.event_time.as_deref(),
                 reason: &record.reason,
                 task: record.task.as_deref(),
                 message: &record.message,
@@ -280,7 +282,7 @@ pub(super) fn timeline<'a>(records: &'a [Record], run: &str) -> Vec<Transition<'
             }),
         }
     }
-    transitions.sort_by_key(|t| t.time_ms);
+    transitions.sort_by(|a, b| (a.event_time, a.time_ms).cmp(&(b.event_time, b.time_ms)));
     transitions
 }
 

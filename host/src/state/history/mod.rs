@@ -77,6 +77,9 @@ pub(crate) struct Record {
     pub(crate) webhook_id: String,
     /// When it last changed (Unix ms).
     pub(crate) time_ms: u64,
+    /// When the event happened, as Kubernetes recorded it (RFC 3339), when known.
+    #[serde(default)]
+    pub(crate) event_time: Option<String>,
     /// The KFP run id (the workflow's uid), when known.
     pub(crate) run_id: Option<String>,
     /// The workflow's name.

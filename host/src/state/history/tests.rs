@@ -8,6 +8,7 @@ fn record(endpoint: &str, n: u32, outcome: Outcome) -> Record {
         endpoint: endpoint.into(),
         webhook_id: format!("msg_{n}"),
         time_ms: u64::from(n),
+        event_time: None,
         run_id: Some("run-1".into()),
         workflow: "wf".into(),
         task: None,

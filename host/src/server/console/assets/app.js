@@ -130,7 +130,7 @@ const views = {
     if (!data) return null;
     const endpoints = [...new Set(data.transitions.flatMap((t) => Object.keys(t.endpoints)))].sort();
     const rows = data.transitions.map((t) => el("tr", { "data-webhook-id": t.webhook_id },
-      el("td", {}, time(t.time_ms)), el("td", {}, t.reason), el("td", {}, t.task || ""),
+      el("td", {}, t.event_time ? t.event_time.replace("T", " ") : time(t.time_ms)), el("td", {}, t.reason), el("td", {}, t.task || ""),
       el("td", { class: "message" }, t.message),
       endpoints.map((name) => {
         const o = t.endpoints[name];
@@ -170,16 +170,17 @@ const views = {
     if (!data) return null;
     const loads = data.last_loads || {};
     const rows = data.loaded.map((p) => el("tr", { "data-plugin": p.name },
-      el("th", { scope: "row" }, p.name), el("td", {}, p.version), el("td", {}, p.wit),
-      el("td", {}, el("code", { title: p.sha256 }, (p.sha256 || "").slice(0, 12))),
+      el("th", { scope: "row" }, p.name), el("td", {}, p.wit),
+      el("td", {}, el("code", { class: "hash" }, p.sha256 || "")),
       el("td", {}, loads[p.name] ? time(loads[p.name].at_ms) : ""),
       num(p.calls), num(p.drops), num(p.errors), num(p.p99_ms === null ? null : `≤ ${p.p99_ms} ms`)));
     const results = Object.entries(loads).map(([name, l]) => el("tr", { "data-plugin": name },
-      el("th", { scope: "row" }, name), el("td", {}, time(l.at_ms)), el("td", {}, tag("outcome", l.result === "rejected" ? "failing" : "delivered")),
-      el("td", {}, l.error || l.result)));
+      el("th", { scope: "row" }, name), el("td", {}, time(l.at_ms)),
+      el("td", {}, el("span", { class: `outcome ${l.result === "rejected" ? "failing" : "delivered"}` }, l.result)),
+      el("td", {}, l.error || "")));
     return [el("h2", {}, "Plugins"),
-      table("Loaded", ["Plugin", "Version", "WIT", "SHA-256", "Loaded", "Calls", "Drops", "Errors", "p99 call"], rows),
-      el("h3", {}, "Last load of each plugin"), table("Newest result per plugin", ["Plugin", "When", "Result", "Detail"], results),
+      table("Loaded", ["Plugin", "WIT", "SHA-256 of the file", "Loaded", "Calls", "Drops", "Errors", "p99 call"], rows),
+      el("h3", {}, "Last load of each plugin"), table("Newest result per plugin", ["Plugin", "When", "Result", "Error"], results),
       data.failing && data.failing.length ? [el("h3", {}, "Failing"), el("pre", {}, JSON.stringify(data.failing, null, 2))] : null];
   },
 };
