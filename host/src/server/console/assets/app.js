@@ -7,6 +7,7 @@ const KEY = "kfp-event-router-token";
 const EVERY_MS = 2000;
 let shown = "";
 let timer = null;
+let generation = 0;
 
 /** An element with attributes and children; strings become text. */
 function el(tag, attrs, ...children) {
@@ -205,6 +206,8 @@ function filters(params, keys = ["endpoint", "run", "workflow", "reason", "outco
 /** Draws the view the address names; `force` redraws even when nothing changed. */
 async function refresh(force) {
   clearTimeout(timer);
+  // A slower answer for a view left since must not draw over the newer one.
+  const mine = ++generation;
   const [path, query] = (location.hash.slice(1) || "endpoints").split("?");
   const [name, ...args] = path.split("/").map(decodeURIComponent);
   const params = Object.fromEntries(new URLSearchParams(query || ""));
@@ -215,6 +218,7 @@ async function refresh(force) {
   }
   try {
     const content = await view(params, ...args);
+    if (mine !== generation) return;
     if (content) {
       const section = el("div", {}, content);
       const key = location.hash + section.innerText;
@@ -228,6 +232,7 @@ async function refresh(force) {
       document.getElementById("status").dataset.updated = String(Date.now());
     }
   } catch (error) {
+    if (mine !== generation) return;
     document.getElementById("status").textContent = `Cannot read: ${error.message}`;
   }
   if (sessionStorage.getItem(KEY)) timer = setTimeout(() => refresh(false), EVERY_MS);
