@@ -59,6 +59,8 @@ fn config(scratch: &Scratch, sink: &Sink, recording: &Path) -> PathBuf {
         plugins.join("event-filter.wasm"),
     )
     .unwrap();
+    // A broken file: rejected at load, its error shown in the Plugins view.
+    std::fs::write(plugins.join("broken.wasm"), b"not a component").unwrap();
     let tables = scratch.tables(recording, None).replacen(
         "[server]\n",
         &format!(
@@ -269,6 +271,15 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
         (row[4].as_str(), row[5].as_str()),
         ("25", "12"),
         "calls, drops: {row:?}"
+    );
+    let broken = browser
+        .evaluate("document.querySelectorAll('tr[data-plugin=\"broken\"]')[0]?.innerText")
+        .await;
+    let broken = broken.as_str().unwrap_or_default();
+    assert!(broken.contains("rejected"), "{broken}");
+    assert!(
+        broken.len() > "broken\trejected".len() + 20,
+        "the error is shown: {broken}"
     );
     screenshot(&mut browser, "plugins").await;
 
