@@ -29,6 +29,9 @@ pub struct StateSettings {
     pub dir: PathBuf,
     /// `state.backend`: where the outbox and dead letters are.
     pub backend: Backend,
+    /// `state.claim_ttl`: how long a replica's claim on the workflows it delivers lasts
+    /// (PostgreSQL, kubernetes source).
+    pub claim_ttl: std::time::Duration,
 }
 
 /// Where the outbox and dead letters are kept.

@@ -9,6 +9,7 @@
 //! wait up to a patience that suits their caller. The URL, which may hold a password, is never
 //! logged: errors say what failed, never where.
 
+pub(crate) mod claims;
 mod dead_letters;
 mod link;
 mod listen;
@@ -25,6 +26,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::claims::Claims;
 pub(crate) use self::dead_letters::RedriveLetter;
 use self::link::{Backoff, Link, describe, is_transient, parse_url};
 use self::reader::{Job, Reader};
@@ -38,7 +40,8 @@ use crate::model::secret::Secret;
 const SCHEMA: &str = include_str!("schema.sql");
 
 /// The schema version this build writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 1;
+/// 2: `delivery_claims` and `delivery_replicas`, so that every replica delivers.
+const SCHEMA_VERSION: i32 = 2;
 
 /// Key of the advisory lock that serialises schema creation between processes.
 const SCHEMA_LOCK: i64 = 0x6b66_7072_6f75_7465;
@@ -78,6 +81,7 @@ pub(crate) struct Postgres {
     last_seq: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     closing: CancellationToken,
+    link: Link,
 }
 
 /// Where an opened database stands.
@@ -151,6 +155,25 @@ impl Postgres {
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
+    /// Starts claiming workflows to deliver, as `owner`, with claims that last `ttl` (see
+    /// [`claims`]).
+    pub(super) fn claims(&self, owner: String, ttl: Duration) -> Claims {
+        Claims::start(self.link.clone(), owner, ttl)
+    }
+
+    /// Commits what is queued (completions included), then deletes this replica's claims.
+    pub(super) async fn release(&self, claims: Claims) {
+        let _ = self.flush().await;
+        claims.release(&self.link).await;
+    }
+
+    /// Waits until every write queued so far is committed.
+    pub(super) async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Flush { done, close: false })?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
     /// Commits what is queued, then closes the connections (a try that fails meanwhile is not
     /// made again).
     pub(super) async fn close(self) -> Result<()> {
@@ -184,29 +207,49 @@ impl Postgres {
         })
     }
 
-    /// See [`Outbox::pending`](crate::state::Outbox::pending).
+    /// See [`Outbox::pending`](crate::state::Outbox::pending): with `buckets`, only the
+    /// deliveries of workflows in those buckets (see [`claims`]).
     pub(super) fn pending(
         &self,
         endpoint: &str,
         after: u64,
         limit: usize,
+        buckets: Option<u64>,
     ) -> Result<Vec<PendingDelivery>> {
         let endpoint = endpoint.to_owned();
         let rows = self.read(READ_PATIENCE, move |client| {
             let endpoint = endpoint.clone();
             async move {
-                client
-                    .query(
-                        "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, e.event \
-                         FROM pending p JOIN events e ON e.seq = p.seq \
-                         WHERE p.endpoint = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3",
-                        &[
-                            &endpoint,
-                            &(after.min(i64::MAX as u64) as i64),
-                            &(limit as i64),
-                        ],
-                    )
-                    .await
+                let after = after.min(i64::MAX as u64) as i64;
+                let limit = limit as i64;
+                let bucket = claims::BUCKET_OF;
+                match buckets {
+                    None => {
+                        client
+                            .query(
+                                &format!(
+                                    "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
+                                     e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
+                                     WHERE p.endpoint = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
+                                ),
+                                &[&endpoint, &after, &limit],
+                            )
+                            .await
+                    }
+                    Some(mask) => {
+                        client
+                            .query(
+                                &format!(
+                                    "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
+                                     e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
+                                     WHERE p.endpoint = $1 AND p.seq > $2 AND {bucket} = ANY($4) \
+                                     ORDER BY p.seq LIMIT $3"
+                                ),
+                                &[&endpoint, &after, &limit, &claims::buckets(mask)],
+                            )
+                            .await
+                    }
+                }
             }
         })?;
         let mut out = Vec::with_capacity(rows.len());
@@ -224,6 +267,7 @@ impl Postgres {
                 attempts: row.get::<_, i32>(1) as u32,
                 first_attempt_ms: row.get::<_, i64>(2) as u64,
                 accepted_ms: row.get::<_, i64>(3) as u64,
+                bucket: row.get::<_, i32>(5) as u32,
                 event: Arc::new(event),
             });
         }
@@ -335,6 +379,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             last_seq: last_seq.subscribe(),
             depth: Arc::clone(&depth),
             closing: closing.clone(),
+            link: link.clone(),
         };
         tokio::spawn(listen::run(
             link.clone(),
