@@ -167,6 +167,13 @@ pub(crate) struct StateSection {
     /// never logged. TLS is not built in: `sslmode=require` is refused; use the default
     /// (`prefer`, which connects without TLS here) or `disable`, over a trusted network.
     pub(crate) url: Option<Spanned<UrlSource>>,
+    /// With `backend = "postgres"` and a `kubernetes` source, every replica delivers, each the
+    /// workflows it has claimed: how long a claim lasts unless renewed, e.g. `"15s"` (the
+    /// default; at least 3s). A replica renews its claims every third of this; one that cannot
+    /// stops delivering them after two thirds, and another takes them once they expire: a
+    /// dead replica's workflows wait about this long.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub(crate) claim_ttl: Option<Duration>,
 }
 
 /// Where `state.url` comes from. A URL written inline is refused without being echoed in the
@@ -240,6 +247,7 @@ impl Default for StateSection {
             removed_endpoint_grace: None,
             backend: None,
             url: None,
+            claim_ttl: None,
         }
     }
 }

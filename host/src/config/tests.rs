@@ -104,7 +104,8 @@ fn defaults() {
         config.state,
         StateSettings {
             dir: "/var/lib/kfp-event-router".into(),
-            backend: Backend::Redb
+            backend: Backend::Redb,
+            claim_ttl: std::time::Duration::from_secs(15),
         }
     );
     assert_eq!(config.listen, "127.0.0.1:9090".parse().unwrap());

@@ -1,9 +1,17 @@
 //! `[state]`: the folder, and the backend with its URL.
 
+use std::time::Duration;
+
 use super::Checker;
 use crate::config::file::{StateBackend, StateSection};
 use crate::model::secret::Secret;
 use crate::state::{Backend, StateSettings, check_url};
+
+/// `state.claim_ttl` when not set.
+const DEFAULT_CLAIM_TTL: Duration = Duration::from_secs(15);
+
+/// The shortest `state.claim_ttl`: a round of claims must fit in a third of it.
+const MIN_CLAIM_TTL: Duration = Duration::from_secs(3);
 
 impl Checker<'_> {
     pub(super) fn state(&mut self, section: &StateSection) -> StateSettings {
@@ -44,9 +52,18 @@ impl Checker<'_> {
                 }
             }
         };
+        let claim_ttl = match section.claim_ttl {
+            Some(ttl) if ttl < MIN_CLAIM_TTL => {
+                self.problem(0..0, "state.claim_ttl: must be at least 3s");
+                MIN_CLAIM_TTL
+            }
+            Some(ttl) => ttl,
+            None => DEFAULT_CLAIM_TTL,
+        };
         StateSettings {
             dir: section.dir.clone(),
             backend,
+            claim_ttl,
         }
     }
 }
