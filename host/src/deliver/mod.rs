@@ -55,6 +55,10 @@ pub(crate) struct Context {
     /// another may deliver now): every worker ends, dropping its attempts under way, whose
     /// deliveries stay pending in the outbox as they were.
     pub(crate) abort: CancellationToken,
+    /// With an outbox other replicas deliver from too: the claim buckets whose workflows this
+    /// replica delivers now (see [`Claims`](crate::state::outbox::Claims)); `None`: every
+    /// workflow.
+    pub(crate) claims: Option<watch::Receiver<u64>>,
 }
 
 /// A worker, as the deliverer keeps it.
@@ -205,6 +209,7 @@ impl Deliverer {
             slots: Arc::clone(&slots),
             pacer: Pacer::default(),
             stop: stop.clone(),
+            claims: self.context.claims.clone(),
         };
         let abort = self.context.abort.clone();
         let task = tokio::spawn(async move {
