@@ -890,3 +890,20 @@ fn the_admin_token_comes_from_env_or_file_and_never_shows() {
         "server.admin_token: the token is empty",
     );
 }
+
+#[test]
+fn a_claim_ttl_defaults_to_15s_and_is_at_least_3s() {
+    let files = Files::new();
+    let state = |lines: &str| format!("{}\n[state]\n{lines}", files.source());
+    let config = files.parse(&state("")).unwrap();
+    assert_eq!(config.state.claim_ttl, std::time::Duration::from_secs(15));
+    let config = files.parse(&state("claim_ttl = \"30s\"\n")).unwrap();
+    assert_eq!(config.state.claim_ttl, std::time::Duration::from_secs(30));
+    let problems = files.problems(&state("claim_ttl = \"1s\"\n"));
+    assert!(
+        problems[0]
+            .message
+            .contains("state.claim_ttl: must be at least 3s"),
+        "{problems:?}"
+    );
+}

@@ -81,7 +81,8 @@ pub(crate) struct Postgres {
     last_seq: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     closing: CancellationToken,
-    link: Link,
+    /// For the claims' connections (boxed: a connection config is large).
+    link: Arc<Link>,
 }
 
 /// Where an opened database stands.
@@ -158,7 +159,7 @@ impl Postgres {
     /// Starts claiming workflows to deliver, as `owner`, with claims that last `ttl` (see
     /// [`claims`]).
     pub(super) fn claims(&self, owner: String, ttl: Duration) -> Claims {
-        Claims::start(self.link.clone(), owner, ttl)
+        Claims::start(Link::clone(&self.link), owner, ttl)
     }
 
     /// Commits what is queued (completions included), then deletes this replica's claims.
@@ -379,7 +380,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             last_seq: last_seq.subscribe(),
             depth: Arc::clone(&depth),
             closing: closing.clone(),
-            link: link.clone(),
+            link: Arc::new(link.clone()),
         };
         tokio::spawn(listen::run(
             link.clone(),
