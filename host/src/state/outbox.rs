@@ -237,6 +237,16 @@ impl Outbox {
         dispatch!(self, o => o.accepted())
     }
 
+    /// With PostgreSQL, changes each time the database is reached again after the connection
+    /// was lost: it may have lost the last lazy commits, so a worker reads its pending rows
+    /// again from the start. `None` with redb, whose commits survive any crash of the router.
+    pub(crate) fn reconnects(&self) -> Option<watch::Receiver<u64>> {
+        match self {
+            Self::Redb(_) => None,
+            Self::Postgres(db) => Some(db.reconnects()),
+        }
+    }
+
     fn depth_watch(&self) -> &watch::Sender<i64> {
         dispatch!(self, o => o.depth_watch())
     }

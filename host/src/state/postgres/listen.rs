@@ -1,6 +1,9 @@
 //! Hears of events accepted by any process: `LISTEN` on a connection of its own, and a poll
 //! every [`POLL`] in case a notification is missed. After each (re)connection it wakes the
-//! delivery workers, since it cannot know what it missed meanwhile. When another process
+//! delivery workers, since it cannot know what it missed meanwhile, and counts the
+//! reconnection: a database that went down may have lost the last lazy commits (completions
+//! are committed without waiting for the disk), so the workers read their endpoints' pending
+//! rows again from the start. When another process
 //! accepted events (a router, or `dead-letters redrive`), it has the writer count the pending
 //! rows again, so that this process's depth (and a replay's wait for it to drain) includes
 //! them.
@@ -23,6 +26,7 @@ const POLL: Duration = Duration::from_secs(5);
 pub(super) async fn run(
     link: Link,
     last_seq: Arc<watch::Sender<u64>>,
+    reconnects: watch::Sender<u64>,
     writes: mpsc::UnboundedSender<Write>,
     stop: CancellationToken,
 ) {
@@ -33,6 +37,7 @@ pub(super) async fn run(
         }
     };
     let mut backoff = Backoff::default();
+    let mut first = true;
     loop {
         let connected = tokio::select! {
             connected = listen(&link) => connected,
@@ -49,6 +54,9 @@ pub(super) async fn run(
             }
         };
         backoff = Backoff::default();
+        if !std::mem::take(&mut first) {
+            reconnects.send_modify(|n| *n += 1);
+        }
         if let Ok(seq) = last(&client).await {
             raise(seq);
         }

@@ -79,6 +79,7 @@ pub(crate) struct Postgres {
     writes: mpsc::UnboundedSender<Write>,
     jobs: mpsc::UnboundedSender<Job>,
     last_seq: watch::Receiver<u64>,
+    reconnects: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     closing: CancellationToken,
     /// For the claims' connections (boxed: a connection config is large).
@@ -290,6 +291,11 @@ impl Postgres {
         self.last_seq.clone()
     }
 
+    /// Changes each time the connection to the database is made again after it was lost.
+    pub(super) fn reconnects(&self) -> watch::Receiver<u64> {
+        self.reconnects.clone()
+    }
+
     /// Deliveries waiting, kept current by the writer.
     pub(super) fn depth_watch(&self) -> &watch::Sender<i64> {
         &self.depth
@@ -372,12 +378,14 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         let (jobs, job_queue) = mpsc::unbounded_channel();
         let last_seq = Arc::new(watch::Sender::new(start.last_seq));
         let depth = Arc::new(watch::Sender::new(start.depth));
+        let reconnects = watch::Sender::new(0);
         let closing = CancellationToken::new();
         let stop = CancellationToken::new();
         let handle = Postgres {
             writes: writes.clone(),
             jobs,
             last_seq: last_seq.subscribe(),
+            reconnects: reconnects.subscribe(),
             depth: Arc::clone(&depth),
             closing: closing.clone(),
             link: Arc::new(link.clone()),
@@ -385,6 +393,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         tokio::spawn(listen::run(
             link.clone(),
             Arc::clone(&last_seq),
+            reconnects,
             writes,
             stop.clone(),
         ));
