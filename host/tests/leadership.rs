@@ -240,7 +240,7 @@ async fn a_leader_whose_lease_calls_stall_stops_delivering_before_the_standby_st
 async fn with_a_shared_postgres_outbox_the_watch_moves_from_a_stalled_leader_and_delivery_never_overlaps()
  {
     let world = Arc::new(World::with(Backend::postgres().await).await);
-    failover(&world, Trouble::Stall).await;
+    let (_, troubled) = failover(&world, Trouble::Stall).await;
     let mut received = world.sink.received();
     received.sort_by_key(|r| r.at);
     let replicas: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
@@ -250,10 +250,27 @@ async fn with_a_shared_postgres_outbox_the_watch_moves_from_a_stalled_leader_and
         "the workflow's deliveries went {} times between replicas: {replicas:?}",
         switches
     );
+    let last = |path: &str| {
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .max()
+    };
+    let first = |path: &str| {
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .min()
+    };
     eprintln!(
-        "failover (Stall, postgres): {} deliveries, first from {}, {switches} switch(es)",
+        "failover (Stall, postgres): {} deliveries, first from {}, {switches} switch(es); \
+         Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
         replicas.len(),
-        replicas[0]
+        replicas[0],
+        last("/a").map(|at| at.saturating_duration_since(troubled)),
+        first("/b").map(|at| at.saturating_duration_since(troubled)),
     );
 }
 

@@ -12,12 +12,12 @@
 //! A replica that cannot renew in time stops delivering every bucket at two thirds of the
 //! claims' life, counted from when it sent the last renewal that succeeded, well before
 //! another may take them (they expire a whole life after the server received that renewal).
-//! On shutdown, once its completions are committed, it deletes its claims so that others
-//! take them at once.
+//! On shutdown, once its completions are committed, it deletes its claims and notifies the
+//! others on [`RELEASED`], so that they take them at once rather than at their next round.
 
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_postgres::Client;
@@ -30,6 +30,9 @@ pub(crate) const BUCKETS: u32 = 64;
 
 /// The SQL expression of a row's bucket, over `events e`.
 pub(super) const BUCKET_OF: &str = "(hashtext(e.ordering_key) & 63)";
+
+/// The channel a replica that released its claims notifies: the others run a round at once.
+const RELEASED: &str = "kfp_event_router_claims_released";
 
 /// How long a release on shutdown may take.
 const RELEASE_PATIENCE: Duration = Duration::from_secs(2);
@@ -80,7 +83,8 @@ impl Claims {
                 .await?;
             client
                 .execute("DELETE FROM delivery_replicas WHERE owner = $1", &[&owner])
-                .await
+                .await?;
+            client.batch_execute(&format!("NOTIFY {RELEASED}")).await
         })
         .await;
         match released {
@@ -105,7 +109,8 @@ async fn run(
     stop: CancellationToken,
 ) {
     let period = ttl / 3;
-    let mut client: Option<Client> = None;
+    // The connection the rounds run on, and the releases it hears of.
+    let mut client: Option<(Client, mpsc::UnboundedReceiver<String>)> = None;
     // Until when the buckets published may be delivered: two thirds of a claim's life after
     // the start of the last round that renewed them.
     let mut deadline: Option<Instant> = None;
@@ -115,10 +120,12 @@ async fn run(
         let limit = deadline.map_or(period, |d| d.saturating_duration_since(started));
         let held = *owned.borrow();
         let round = async {
-            if client.as_ref().is_none_or(Client::is_closed) {
-                client = Some(link.connect().await?);
+            if client.as_ref().is_none_or(|(c, _)| c.is_closed()) {
+                let (c, releases) = link.connect_listening().await?;
+                c.batch_execute(&format!("LISTEN {RELEASED}")).await?;
+                client = Some((c, releases));
             }
-            let c = client.as_ref().expect("connected");
+            let (c, _) = client.as_ref().expect("connected");
             round(c, &owner, ttl, held).await
         };
         let outcome = tokio::select! {
@@ -174,8 +181,23 @@ async fn run(
         let next = deadline.map_or(next, |d| next.min(d));
         tokio::select! {
             () = tokio::time::sleep_until(next) => {}
+            // Another replica released its claims (or the connection ended): a round now.
+            _ = released(&mut client) => {}
             () = stop.cancelled() => return,
         }
+    }
+}
+
+/// The next release another replica announces, or the end of the connection; never without
+/// one.
+async fn released(client: &mut Option<(Client, mpsc::UnboundedReceiver<String>)>) {
+    match client {
+        Some((_, releases)) => {
+            if releases.recv().await.is_none() {
+                *client = None;
+            }
+        }
+        None => std::future::pending().await,
     }
 }
 
