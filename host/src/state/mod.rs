@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 pub(crate) use dead_letter::DeadLetters;
 pub(crate) use outbox::Outbox;
 pub(crate) use postgres::check_url;
+pub use postgres::tls::DatabaseTls;
 
 use crate::model::secret::Secret;
 
@@ -39,8 +40,13 @@ pub struct StateSettings {
 pub enum Backend {
     /// `outbox.redb` and `dead-letter.jsonl` in `state.dir`.
     Redb,
-    /// A PostgreSQL database, by its connection URL (which may hold a password).
-    Postgres(Secret),
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its connection URL (which may hold a password).
+        url: Secret,
+        /// How to connect over TLS, when the URL's `sslmode` asks for it.
+        tls: DatabaseTls,
+    },
 }
 
 /// The state, held open (and its folder locked, with redb).
@@ -107,8 +113,8 @@ impl State {
                     _lock: Some(lock),
                 })
             }
-            Backend::Postgres(url) => {
-                let outbox = postgres::Postgres::open(url).map_err(StateError::Postgres)?;
+            Backend::Postgres { url, tls } => {
+                let outbox = postgres::Postgres::open(url, tls).map_err(StateError::Postgres)?;
                 Ok(Self {
                     dead_letters: DeadLetters::Postgres(outbox.clone()),
                     outbox: Outbox::Postgres(outbox),

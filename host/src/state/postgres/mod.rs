@@ -15,6 +15,7 @@ mod link;
 mod listen;
 mod reader;
 mod steps;
+pub(crate) mod tls;
 mod writer;
 
 use std::collections::HashMap;
@@ -28,8 +29,9 @@ use tokio_util::sync::CancellationToken;
 
 pub(crate) use self::claims::Claims;
 pub(crate) use self::dead_letters::RedriveLetter;
-use self::link::{Backoff, Link, describe, is_transient, parse_url};
+use self::link::{Backoff, Link, describe, is_tls_refusal, is_transient, parse_url};
 use self::reader::{Job, Reader};
+use self::tls::DatabaseTls;
 use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
 use super::outbox::{Backlog, OutboxError, PendingDelivery, Result};
@@ -93,14 +95,16 @@ struct Start {
 }
 
 impl Postgres {
-    /// Connects to the database at `url` (waiting up to [`STARTUP_PATIENCE`] for it), creates
-    /// the tables when needed and starts the connections' thread.
-    pub(crate) fn open(url: &Secret) -> Result<Self> {
+    /// Connects to the database at `url` (waiting up to [`STARTUP_PATIENCE`] for it), over
+    /// `tls` as the URL's `sslmode` says, creates the tables when needed and starts the
+    /// connections' thread.
+    pub(crate) fn open(url: &Secret, tls: &DatabaseTls) -> Result<Self> {
         let config = parse_url(url).map_err(OutboxError::Unusable)?;
+        let tls = tls.clone();
         let (ready, opened) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("outbox-postgres".into())
-            .spawn(move || serve(Link::new(config), ready))
+            .spawn(move || serve(Link::new(config, tls), ready))
             .expect("spawning a thread");
         opened.recv().map_err(|_| OutboxError::Stopped)?
     }
@@ -430,6 +434,12 @@ async fn setup(link: &Link) -> Result<Start> {
             Ok(Err(unusable)) => return Err(unusable),
             Err(e) => e,
         };
+        if is_tls_refusal(&error) {
+            return Err(OutboxError::Postgres(format!(
+                "{}: a private CA goes in [state.tls] ca",
+                describe(&error)
+            )));
+        }
         let transient = client.as_ref().is_none_or(|c| is_transient(&error, c));
         let wait = backoff.next();
         if !transient || tokio::time::Instant::now() + wait > deadline {
