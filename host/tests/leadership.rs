@@ -3,7 +3,9 @@
 //! arrival times tell who delivered when.
 //!
 //! - A leader whose Lease calls stall, or are throttled with a `Retry-After` longer than the
-//!   lease, stops delivering before the standby starts: never two leaders at once.
+//!   lease, stops delivering before the standby starts: never two leaders at once. With a
+//!   shared PostgreSQL outbox, where every replica delivers the workflows it claims, the watch
+//!   moves and a workflow's deliveries never overlap between replicas.
 //! - A replica that leads again delivers what it left undelivered in its earlier term before
 //!   any new event.
 
@@ -146,21 +148,21 @@ async fn wait_for_ids(sink: &Sink, path: &str, ids: &BTreeSet<String>, since: In
 }
 
 /// Replica A leads, delivering to `/a`, replica B stands by (`/b`), while Events keep coming;
-/// then A's Lease calls are mistreated as `trouble` says. A must stop delivering before B
-/// starts: the last request at `/a` arrives before the first at `/b`. And every Event is
-/// delivered by one or the other.
-async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble, backend: Backend) {
-    let world = Arc::new(World::with(backend).await);
+/// then A's Lease calls are mistreated as `trouble` says, until B leads. Returns what was
+/// created, once every one of those Events has been delivered by one or the other (nothing is
+/// lost: what A had not delivered, B watched again from the checkpoint), and when the trouble
+/// began.
+async fn failover(world: &Arc<World>, trouble: Trouble) -> (BTreeSet<String>, Instant) {
     let uid = world.workflow("wf-ha");
     let mut a = world.start("router-a", &world.config("a", "/a"));
-    wait_watching(&world, &mut a).await;
+    wait_watching(world, &mut a).await;
     let mut b = world.start("router-b", &world.config("b", "/b"));
     b.wait_for_log("standing by", PATIENCE).await;
 
-    // Events keep coming, about 20 a second, until the test has seen B deliver.
+    // Events keep coming, about 20 a second, until the test has seen B lead and deliver.
     let producing = Arc::new(AtomicBool::new(true));
     let producer = tokio::spawn({
-        let (world, producing) = (Arc::clone(&world), Arc::clone(&producing));
+        let (world, producing) = (Arc::clone(world), Arc::clone(&producing));
         async move {
             let mut ids = BTreeSet::new();
             let mut i = 0;
@@ -172,34 +174,20 @@ async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble, bac
             ids
         }
     });
-    world.sink.wait_for("/a", 5, PATIENCE).await;
+    world.sink.wait_for_any(5, PATIENCE).await;
     let troubled = Instant::now();
     world.api.trouble("router-a", Res::Leases, Some(trouble));
     b.wait_for_log("became the leader", PATIENCE).await;
-    world.sink.wait_for("/b", 5, PATIENCE).await;
     assert_eq!(a.exit_code(PATIENCE).await, 2, "{}", a.logs());
     assert!(a.logs().contains("stepping down"), "{}", a.logs());
+    let delivered_before = world.sink.received().len();
+    world
+        .sink
+        .wait_for_any(delivered_before + 5, PATIENCE)
+        .await;
     producing.store(false, Ordering::SeqCst);
     let created = producer.await.unwrap();
 
-    let at_a = world.sink.received_on("/a");
-    let at_b = world.sink.received_on("/b");
-    let last_a = at_a.iter().map(|r| r.at).max().unwrap();
-    let first_b = at_b.iter().map(|r| r.at).min().unwrap();
-    assert!(
-        last_a < first_b,
-        "A delivered until {:?} after the trouble began, B from {:?}",
-        last_a - troubled,
-        first_b - troubled
-    );
-    eprintln!(
-        "failover ({trouble:?}, {}): Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
-        world.backend.name(),
-        last_a - troubled,
-        first_b - troubled
-    );
-
-    // Nothing is lost: what A had not delivered, B watched again from the checkpoint.
     let deadline = Instant::now() + PATIENCE;
     loop {
         let seen: BTreeSet<String> = world.sink.received().iter().map(id).collect();
@@ -214,24 +202,82 @@ async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble, bac
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    (created, troubled)
+}
+
+/// With a local outbox only the leader delivers: A must stop delivering before B starts (the
+/// last request at `/a` arrives before the first at `/b`), never two leaders at once.
+async fn a_troubled_leader_stops_before_the_standby_starts(trouble: Trouble) {
+    let world = Arc::new(World::with(Backend::Redb).await);
+    let (_, troubled) = failover(&world, trouble).await;
+    let at_a = world.sink.received_on("/a");
+    let at_b = world.sink.received_on("/b");
+    let last_a = at_a.iter().map(|r| r.at).max().unwrap();
+    let first_b = at_b.iter().map(|r| r.at).min().unwrap();
+    assert!(
+        last_a < first_b,
+        "A delivered until {:?} after the trouble began, B from {:?}",
+        last_a - troubled,
+        first_b - troubled
+    );
+    eprintln!(
+        "failover ({trouble:?}, redb): Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
+        last_a - troubled,
+        first_b - troubled
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_whose_lease_calls_stall_stops_delivering_before_the_standby_starts() {
-    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall, Backend::Redb).await;
+    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall).await;
 }
 
-/// With the outbox shared in PostgreSQL, the standby continues where the leader stopped.
+/// With the outbox shared in PostgreSQL both replicas deliver, each the workflows it claims,
+/// whoever leads: the watch moves to B and nothing is lost, and the one workflow's deliveries
+/// never overlap between replicas: they come from one replica, then perhaps (when A held the
+/// workflow and released it on stepping down) from the other, in one switch.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_a_shared_postgres_outbox_the_standby_takes_over_from_a_stalled_leader() {
-    let backend = Backend::postgres().await;
-    a_troubled_leader_stops_before_the_standby_starts(Trouble::Stall, backend).await;
+async fn with_a_shared_postgres_outbox_the_watch_moves_from_a_stalled_leader_and_delivery_never_overlaps()
+ {
+    let world = Arc::new(World::with(Backend::postgres().await).await);
+    let (_, troubled) = failover(&world, Trouble::Stall).await;
+    let mut received = world.sink.received();
+    received.sort_by_key(|r| r.at);
+    let replicas: Vec<&str> = received.iter().map(|r| r.path.as_str()).collect();
+    let switches = replicas.windows(2).filter(|w| w[0] != w[1]).count();
+    assert!(
+        switches <= 1 && (switches == 0 || replicas[0] == "/a"),
+        "the workflow's deliveries went {} times between replicas: {replicas:?}",
+        switches
+    );
+    let last = |path: &str| {
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .max()
+    };
+    let first = |path: &str| {
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.at)
+            .min()
+    };
+    eprintln!(
+        "failover (Stall, postgres): {} deliveries, first from {}, {switches} switch(es); \
+         Lease calls troubled -> A's last delivery {:?}, B's first {:?}",
+        replicas.len(),
+        replicas[0],
+        last("/a").map(|at| at.saturating_duration_since(troubled)),
+        first("/b").map(|at| at.saturating_duration_since(troubled)),
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_leader_throttled_for_longer_than_the_lease_stops_delivering_before_the_standby_starts() {
     let trouble = Trouble::TooManyRequests { retry_after: 3600 };
-    a_troubled_leader_stops_before_the_standby_starts(trouble, Backend::Redb).await;
+    a_troubled_leader_stops_before_the_standby_starts(trouble).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -180,3 +180,93 @@ async fn a_router_on_another_or_a_wiped_state_dir_continues_from_the_database() 
     eprintln!("{total} events over three routers, {repeats} repeated");
     assert!(repeats * 20 < total, "{repeats} of {total} repeated");
 }
+
+/// A CA, and a server certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
+fn database_pki() -> (String, String, String) {
+    use rcgen::{
+        BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair,
+        KeyUsagePurpose,
+    };
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "database CA");
+    ca.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca = CertifiedIssuer::self_signed(ca, KeyPair::generate().unwrap()).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let server = CertificateParams::new(vec!["127.0.0.1".to_owned()])
+        .unwrap()
+        .signed_by(&key, &ca)
+        .unwrap();
+    (ca.pem(), server.pem(), key.serialize_pem())
+}
+
+/// The router's connections to the server, as (encrypted, count).
+async fn router_connections(server: &PgServer) -> Vec<(bool, i64)> {
+    let admin = server.connect("postgres").await;
+    admin
+        .query(
+            "SELECT s.ssl, count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) \
+             WHERE a.application_name = 'kfp-event-router' GROUP BY s.ssl",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1)))
+        .collect()
+}
+
+/// TLS to PostgreSQL is verified: with `sslmode=verify-full` and a server certificate of a
+/// private CA, a router without `[state.tls] ca` refuses the server at once, saying why
+/// (never printing the URL); given the CA, every one of its connections is encrypted and
+/// every event is delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_to_postgres_is_verified_against_the_ca_given() {
+    let server = PgServer::start();
+    let (ca, cert, key) = database_pki();
+    server.enable_tls(&cert, &key).await;
+    let url = server
+        .database()
+        .await
+        .replace("sslmode=disable", "sslmode=verify-full");
+    let backend = Backend::Postgres(url);
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(5, 40);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200));
+
+    let untrusted = config(&scratch, &backend, "untrusted", &path, None, &sink);
+    let mut router = backend.start(&untrusted);
+    let code = router.exit_code(PATIENCE).await;
+    let logs = router.logs();
+    assert_ne!(code, 0, "{logs}");
+    assert!(logs.contains("certificate"), "{logs}");
+    assert!(logs.contains("[state.tls] ca"), "{logs}");
+    assert!(!logs.contains(PASSWORD), "{logs}");
+    assert!(sink.received().is_empty());
+
+    let trusted = config(&scratch, &backend, "trusted", &path, Some(100.0), &sink);
+    let ca = scratch.write("ca.pem", &ca);
+    let mut text = std::fs::read_to_string(&trusted).unwrap();
+    text.push_str(&format!(
+        "\n[state.tls]\nca = {}\n",
+        toml_str(&ca.display().to_string())
+    ));
+    std::fs::write(&trusted, text).unwrap();
+    let mut router = backend.start(&trusted);
+    wait_for_distinct(&sink, 50, &router).await;
+    let connections = router_connections(&server).await;
+    router.expect_success().await;
+    assert!(
+        !connections.is_empty() && connections.iter().all(|(ssl, _)| *ssl),
+        "the router's connections, as (encrypted, count): {connections:?}"
+    );
+    every_event_once_by_id(&sink.received(), &generated.event_uids);
+    assert!(!router.logs().contains(PASSWORD));
+}

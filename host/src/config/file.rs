@@ -164,9 +164,21 @@ pub(crate) struct StateSection {
     pub(crate) backend: Option<Spanned<StateBackend>>,
     /// With `backend = "postgres"`: the connection URL, `{ env = "NAME" }` or
     /// `{ file = "/path" }`, e.g. `postgresql://router:PASSWORD@db:5432/router`. It is a secret:
-    /// never logged. TLS is not built in: `sslmode=require` is refused; use the default
-    /// (`prefer`, which connects without TLS here) or `disable`, over a trusted network.
+    /// never logged. Its `sslmode` says whether TLS is used (see `tls`).
     pub(crate) url: Option<Spanned<UrlSource>>,
+    /// With `backend = "postgres"`: `[state.tls]`, the CA bundle to trust besides the system's
+    /// (`ca`) and a client certificate (`cert`, `key`), as for endpoints. The server's
+    /// certificate is always verified when TLS is used: with `sslmode=require` (or libpq's
+    /// `verify-ca`, `verify-full`), and with the default `prefer` when the server offers TLS;
+    /// `sslmode=disable` connects without. Read at start.
+    pub(crate) tls: Option<TlsSection>,
+    /// With `backend = "postgres"` and a `kubernetes` source, every replica delivers, each the
+    /// workflows it has claimed: how long a claim lasts unless renewed, e.g. `"15s"` (the
+    /// default; at least 3s). A replica renews its claims every third of this; one that cannot
+    /// stops delivering them after two thirds, and another takes them once they expire: a
+    /// dead replica's workflows wait about this long.
+    #[serde(default, deserialize_with = "optional_duration")]
+    pub(crate) claim_ttl: Option<Duration>,
 }
 
 /// Where `state.url` comes from. A URL written inline is refused without being echoed in the
@@ -240,6 +252,8 @@ impl Default for StateSection {
             removed_endpoint_grace: None,
             backend: None,
             url: None,
+            tls: None,
+            claim_ttl: None,
         }
     }
 }
@@ -352,6 +366,15 @@ pub(crate) struct TlsSection {
     pub(crate) cert: Option<Spanned<PathBuf>>,
     /// The client certificate's PEM private key, from `{ file = ".." }` or `{ env = ".." }`.
     pub(crate) key: Option<Spanned<SecretSource>>,
+}
+
+impl TlsSection {
+    /// Where the table is: the first of its keys.
+    pub(crate) fn span(&self) -> Option<std::ops::Range<usize>> {
+        let ca = self.ca.as_ref().map(Spanned::span);
+        ca.or_else(|| self.cert.as_ref().map(Spanned::span))
+            .or_else(|| self.key.as_ref().map(Spanned::span))
+    }
 }
 
 /// A header value: plain text, or a secret read from the environment or a file.

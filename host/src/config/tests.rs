@@ -12,7 +12,7 @@ use crate::deliver::retry::RetryPolicy;
 use crate::deliver::signing::SigningKey;
 use crate::model::secret::{self, Secret};
 use crate::payload::format::Format;
-use crate::state::{Backend, StateSettings};
+use crate::state::{Backend, DatabaseTls, StateSettings};
 use std::time::Duration;
 
 /// A folder with a recording, a secret file and a token file that configs can point at.
@@ -104,7 +104,8 @@ fn defaults() {
         config.state,
         StateSettings {
             dir: "/var/lib/kfp-event-router".into(),
-            backend: Backend::Redb
+            backend: Backend::Redb,
+            claim_ttl: std::time::Duration::from_secs(15),
         }
     );
     assert_eq!(config.listen, "127.0.0.1:9090".parse().unwrap());
@@ -608,7 +609,10 @@ fn the_postgres_backend_takes_its_url_from_env_or_file() {
     assert_eq!(config.state.dir, Path::new("/tmp/s"));
     assert_eq!(
         config.state.backend,
-        Backend::Postgres(Secret::new(url.into()))
+        Backend::Postgres {
+            url: Secret::new(url.into()),
+            tls: DatabaseTls::default(),
+        }
     );
     let shown = format!("{config:?}");
     assert!(!shown.contains("pa55word"), "{shown}");
@@ -711,10 +715,6 @@ fn state_problems_point_at_their_key_and_never_show_the_url() {
 
     for (url, message) in [
         (
-            "postgresql://u:SECRET-PW@h/db?sslmode=require",
-            "sslmode=require is not supported",
-        ),
-        (
             "postgresql://u:SECRET-PW@h/db?sslmode=nonsense",
             "not a PostgreSQL connection URL",
         ),
@@ -742,6 +742,9 @@ fn state_problems_point_at_their_key_and_never_show_the_url() {
         "postgresql://router@127.0.0.1:5432/router",
         "postgresql://router@db/router?sslmode=disable",
         "postgres://router:pw@db/router?sslmode=prefer&connect_timeout=3",
+        "postgres://router:pw@db/router?sslmode=require",
+        "postgres://router:pw@db/router?sslmode=verify-full",
+        "host=db dbname=router sslmode=verify-ca",
         "host=/var/run/postgresql dbname=router",
     ] {
         let text = state(&format!(
@@ -750,6 +753,75 @@ fn state_problems_point_at_their_key_and_never_show_the_url() {
         ));
         files.parse(&text).unwrap_or_else(|e| panic!("{url}: {e}"));
     }
+}
+
+#[test]
+fn state_tls_problems_point_at_their_key() {
+    let files = Files::new();
+    std::fs::write(files.path("url"), "postgresql://h/db?sslmode=require").unwrap();
+    std::fs::write(files.path("not-pem"), "SECRET-KEY-BYTES").unwrap();
+    let postgres = format!(
+        "{}\n[state]\nbackend = \"postgres\"\nurl = {{ file = {} }}\n",
+        files.source(),
+        files.toml("url")
+    );
+
+    let text = format!(
+        "{}\n[state]\n[state.tls]\nca = {}\n",
+        files.source(),
+        files.toml("not-pem")
+    );
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        &files.toml("not-pem"),
+        "state.tls: only for backend = \"postgres\"",
+    );
+
+    let text = format!("{postgres}[state.tls]\nca = {}\n", files.toml("not-pem"));
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        &files.toml("not-pem"),
+        "state.tls: ca: no certificate in the file",
+    );
+
+    let text = format!("{postgres}[state.tls]\ncert = {}\n", files.toml("not-pem"));
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        &files.toml("not-pem"),
+        "state.tls: cert and key go together",
+    );
+
+    let text = format!(
+        "{postgres}[state.tls]\ncert = {}\nkey = {{ file = {} }}\n",
+        files.toml("not-pem"),
+        files.toml("not-pem")
+    );
+    let problems = files.problems(&text);
+    assert!(
+        !problems[0].to_string().contains("SECRET"),
+        "{}",
+        problems[0]
+    );
+    assert!(
+        problems[0]
+            .to_string()
+            .contains("state.tls: cert: no certificate"),
+        "{}",
+        problems[0]
+    );
+
+    let text = format!(
+        "{postgres}[state.tls]\nca = {}\n",
+        files.toml("missing.pem")
+    );
+    assert!(
+        files.problems(&text)[0].to_string().contains("cannot read"),
+        "{:?}",
+        files.problems(&text)
+    );
 }
 
 #[test]
@@ -922,4 +994,21 @@ fn the_console_history_is_a_bounded_count() {
             "server.console_history: a whole number from 0 to 100000",
         );
     }
+}
+
+#[test]
+fn a_claim_ttl_defaults_to_15s_and_is_at_least_3s() {
+    let files = Files::new();
+    let state = |lines: &str| format!("{}\n[state]\n{lines}", files.source());
+    let config = files.parse(&state("")).unwrap();
+    assert_eq!(config.state.claim_ttl, std::time::Duration::from_secs(15));
+    let config = files.parse(&state("claim_ttl = \"30s\"\n")).unwrap();
+    assert_eq!(config.state.claim_ttl, std::time::Duration::from_secs(30));
+    let problems = files.problems(&state("claim_ttl = \"1s\"\n"));
+    assert!(
+        problems[0]
+            .message
+            .contains("state.claim_ttl: must be at least 3s"),
+        "{problems:?}"
+    );
 }

@@ -58,6 +58,10 @@ pub(crate) struct Context {
     /// another may deliver now): every worker ends, dropping its attempts under way, whose
     /// deliveries stay pending in the outbox as they were.
     pub(crate) abort: CancellationToken,
+    /// With an outbox other replicas deliver from too: the claim buckets whose workflows this
+    /// replica delivers now (see [`Claims`](crate::state::outbox::Claims)); `None`: every
+    /// workflow.
+    pub(crate) claims: Option<watch::Receiver<u64>>,
 }
 
 /// A worker, as the deliverer keeps it.
@@ -209,6 +213,7 @@ impl Deliverer {
             pacer: Pacer::default(),
             stop: stop.clone(),
             history: self.context.history.clone(),
+            claims: self.context.claims.clone(),
         };
         let abort = self.context.abort.clone();
         let task = tokio::spawn(async move {

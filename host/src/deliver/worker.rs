@@ -54,61 +54,145 @@ pub(super) struct Shared {
     pub(crate) stop: CancellationToken,
     /// The console's history.
     pub(crate) history: History,
+    /// With a shared outbox: the claim buckets whose workflows this replica delivers now.
+    /// `None`: every workflow.
+    pub(crate) claims: Option<watch::Receiver<u64>>,
 }
 
 /// How one delivery ended.
 enum End {
     /// Delivered, dropped or dead-lettered: removed from the outbox.
     Done,
-    /// The worker is stopping: left in the outbox for the next run.
+    /// The worker is stopping, or this replica no longer holds its workflow's claim: left in
+    /// the outbox for the next run or the replica that takes the claim.
     Left,
+}
+
+/// What a delivery task returns: its workflow's ordering key, its sequence number, its end.
+type Ended = (String, u64, End);
+
+/// How long a worker that gained claims waits for its completions to be committed before it
+/// reads the outbox again from the start.
+const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
+
+/// The deliveries a worker holds in memory, by workflow: one under way per workflow, the
+/// others queued behind it in sequence order.
+#[derive(Default)]
+struct Held {
+    /// Sequence numbers of every delivery held (under way or queued).
+    seqs: HashSet<u64>,
+    /// The deliveries waiting behind the one under way, per workflow.
+    queues: HashMap<String, VecDeque<PendingDelivery>>,
+    /// Workflows with a delivery under way, and their claim buckets.
+    busy: HashMap<String, u32>,
+    /// Per claim bucket with deliveries under way: cancelled when the claim is lost.
+    tokens: HashMap<u32, CancellationToken>,
+}
+
+impl Held {
+    /// Forgets the deliveries queued behind `key` and the workflow itself.
+    fn drop_workflow(&mut self, key: &str) {
+        if let Some(queue) = self.queues.remove(key) {
+            for delivery in queue {
+                self.seqs.remove(&delivery.seq);
+            }
+        }
+        self.busy.remove(key);
+    }
+
+    /// Stops delivering the workflows of the buckets in `gone`: their attempts under way end
+    /// (left pending), and what is queued behind them is forgotten.
+    fn lose(&mut self, gone: u64) {
+        self.tokens.retain(|bucket, token| {
+            let lost = gone & (1 << bucket) != 0;
+            if lost {
+                token.cancel();
+            }
+            !lost
+        });
+        let keys: Vec<String> = self
+            .queues
+            .keys()
+            .filter(|key| self.busy.get(*key).is_some_and(|b| gone & (1 << b) != 0))
+            .cloned()
+            .collect();
+        for key in keys {
+            if let Some(queue) = self.queues.remove(&key) {
+                for delivery in queue {
+                    self.seqs.remove(&delivery.seq);
+                }
+            }
+        }
+    }
 }
 
 /// Runs until `shared.stop` is cancelled and the attempts under way have finished.
 pub(super) async fn run(shared: Arc<Shared>) {
     let mut accepted = shared.outbox.accepted();
     let mut reconnects = shared.outbox.reconnects();
-    let mut queues: HashMap<String, VecDeque<PendingDelivery>> = HashMap::new();
-    let mut busy: HashSet<String> = HashSet::new();
-    // The deliveries in memory (under way or queued behind their workflow), by seq.
-    let mut held: HashSet<u64> = HashSet::new();
-    let mut running: FuturesUnordered<BoxFuture<'static, (String, u64, End)>> =
-        FuturesUnordered::new();
+    let mut claims = shared.claims.clone();
+    let mut owned = claims.as_mut().map(|c| *c.borrow_and_update());
+    let mut held = Held::default();
+    let mut running: FuturesUnordered<BoxFuture<'static, Ended>> = FuturesUnordered::new();
     let mut cursor = 0u64;
     let mut caught_up = false;
     loop {
         // Read in large batches: refilling one delivery per completion would cost a read
         // transaction each.
-        if !caught_up && held.len() <= LOADED / 2 && !shared.stop.is_cancelled() {
-            let limit = LOADED - held.len();
-            let batch = load(&shared, cursor, limit).await;
-            caught_up = batch.len() < limit;
+        let loaded = held.seqs.len();
+        if !caught_up && loaded <= LOADED / 2 && !shared.stop.is_cancelled() && owned != Some(0) {
+            let batch = load(&shared, cursor, LOADED - loaded, owned).await;
+            caught_up = batch.len() < LOADED - loaded;
             for delivery in batch {
                 cursor = delivery.seq;
-                // Read again after a reconnection: what is in memory already is not taken twice.
-                if !held.insert(delivery.seq) {
+                // Read again after claims were gained: already held.
+                if !held.seqs.insert(delivery.seq) {
                     continue;
                 }
                 let key = delivery.event.ordering_key();
-                if busy.insert(key.clone()) {
-                    running.push(start(&shared, key, delivery));
+                if held.busy.contains_key(&key) {
+                    held.queues.entry(key).or_default().push_back(delivery);
                 } else {
-                    queues.entry(key).or_default().push_back(delivery);
+                    held.busy.insert(key.clone(), delivery.bucket);
+                    running.push(start(&shared, &mut held, key, delivery));
                 }
             }
         }
         tokio::select! {
+            // Claims first: a lost claim stops its workflows before anything else happens.
+            biased;
+            new = claim_change(&mut claims), if !shared.stop.is_cancelled() => {
+                let old = owned.unwrap_or(u64::MAX);
+                owned = Some(new);
+                held.lose(old & !new);
+                if new & !old != 0 {
+                    // The gained workflows' deliveries may lie before the cursor: read again
+                    // from the start, once this worker's own completions are committed, so
+                    // that none of them is read back as pending.
+                    let _ = tokio::time::timeout(FLUSH_PATIENCE, shared.outbox.flush()).await;
+                    cursor = 0;
+                    caught_up = false;
+                }
+            }
             Some((key, seq, end)) = running.next() => {
-                held.remove(&seq);
+                held.seqs.remove(&seq);
                 if matches!(end, End::Left) {
+                    let bucket = held.busy.get(&key).copied();
+                    held.drop_workflow(&key);
+                    // A claim lost and gained again before this attempt ended: what was
+                    // queued behind it was dropped with it, so read it again.
+                    let owns = |b: u32| owned.is_some_and(|o| o & (1 << b) != 0);
+                    if !shared.stop.is_cancelled() && bucket.is_some_and(owns) {
+                        let _ = tokio::time::timeout(FLUSH_PATIENCE, shared.outbox.flush()).await;
+                        cursor = 0;
+                        caught_up = false;
+                    }
                     continue;
                 }
-                match queues.get_mut(&key).and_then(VecDeque::pop_front) {
-                    Some(next) => running.push(start(&shared, key, next)),
-                    None => {
-                        queues.remove(&key);
-                        busy.remove(&key);
-                    }
+                let next = held.queues.get_mut(&key).and_then(VecDeque::pop_front);
+                match next {
+                    Some(next) => running.push(start(&shared, &mut held, key, next)),
+                    None => held.drop_workflow(&key),
                 }
             }
             changed = accepted.changed(), if caught_up && !shared.stop.is_cancelled() => {
@@ -131,24 +215,46 @@ pub(super) async fn run(shared: Arc<Shared>) {
     }
 }
 
-/// [`deliver`], ending with the delivery's seq.
+/// The next claims, when they change; never, without claims (or once their task is gone).
+async fn claim_change(claims: &mut Option<watch::Receiver<u64>>) -> u64 {
+    if let Some(receiver) = claims
+        && receiver.changed().await.is_ok()
+    {
+        return *receiver.borrow_and_update();
+    }
+    std::future::pending().await
+}
+
+/// Starts delivering `delivery`, the head of workflow `key`, until done or its claim bucket
+/// is lost.
 fn start(
     shared: &Arc<Shared>,
+    held: &mut Held,
     key: String,
     delivery: PendingDelivery,
-) -> BoxFuture<'static, (String, u64, End)> {
+) -> BoxFuture<'static, Ended> {
     let seq = delivery.seq;
+    let lost = held.tokens.entry(delivery.bucket).or_default().clone();
     let shared = Arc::clone(shared);
     Box::pin(async move {
-        let (key, end) = deliver(shared, key, delivery).await;
+        let end = tokio::select! {
+            end = deliver(shared, delivery) => end,
+            () = lost.cancelled() => End::Left,
+        };
         (key, seq, end)
     })
 }
 
-async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery> {
+async fn load(
+    shared: &Shared,
+    cursor: u64,
+    limit: usize,
+    buckets: Option<u64>,
+) -> Vec<PendingDelivery> {
     let outbox = shared.outbox.clone();
     let name = shared.name.clone();
-    let loaded = tokio::task::spawn_blocking(move || outbox.pending(&name, cursor, limit)).await;
+    let loaded =
+        tokio::task::spawn_blocking(move || outbox.pending_in(&name, cursor, limit, buckets)).await;
     match loaded {
         Ok(Ok(batch)) => batch,
         Ok(Err(e)) => {
@@ -163,7 +269,7 @@ async fn load(shared: &Shared, cursor: u64, limit: usize) -> Vec<PendingDelivery
 }
 
 /// Delivers one event to the endpoint: render, plugins, then attempts until done.
-async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery) -> (String, End) {
+async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
     let webhook_id = format!("msg_{}", delivery.event.id);
     let request = loop {
         match shared.render.render(&shared.name, &delivery.event).await {
@@ -172,7 +278,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                 record::dropped(&shared, &delivery.event, &webhook_id, &by);
                 shared.metrics.delivery.dropped(&shared.name, by);
                 shared.outbox.complete(&shared.name, delivery.seq);
-                return (key, End::Done);
+                return End::Done;
             }
             Verdict::DeadLetter {
                 plugin,
@@ -185,12 +291,12 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                 };
                 let error = format!("plugin {plugin} failed: {error}");
                 let end = dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
-                return (key, end);
+                return end;
             }
             Verdict::Wait { reason } => {
                 tracing::warn!(endpoint = %shared.name, webhook_id, "delivery waits in the outbox: {reason}");
                 if !wait_for_plugins(&shared).await {
-                    return (key, End::Left);
+                    return End::Left;
                 }
             }
         }
@@ -203,16 +309,16 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
     });
     loop {
         if shared.stop.is_cancelled() {
-            return (key, End::Left);
+            return End::Left;
         }
         let outcome = {
             let rate = shared.endpoint.borrow().rate;
             tokio::select! {
                 () = shared.pacer.turn(rate) => {}
-                () = shared.stop.cancelled() => return (key, End::Left),
+                () = shared.stop.cancelled() => return End::Left,
             }
             let Ok(_slot) = shared.slots.acquire().await else {
-                return (key, End::Left);
+                return End::Left;
             };
             let endpoint = shared.endpoint.borrow().clone();
             let sent = Instant::now();
@@ -243,7 +349,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
                 let latency = now_ms().saturating_sub(delivery.accepted_ms) as f64 / 1000.0;
                 shared.metrics.delivery.delivered(&shared.name, latency);
                 shared.outbox.complete(&shared.name, delivery.seq);
-                return (key, End::Done);
+                return End::Done;
             }
             Err(failure) => failure,
         };
@@ -258,7 +364,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         };
         let Some(delay) = delay else {
             let end = dead_letter(&shared, &delivery, &request, &webhook_id, failure.error()).await;
-            return (key, end);
+            return end;
         };
         tracing::warn!(
             endpoint = %shared.name,
@@ -277,7 +383,7 @@ async fn deliver(shared: Arc<Shared>, key: String, mut delivery: PendingDelivery
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            () = shared.stop.cancelled() => return (key, End::Left),
+            () = shared.stop.cancelled() => return End::Left,
         }
     }
 }

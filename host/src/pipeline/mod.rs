@@ -48,7 +48,7 @@ use crate::source::kubernetes::Session;
 use crate::source::replay::Replay;
 use crate::state::{History, State};
 use crate::telemetry::Metrics;
-use crate::telemetry::readiness::Readiness;
+use crate::telemetry::readiness::{Readiness, Report};
 pub(crate) use dry_run::dry_run;
 use front::{CHANNEL, Source};
 
@@ -104,21 +104,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     .await?;
     tracing::info!(%address, "serving /metrics, /healthz and /readyz");
 
-    // A kubernetes source stands by until this replica holds the lease: only the leader
-    // watches and delivers.
-    let mut kube = match &config.source {
-        SourceSettings::Kubernetes(settings) => {
-            match Session::start(settings, &outbox, &metrics, &readiness, &shutdown).await? {
-                Some(session) => Some(session),
-                None => return Ok(RunSummary::default()),
-            }
-        }
-        SourceSettings::Replay { .. } => None,
+    // With an outbox the replicas share, every replica delivers, each the workflows it has
+    // claimed, from the start (a standby too); otherwise only the leader delivers.
+    let shared_delivery =
+        matches!(config.source, SourceSettings::Kubernetes(_)) && outbox.is_shared();
+    let claims = if shared_delivery {
+        outbox.claims(claim_owner(), config.state.claim_ttl)
+    } else {
+        None
     };
-    let lost = kube
-        .as_ref()
-        .map_or_else(CancellationToken::new, Session::lost);
-
+    if let Some(claims) = &claims {
+        readiness.publish(
+            "claims",
+            Arc::new(ClaimsReport {
+                owner: claims.owner().to_owned(),
+                owned: claims.owned(),
+            }),
+        );
+        tokio::spawn(count_claims(claims.owned(), Arc::clone(&metrics)));
+    }
+    let stop_delivery = CancellationToken::new();
+    let deliveries = follow(&config_updates, deliver_settings);
     let context = deliver::Context {
         outbox: outbox.clone(),
         dead_letters: state.dead_letters.clone(),
@@ -126,13 +132,46 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         render: payload,
         http: deliver::HttpSender::default(),
         history: history.clone(),
-        // Losing the lease stops delivery at once, before the other stages drain.
-        abort: lost.clone(),
+        abort: CancellationToken::new(),
+        claims: claims.as_ref().map(|c| c.owned()),
     };
-    let stop_delivery = CancellationToken::new();
-    let deliveries = follow(&config_updates, deliver_settings);
-    let deliverer =
-        tokio::spawn(Deliverer::new(context).run(deliveries.clone(), stop_delivery.clone()));
+    let start_delivery = |context: deliver::Context| {
+        tokio::spawn(Deliverer::new(context).run(deliveries.clone(), stop_delivery.clone()))
+    };
+    let mut deliverer = claims.is_some().then(|| start_delivery(context.clone()));
+
+    // A kubernetes source stands by until this replica holds the lease: only the leader
+    // watches (and, without claims, delivers).
+    let mut kube = match &config.source {
+        SourceSettings::Kubernetes(settings) => {
+            match Session::start(settings, &outbox, &metrics, &readiness, &shutdown).await? {
+                Some(session) => Some(session),
+                None => {
+                    if let Some(deliverer) = deliverer {
+                        stop_delivery.cancel();
+                        let _ = deliverer.await;
+                    }
+                    if let Some(claims) = claims {
+                        outbox.release(claims).await;
+                    }
+                    history.flush().await;
+                    return Ok(RunSummary::default());
+                }
+            }
+        }
+        SourceSettings::Replay { .. } => None,
+    };
+    let lost = kube
+        .as_ref()
+        .map_or_else(CancellationToken::new, Session::lost);
+    let deliverer = deliverer.take().unwrap_or_else(|| {
+        start_delivery(deliver::Context {
+            // Losing the lease stops delivery at once, before the other stages drain. (With
+            // claims, they alone say who delivers what: losing the lease changes nothing.)
+            abort: lost.clone(),
+            ..context
+        })
+    });
 
     // A new term first delivers what an earlier one left in this replica's own outbox, so that
     // it does not interleave with new events; the watch resumes from the checkpoint
@@ -207,6 +246,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     readiness.set_ready(false);
     stop_delivery.cancel();
     let _ = deliverer.await;
+    if let Some(claims) = claims {
+        outbox.release(claims).await;
+    }
     if let Some(session) = kube {
         session.finish().await;
     }
@@ -238,6 +280,45 @@ fn open_history(config: &Config, metrics: &Arc<Metrics>) -> History {
             tracing::warn!("the console keeps no delivery history: cannot open it: {e}");
             History::default()
         }
+    }
+}
+
+/// This replica's name in the delivery claims: `POD_NAME` (else `HOSTNAME`, else `router`)
+/// and a random suffix, new on each start, so that a restarted pod never mistakes the claims
+/// of its earlier life (which it no longer delivers) for its own.
+fn claim_owner() -> String {
+    let name = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "router".into());
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+/// Keeps the `delivery_claims` gauge at the number of buckets held.
+async fn count_claims(mut owned: watch::Receiver<u64>, metrics: Arc<Metrics>) {
+    loop {
+        let held = owned.borrow_and_update().count_ones();
+        metrics.delivery_claims.set(i64::from(held));
+        if owned.changed().await.is_err() {
+            metrics.delivery_claims.set(0);
+            return;
+        }
+    }
+}
+
+/// What `/readyz` shows of the delivery claims: this replica's name, and how many buckets of
+/// workflows it delivers.
+struct ClaimsReport {
+    owner: String,
+    owned: watch::Receiver<u64>,
+}
+
+impl Report for ClaimsReport {
+    fn report(&self) -> serde_json::Value {
+        serde_json::json!({
+            "owner": self.owner,
+            "buckets": self.owned.borrow().count_ones(),
+            "of": 64,
+        })
     }
 }
 

@@ -21,6 +21,7 @@ pub(crate) use dead_letter::DeadLetters;
 pub(crate) use history::History;
 pub(crate) use outbox::Outbox;
 pub(crate) use postgres::check_url;
+pub use postgres::tls::DatabaseTls;
 
 use crate::model::secret::Secret;
 
@@ -31,6 +32,9 @@ pub struct StateSettings {
     pub dir: PathBuf,
     /// `state.backend`: where the outbox and dead letters are.
     pub backend: Backend,
+    /// `state.claim_ttl`: how long a replica's claim on the workflows it delivers lasts
+    /// (PostgreSQL, kubernetes source).
+    pub claim_ttl: std::time::Duration,
 }
 
 /// Where the outbox and dead letters are kept.
@@ -38,8 +42,13 @@ pub struct StateSettings {
 pub enum Backend {
     /// `outbox.redb` and `dead-letter.jsonl` in `state.dir`.
     Redb,
-    /// A PostgreSQL database, by its connection URL (which may hold a password).
-    Postgres(Secret),
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its connection URL (which may hold a password).
+        url: Secret,
+        /// How to connect over TLS, when the URL's `sslmode` asks for it.
+        tls: DatabaseTls,
+    },
 }
 
 /// The state, held open (and its folder locked, with redb).
@@ -106,8 +115,8 @@ impl State {
                     _lock: Some(lock),
                 })
             }
-            Backend::Postgres(url) => {
-                let outbox = postgres::Postgres::open(url).map_err(StateError::Postgres)?;
+            Backend::Postgres { url, tls } => {
+                let outbox = postgres::Postgres::open(url, tls).map_err(StateError::Postgres)?;
                 Ok(Self {
                     dead_letters: DeadLetters::Postgres(outbox.clone()),
                     outbox: Outbox::Postgres(outbox),

@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
+pub(crate) use super::postgres::Claims;
 use super::postgres::Postgres;
 use super::redb::Redb;
 use crate::model::event::RouterEvent;
@@ -61,6 +62,8 @@ pub(crate) struct PendingDelivery {
     pub(crate) first_attempt_ms: u64,
     /// When the event was accepted (Unix ms).
     pub(crate) accepted_ms: u64,
+    /// The claim bucket of its workflow (see [`Claims`]); 0 with redb, which has no claims.
+    pub(crate) bucket: u32,
     /// The event.
     pub(crate) event: Arc<RouterEvent>,
 }
@@ -154,13 +157,55 @@ impl Outbox {
 
     /// Up to `limit` deliveries of `endpoint` after sequence number `after`, in order. Blocks:
     /// call it on a blocking thread.
+    #[cfg(test)]
     pub(crate) fn pending(
         &self,
         endpoint: &str,
         after: u64,
         limit: usize,
     ) -> Result<Vec<PendingDelivery>> {
-        dispatch!(self, o => o.pending(endpoint, after, limit))
+        self.pending_in(endpoint, after, limit, None)
+    }
+
+    /// [`Outbox::pending`], of the workflows in `buckets` only (a [`Claims`] mask) when
+    /// given. Blocks: call it on a blocking thread.
+    pub(crate) fn pending_in(
+        &self,
+        endpoint: &str,
+        after: u64,
+        limit: usize,
+        buckets: Option<u64>,
+    ) -> Result<Vec<PendingDelivery>> {
+        match self {
+            Self::Redb(o) => o.pending(endpoint, after, limit),
+            Self::Postgres(o) => o.pending(endpoint, after, limit, buckets),
+        }
+    }
+
+    /// Starts claiming workflows to deliver, as `owner`, when other replicas may deliver from
+    /// this outbox too (PostgreSQL): each workflow is then delivered by one replica at a time.
+    /// `None` with redb, whose one process delivers everything.
+    pub(crate) fn claims(&self, owner: String, ttl: Duration) -> Option<Claims> {
+        match self {
+            Self::Redb(_) => None,
+            Self::Postgres(o) => Some(o.claims(owner, ttl)),
+        }
+    }
+
+    /// Once delivery has stopped: commits the completions queued, then gives `claims` up so
+    /// that other replicas take them at once.
+    pub(crate) async fn release(&self, claims: Claims) {
+        if let Self::Postgres(o) = self {
+            o.release(claims).await;
+        }
+    }
+
+    /// Waits until every write queued so far (completions included) is committed.
+    pub(crate) async fn flush(&self) -> Result<()> {
+        match self {
+            Self::Redb(_) => Ok(()),
+            Self::Postgres(o) => o.flush().await,
+        }
     }
 
     /// The lowest sequence number that some endpoint still waits for, or `None` when every

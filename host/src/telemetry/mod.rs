@@ -95,6 +95,9 @@ pub struct Metrics {
     pub(crate) delivery: delivery::DeliveryMetrics,
     /// Deliveries waiting in the outbox.
     pub(crate) outbox_depth: Gauge,
+    /// With a shared outbox: how many of the 64 workflow buckets this replica holds the
+    /// delivery claims of (it delivers their workflows' events).
+    pub(crate) delivery_claims: Gauge,
     /// Deliveries waiting, per endpoint (read from the outbox when scraped, at most every few
     /// seconds).
     pub(crate) outbox_pending: Family<EndpointLabel, Gauge>,
@@ -154,6 +157,13 @@ impl Metrics {
         let events_received = Counter::default();
         let delivery = delivery::DeliveryMetrics::register(&mut registry);
         let outbox_depth = Gauge::default();
+        let delivery_claims = Gauge::default();
+        registry.register(
+            "delivery_claims",
+            "With a shared PostgreSQL outbox: workflow buckets (of 64) whose events this replica \
+             delivers",
+            delivery_claims.clone(),
+        );
         let outbox_pending = Family::default();
         let outbox_oldest_pending_age = Family::default();
         registry.register(
@@ -247,6 +257,7 @@ impl Metrics {
             events_received,
             delivery,
             outbox_depth,
+            delivery_claims,
             outbox_pending,
             outbox_oldest_pending_age,
             removed_endpoint_backlog,

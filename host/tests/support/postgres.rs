@@ -105,6 +105,23 @@ impl PgServer {
         command
     }
 
+    /// Turns TLS on for new connections, with the server certificate `cert` and its key (PEM).
+    pub async fn enable_tls(&self, cert: &str, key: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        for (file, pem) in [("server.crt", cert), ("server.key", key)] {
+            let path = self.data().join(file);
+            std::fs::write(&path, pem).expect("writing the server's TLS files");
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+            if running_as_root() {
+                run(Command::new("chown").arg("postgres:postgres").arg(&path));
+            }
+        }
+        let admin = self.connect("postgres").await;
+        for statement in ["ALTER SYSTEM SET ssl = on", "SELECT pg_reload_conf()"] {
+            admin.batch_execute(statement).await.expect(statement);
+        }
+    }
+
     /// Creates a fresh database and returns its URL (with a password, which trust
     /// authentication ignores, so that tests can check it is never printed).
     pub async fn database(&self) -> String {

@@ -143,9 +143,26 @@ impl Sink {
 
     /// Waits until `path` has received `n` requests (any answer), or panics after `timeout`.
     pub async fn wait_for(&self, path: &str, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until(path, timeout, || self.received_on(path), n)
+            .await
+    }
+
+    /// Waits until `n` requests have been received on any path, or panics after `timeout`.
+    pub async fn wait_for_any(&self, n: usize, timeout: Duration) -> Vec<Received> {
+        self.wait_until("any path", timeout, || self.received(), n)
+            .await
+    }
+
+    async fn wait_until(
+        &self,
+        path: &str,
+        timeout: Duration,
+        received: impl Fn() -> Vec<Received>,
+        n: usize,
+    ) -> Vec<Received> {
         let deadline = Instant::now() + timeout;
         loop {
-            let got = self.received_on(path);
+            let got = received();
             if got.len() >= n {
                 return got;
             }

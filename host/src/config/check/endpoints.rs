@@ -181,50 +181,9 @@ impl Checker<'_> {
         section: &TlsSection,
         watched: &mut BTreeSet<PathBuf>,
     ) -> Option<EndpointTls> {
-        let place = section
-            .ca
-            .as_ref()
-            .map(|c| c.span())
-            .or_else(|| section.cert.as_ref().map(|c| c.span()))
-            .or_else(|| section.key.as_ref().map(|k| k.span()))?;
-        if section.cert.is_some() != section.key.is_some() {
-            self.problem(place, format!("{key}.tls: cert and key go together"));
-            return None;
-        }
-        for path in [&section.ca, &section.cert].into_iter().flatten() {
-            watched.insert(path.get_ref().clone());
-        }
-        if let Some(source) = &section.key {
-            watch_secret(source.get_ref(), watched);
-        }
-        if self.offline {
-            return None;
-        }
-        let read = |path: &toml::Spanned<PathBuf>| {
-            std::fs::read(path.get_ref()).map_err(|e| {
-                (
-                    path.span(),
-                    format!("cannot read {}: {e}", path.get_ref().display()),
-                )
-            })
-        };
-        let loaded = (|| {
-            let ca = section.ca.as_ref().map(read).transpose()?;
-            let identity = match (&section.cert, &section.key) {
-                (Some(cert), Some(secret)) => {
-                    let private = secret
-                        .get_ref()
-                        .resolve()
-                        .map_err(|e| (secret.span(), format!("key: {e}")))?;
-                    Some((read(cert)?, private.expose().as_bytes().to_vec()))
-                }
-                _ => None,
-            };
-            let identity = identity.as_ref().map(|(c, k)| (c.as_slice(), k.as_slice()));
-            EndpointTls::new(ca.as_deref(), identity).map_err(|e| (place.clone(), e))
-        })();
-        loaded
-            .map_err(|(span, e)| self.problem(span, format!("{key}.tls: {e}")))
+        let files = self.tls_files(key, section, watched)?;
+        EndpointTls::new(files.ca.as_deref(), files.identity())
+            .map_err(|e| self.problem(files.place, format!("{key}.tls: {e}")))
             .ok()
     }
 
@@ -288,7 +247,7 @@ pub(in crate::config) fn parse_url(text: &str) -> Result<Url, String> {
     }
 }
 
-fn watch_secret(source: &secret::SecretSource, watched: &mut BTreeSet<PathBuf>) {
+pub(super) fn watch_secret(source: &secret::SecretSource, watched: &mut BTreeSet<PathBuf>) {
     if let secret::SecretSource::File(path) = source {
         watched.insert(path.clone());
     }

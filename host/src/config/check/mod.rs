@@ -6,6 +6,7 @@ pub(super) mod endpoints;
 mod plugins;
 mod source;
 mod state;
+mod tls;
 
 use std::collections::{BTreeSet, HashSet};
 use std::ops::Range;

@@ -5,9 +5,9 @@ use std::error::Error as _;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio_postgres::config::SslMode;
-use tokio_postgres::{AsyncMessage, Client, Config, NoTls};
+use tokio_postgres::{AsyncMessage, Client, Config};
 
+use super::tls::DatabaseTls;
 use crate::model::secret::Secret;
 
 /// How long a connection attempt may take, unless the URL says (`connect_timeout`).
@@ -24,19 +24,18 @@ const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(5);
 
 /// Parses a connection URL (or `key=value` string), with this crate's defaults filled in.
-/// TLS is not built in, so `sslmode=require` is refused rather than quietly ignored.
+/// libpq's `sslmode=verify-ca` and `verify-full` read as `require`: the certificate is always
+/// verified (see [`DatabaseTls`]).
 pub(super) fn parse_url(url: &Secret) -> Result<Config, String> {
+    let url = Secret::new(
+        url.expose()
+            .replace("sslmode=verify-full", "sslmode=require")
+            .replace("sslmode=verify-ca", "sslmode=require"),
+    );
     let mut config: Config = url
         .expose()
         .parse()
         .map_err(|e| format!("not a PostgreSQL connection URL: {}", describe(&e)))?;
-    if config.get_ssl_mode() == SslMode::Require {
-        return Err(
-            "sslmode=require is not supported: the router connects to PostgreSQL \
-                    without TLS; use sslmode=disable or prefer, over a trusted network"
-                .into(),
-        );
-    }
     if config.get_hosts().is_empty() && config.get_hostaddrs().is_empty() {
         return Err("the PostgreSQL connection URL names no host".into());
     }
@@ -56,17 +55,18 @@ pub(super) fn parse_url(url: &Secret) -> Result<Config, String> {
 #[derive(Clone)]
 pub(super) struct Link {
     config: Config,
+    tls: DatabaseTls,
 }
 
 impl Link {
-    /// Connects with `config` (from [`parse_url`]).
-    pub(super) fn new(config: Config) -> Self {
-        Self { config }
+    /// Connects with `config` (from [`parse_url`]), over TLS as its `sslmode` says.
+    pub(super) fn new(config: Config, tls: DatabaseTls) -> Self {
+        Self { config, tls }
     }
 
     /// Connects once; the connection is driven by a task of the current runtime.
     pub(super) async fn connect(&self) -> Result<Client, tokio_postgres::Error> {
-        let (client, connection) = self.config.connect(NoTls).await?;
+        let (client, connection) = self.config.connect(self.tls.connector()).await?;
         tokio::spawn(async move {
             // Its errors reach the client's calls; nothing else to do with them here.
             let _ = connection.await;
@@ -79,7 +79,7 @@ impl Link {
     pub(super) async fn connect_listening(
         &self,
     ) -> Result<(Client, mpsc::UnboundedReceiver<String>), tokio_postgres::Error> {
-        let (client, mut connection) = self.config.connect(NoTls).await?;
+        let (client, mut connection) = self.config.connect(self.tls.connector()).await?;
         let (notes, received) = mpsc::unbounded_channel();
         tokio::spawn(async move {
             while let Some(Ok(message)) =
@@ -94,6 +94,23 @@ impl Link {
         });
         Ok((client, received))
     }
+}
+
+/// Whether `e` is a TLS handshake that failed (a certificate not trusted, a protocol
+/// mismatch): trying again changes nothing.
+pub(super) fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
+    let mut cause = e.source();
+    while let Some(error) = cause {
+        let tls = error
+            .downcast_ref::<std::io::Error>()
+            .and_then(std::io::Error::get_ref)
+            .is_some_and(|inner| inner.is::<rustls::Error>());
+        if tls || error.is::<rustls::Error>() {
+            return true;
+        }
+        cause = error.source();
+    }
+    false
 }
 
 /// Whether `e` may clear by itself: the connection was lost (the server restarted, the

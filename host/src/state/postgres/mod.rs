@@ -9,11 +9,13 @@
 //! wait up to a patience that suits their caller. The URL, which may hold a password, is never
 //! logged: errors say what failed, never where.
 
+pub(crate) mod claims;
 mod dead_letters;
 mod link;
 mod listen;
 mod reader;
 mod steps;
+pub(crate) mod tls;
 mod writer;
 
 use std::collections::HashMap;
@@ -25,9 +27,11 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use self::claims::Claims;
 pub(crate) use self::dead_letters::RedriveLetter;
-use self::link::{Backoff, Link, describe, is_transient, parse_url};
+use self::link::{Backoff, Link, describe, is_tls_refusal, is_transient, parse_url};
 use self::reader::{Job, Reader};
+use self::tls::DatabaseTls;
 use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
 use super::outbox::{Backlog, OutboxError, PendingDelivery, Result};
@@ -38,7 +42,8 @@ use crate::model::secret::Secret;
 const SCHEMA: &str = include_str!("schema.sql");
 
 /// The schema version this build writes; a database with a newer one is refused.
-const SCHEMA_VERSION: i32 = 1;
+/// 2: `delivery_claims` and `delivery_replicas`, so that every replica delivers.
+const SCHEMA_VERSION: i32 = 2;
 
 /// Key of the advisory lock that serialises schema creation between processes.
 const SCHEMA_LOCK: i64 = 0x6b66_7072_6f75_7465;
@@ -79,6 +84,8 @@ pub(crate) struct Postgres {
     reconnects: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     closing: CancellationToken,
+    /// For the claims' connections (boxed: a connection config is large).
+    link: Arc<Link>,
 }
 
 /// Where an opened database stands.
@@ -88,14 +95,16 @@ struct Start {
 }
 
 impl Postgres {
-    /// Connects to the database at `url` (waiting up to [`STARTUP_PATIENCE`] for it), creates
-    /// the tables when needed and starts the connections' thread.
-    pub(crate) fn open(url: &Secret) -> Result<Self> {
+    /// Connects to the database at `url` (waiting up to [`STARTUP_PATIENCE`] for it), over
+    /// `tls` as the URL's `sslmode` says, creates the tables when needed and starts the
+    /// connections' thread.
+    pub(crate) fn open(url: &Secret, tls: &DatabaseTls) -> Result<Self> {
         let config = parse_url(url).map_err(OutboxError::Unusable)?;
+        let tls = tls.clone();
         let (ready, opened) = std::sync::mpsc::sync_channel(1);
         std::thread::Builder::new()
             .name("outbox-postgres".into())
-            .spawn(move || serve(Link::new(config), ready))
+            .spawn(move || serve(Link::new(config, tls), ready))
             .expect("spawning a thread");
         opened.recv().map_err(|_| OutboxError::Stopped)?
     }
@@ -152,6 +161,25 @@ impl Postgres {
         wait.await.map_err(|_| OutboxError::Stopped)
     }
 
+    /// Starts claiming workflows to deliver, as `owner`, with claims that last `ttl` (see
+    /// [`claims`]).
+    pub(super) fn claims(&self, owner: String, ttl: Duration) -> Claims {
+        Claims::start(Link::clone(&self.link), owner, ttl)
+    }
+
+    /// Commits what is queued (completions included), then deletes this replica's claims.
+    pub(super) async fn release(&self, claims: Claims) {
+        let _ = self.flush().await;
+        claims.release(&self.link).await;
+    }
+
+    /// Waits until every write queued so far is committed.
+    pub(super) async fn flush(&self) -> Result<()> {
+        let (done, wait) = oneshot::channel();
+        self.send(Write::Flush { done, close: false })?;
+        wait.await.map_err(|_| OutboxError::Stopped)
+    }
+
     /// Commits what is queued, then closes the connections (a try that fails meanwhile is not
     /// made again).
     pub(super) async fn close(self) -> Result<()> {
@@ -185,29 +213,49 @@ impl Postgres {
         })
     }
 
-    /// See [`Outbox::pending`](crate::state::Outbox::pending).
+    /// See [`Outbox::pending`](crate::state::Outbox::pending): with `buckets`, only the
+    /// deliveries of workflows in those buckets (see [`claims`]).
     pub(super) fn pending(
         &self,
         endpoint: &str,
         after: u64,
         limit: usize,
+        buckets: Option<u64>,
     ) -> Result<Vec<PendingDelivery>> {
         let endpoint = endpoint.to_owned();
         let rows = self.read(READ_PATIENCE, move |client| {
             let endpoint = endpoint.clone();
             async move {
-                client
-                    .query(
-                        "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, e.event \
-                         FROM pending p JOIN events e ON e.seq = p.seq \
-                         WHERE p.endpoint = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3",
-                        &[
-                            &endpoint,
-                            &(after.min(i64::MAX as u64) as i64),
-                            &(limit as i64),
-                        ],
-                    )
-                    .await
+                let after = after.min(i64::MAX as u64) as i64;
+                let limit = limit as i64;
+                let bucket = claims::BUCKET_OF;
+                match buckets {
+                    None => {
+                        client
+                            .query(
+                                &format!(
+                                    "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
+                                     e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
+                                     WHERE p.endpoint = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
+                                ),
+                                &[&endpoint, &after, &limit],
+                            )
+                            .await
+                    }
+                    Some(mask) => {
+                        client
+                            .query(
+                                &format!(
+                                    "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
+                                     e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
+                                     WHERE p.endpoint = $1 AND p.seq > $2 AND {bucket} = ANY($4) \
+                                     ORDER BY p.seq LIMIT $3"
+                                ),
+                                &[&endpoint, &after, &limit, &claims::buckets(mask)],
+                            )
+                            .await
+                    }
+                }
             }
         })?;
         let mut out = Vec::with_capacity(rows.len());
@@ -225,6 +273,7 @@ impl Postgres {
                 attempts: row.get::<_, i32>(1) as u32,
                 first_attempt_ms: row.get::<_, i64>(2) as u64,
                 accepted_ms: row.get::<_, i64>(3) as u64,
+                bucket: row.get::<_, i32>(5) as u32,
                 event: Arc::new(event),
             });
         }
@@ -343,6 +392,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             reconnects: reconnects.subscribe(),
             depth: Arc::clone(&depth),
             closing: closing.clone(),
+            link: Arc::new(link.clone()),
         };
         tokio::spawn(listen::run(
             link.clone(),
@@ -384,6 +434,12 @@ async fn setup(link: &Link) -> Result<Start> {
             Ok(Err(unusable)) => return Err(unusable),
             Err(e) => e,
         };
+        if is_tls_refusal(&error) {
+            return Err(OutboxError::Postgres(format!(
+                "{}: a private CA goes in [state.tls] ca",
+                describe(&error)
+            )));
+        }
         let transient = client.as_ref().is_none_or(|c| is_transient(&error, c));
         let wait = backoff.next();
         if !transient || tokio::time::Instant::now() + wait > deadline {

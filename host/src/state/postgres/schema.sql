@@ -53,3 +53,24 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     webhook_id text NOT NULL,
     letter text NOT NULL
 );
+
+-- Since schema version 2: which replica delivers which workflows, when several share this
+-- outbox. Workflows are hashed into 64 buckets (`hashtext(ordering_key) & 63`); a replica
+-- delivers the pending rows of the buckets it holds here, until `expires_at` (it renews them
+-- well before). A bucket whose claim has expired may be taken by any replica.
+CREATE TABLE IF NOT EXISTS delivery_claims (
+    bucket integer PRIMARY KEY,
+    owner text NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
+-- The replicas that deliver, each until `expires_at` (renewed with its claims): how many
+-- share the buckets, so that each takes its fair share.
+CREATE TABLE IF NOT EXISTS delivery_replicas (
+    owner text PRIMARY KEY,
+    expires_at timestamptz NOT NULL
+);
+
+-- A router older than version 2 delivers without claims: it refuses a database a newer
+-- router has opened rather than deliver the same workflows beside it.
+UPDATE meta SET schema_version = 2 WHERE schema_version < 2;

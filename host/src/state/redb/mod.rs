@@ -220,6 +220,7 @@ impl Redb {
                 attempts,
                 first_attempt_ms,
                 accepted_ms: stored.accepted_ms,
+                bucket: 0,
                 event: Arc::new(stored.event),
             });
         }
