@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::kube_api::{self, KubeApi, Res};
+use support::kube_api::{self, KubeApi, Res, webhook_id};
 use support::postgres::{PgServer, URL_ENV};
 use support::router::{PATIENCE, RouterProcess, Scratch, metric, run_command, toml_path};
 use support::sink::{Received, Sink};
@@ -123,17 +123,6 @@ impl World {
         );
         webhook_id(&self.api.create(Res::Events, NS, event))
     }
-}
-
-/// The `webhook-id` the router derives for an Event occurrence.
-fn webhook_id(event: &Value) -> String {
-    let uid = event["metadata"]["uid"].as_str().unwrap();
-    let count = event["count"].as_i64().unwrap_or(1);
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{uid}/{count}").as_bytes(),
-    );
-    format!("msg_{id}")
 }
 
 /// Creates Events round the workflows, one every `every`, until `producing` is cleared.

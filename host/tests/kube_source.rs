@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Duration;
 
 use serde_json::Value;
-use support::kube_api::{self, KubeApi, Res};
+use support::kube_api::{self, KubeApi, Res, webhook_id};
 use support::router::{PATIENCE, RouterProcess, Scratch, http_get, metric, run_command, toml_path};
 use support::sink::Received;
 use support::world::{NS, World};
@@ -40,17 +40,6 @@ fn assert_requests_allowed(api: &KubeApi) {
             "the router made {count} `{verb}` request(s) on {resource}, which the Role does not grant"
         );
     }
-}
-
-/// The `webhook-id` the router derives for an Event occurrence.
-fn webhook_id(event: &Value) -> String {
-    let uid = event["metadata"]["uid"].as_str().unwrap();
-    let count = event["count"].as_i64().unwrap_or(1);
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{uid}/{count}").as_bytes(),
-    );
-    format!("msg_{id}")
 }
 
 fn ids(received: &[Received]) -> Vec<String> {

@@ -18,7 +18,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use support::kube_api::{self, KubeApi, Res, Trouble};
+use support::kube_api::{self, KubeApi, Res, Trouble, webhook_id};
 use support::postgres::{Backend, URL_ENV};
 use support::router::{PATIENCE, RouterProcess, Scratch, http_get, run_command, toml_path};
 use support::sink::{Received, Reply, Sink};
@@ -100,17 +100,6 @@ impl World {
         );
         webhook_id(&self.api.create(Res::Events, NS, event))
     }
-}
-
-/// The `webhook-id` the router derives for an Event occurrence.
-fn webhook_id(event: &Value) -> String {
-    let uid = event["metadata"]["uid"].as_str().unwrap();
-    let count = event["count"].as_i64().unwrap_or(1);
-    let id = uuid::Uuid::new_v5(
-        &uuid::Uuid::NAMESPACE_OID,
-        format!("{uid}/{count}").as_bytes(),
-    );
-    format!("msg_{id}")
 }
 
 fn id(received: &Received) -> String {

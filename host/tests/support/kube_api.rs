@@ -1013,3 +1013,15 @@ pub fn event(
         "firstTimestamp": at, "lastTimestamp": at, "count": 1
     })
 }
+
+/// The `webhook-id` the router derives for an Event occurrence: a UUID v5 of its uid and
+/// count.
+pub fn webhook_id(event: &Value) -> String {
+    let uid = event["metadata"]["uid"].as_str().unwrap();
+    let count = event["count"].as_i64().unwrap_or(1);
+    let id = uuid::Uuid::new_v5(
+        &uuid::Uuid::NAMESPACE_OID,
+        format!("{uid}/{count}").as_bytes(),
+    );
+    format!("msg_{id}")
+}
