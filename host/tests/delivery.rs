@@ -477,3 +477,108 @@ async fn a_dead_letter_that_cannot_be_written_is_retried_then_its_workflow_goes_
         letters[0]
     );
 }
+
+/// A sink on 127.0.0.1 that answers 503 to every request about workflow `wf-stuck` while
+/// `holding`, 200 to the rest, and keeps the (workflow, node) of each 2xx in arrival order.
+struct Gate {
+    url: String,
+    holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    delivered: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+}
+
+impl Gate {
+    async fn start() -> Self {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Mutex};
+        let holding = Arc::new(AtomicBool::new(true));
+        let delivered = Arc::new(Mutex::new(Vec::new()));
+        let state = (Arc::clone(&holding), Arc::clone(&delivered));
+        let app = axum::Router::new()
+            .fallback(
+                |axum::extract::State((holding, delivered)): axum::extract::State<(
+                    Arc<AtomicBool>,
+                    Arc<Mutex<Vec<(String, String)>>>,
+                )>,
+                 body: axum::body::Bytes| async move {
+                    let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                    let wf = payload["WorkflowName"].as_str().unwrap().to_owned();
+                    if wf == "wf-stuck" && holding.load(Ordering::SeqCst) {
+                        return axum::http::StatusCode::SERVICE_UNAVAILABLE;
+                    }
+                    let node = payload["NodeName"].as_str().unwrap().to_owned();
+                    delivered.lock().unwrap().push((wf, node));
+                    axum::http::StatusCode::OK
+                },
+            )
+            .with_state(state);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        Self {
+            url,
+            holding,
+            delivered,
+        }
+    }
+
+    /// The nodes of `wf` delivered so far, in arrival order.
+    fn nodes(&self, wf: &str) -> Vec<String> {
+        let delivered = self.delivered.lock().unwrap();
+        delivered
+            .iter()
+            .filter(|(w, _)| w == wf)
+            .map(|(_, node)| node.clone())
+            .collect()
+    }
+}
+
+/// A workflow stuck behind a failing delivery, with more deliveries pending than a worker
+/// holds in memory (4,096), does not hold up the other workflows of its endpoint: they are
+/// delivered while it waits. Once the endpoint takes it, all of it arrives, in order, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_workflow_stuck_behind_a_failure_does_not_hold_up_the_others_of_its_endpoint() {
+    use recording::{Recording, Wf};
+    let (stuck, free) = (Wf::new("wf-stuck"), Wf::new("wf-free"));
+    let mut lines = Recording::new();
+    lines.push(stuck.object(Some("Running")));
+    lines.push(free.object(Some("Running")));
+    let nodes = |n: usize| (0..n).map(|j| format!("step-{j:05}")).collect::<Vec<_>>();
+    for (wf, count) in [(&stuck, 4_200), (&free, 20)] {
+        for node in nodes(count) {
+            let uid = format!("{}-{node}", wf.uid);
+            lines.watch("ADDED", wf.node_event(&uid, "Running", &node));
+        }
+    }
+    let scratch = Scratch::new();
+    let path = scratch.path("recording.jsonl");
+    lines.write(&path);
+    let gate = Gate::start().await;
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{tables}[[endpoints]]\nname = \"hook\"\nurl = {url}\n\
+             [endpoints.retry]\nmax_attempts = 100000\nschedule = [\"0s\", \"100ms\"]\n",
+            tables = scratch.tables(&path, None),
+            url = toml_str(&gate.url),
+        ),
+    );
+    let mut router = Backend::Redb.start(&config);
+
+    let deadline = std::time::Instant::now() + PATIENCE;
+    while gate.nodes("wf-free").len() < 20 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "wf-free got {} of 20 while wf-stuck waits; logs:\n{}",
+            gate.nodes("wf-free").len(),
+            router.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(gate.nodes("wf-free"), nodes(20));
+    assert!(gate.nodes("wf-stuck").is_empty());
+
+    gate.holding
+        .store(false, std::sync::atomic::Ordering::SeqCst);
+    router.expect_success().await;
+    assert_eq!(gate.nodes("wf-stuck"), nodes(4_200), "in order, each once");
+}

@@ -3,7 +3,10 @@
 //!
 //! The outbox is the queue: the worker keeps at most [`LOADED`] deliveries in memory and reads
 //! more as they complete, so an endpoint that is down for hours costs disk, not memory, and
-//! never holds up another endpoint (each has its own worker).
+//! never holds up another endpoint (each has its own worker). Within an endpoint, one workflow
+//! stuck behind a failing delivery holds at most [`QUEUED`] deliveries in memory: the rest of
+//! it stays in the outbox, read again once its queue has room, so that it never fills the
+//! worker and holds up the other workflows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
@@ -28,6 +31,9 @@ use crate::telemetry::Metrics;
 
 /// Deliveries held in memory per endpoint at most.
 pub(crate) const LOADED: usize = 4096;
+
+/// Deliveries queued in memory behind one workflow's delivery under way, at most.
+const QUEUED: usize = 256;
 
 /// How often a delivery waiting for a missing plugin looks again, besides on every change.
 const PLUGIN_RECHECK: Duration = Duration::from_secs(30);
@@ -87,9 +93,67 @@ struct Held {
     busy: HashMap<String, u32>,
     /// Per claim bucket with deliveries under way: cancelled when the claim is lost.
     tokens: HashMap<u32, CancellationToken>,
+    /// Workflows whose queue was full, and the first of their deliveries left in the outbox:
+    /// the later ones read are left too, so that they keep their order.
+    overflow: HashMap<String, u64>,
+    /// Workflows being read again from the delivery of theirs first left in the outbox.
+    rereading: HashMap<String, u64>,
+    /// The highest sequence number read since the last read from the start: what lies at or
+    /// below it was read once, and only the deliveries left in the outbox are taken again.
+    frontier: u64,
 }
 
 impl Held {
+    /// Takes `delivery` in, as the head of its workflow (returned, to start) or queued behind
+    /// it; or leaves it in the outbox, when it is held already, was taken in before, or its
+    /// workflow's queue is full.
+    fn take(&mut self, delivery: PendingDelivery) -> Option<(String, PendingDelivery)> {
+        let seq = delivery.seq;
+        let key = delivery.event.ordering_key();
+        let left_before = |first: Option<&u64>| first.is_some_and(|first| *first <= seq);
+        let again = seq <= self.frontier;
+        self.frontier = self.frontier.max(seq);
+        if again && !left_before(self.overflow.get(&key)) && !left_before(self.rereading.get(&key))
+        {
+            return None;
+        }
+        if self.seqs.contains(&seq) {
+            return None;
+        }
+        if self.busy.contains_key(&key) {
+            let queue = self.queues.entry(key.clone()).or_default();
+            if queue.len() >= QUEUED || self.overflow.contains_key(&key) {
+                self.overflow.entry(key).or_insert(seq);
+                return None;
+            }
+            self.seqs.insert(seq);
+            queue.push_back(delivery);
+            return None;
+        }
+        self.seqs.insert(seq);
+        self.busy.insert(key.clone(), delivery.bucket);
+        Some((key, delivery))
+    }
+
+    /// When `key`'s queue has room again for what it left in the outbox: the sequence number
+    /// to read again from.
+    fn refill(&mut self, key: &str) -> Option<u64> {
+        let queued = self.queues.get(key).map_or(0, VecDeque::len);
+        if queued >= QUEUED / 2 {
+            return None;
+        }
+        let first = self.overflow.remove(key)?;
+        self.rereading.insert(key.to_owned(), first);
+        Some(first)
+    }
+
+    /// Everything is read again from the start.
+    fn read_all_again(&mut self) {
+        self.overflow.clear();
+        self.rereading.clear();
+        self.frontier = 0;
+    }
+
     /// Forgets the deliveries queued behind `key` and the workflow itself.
     fn drop_workflow(&mut self, key: &str) {
         if let Some(queue) = self.queues.remove(key) {
@@ -145,17 +209,12 @@ pub(super) async fn run(shared: Arc<Shared>) {
             caught_up = batch.len() < LOADED - loaded;
             for delivery in batch {
                 cursor = delivery.seq;
-                // Read again after claims were gained: already held.
-                if !held.seqs.insert(delivery.seq) {
-                    continue;
+                if let Some((key, head)) = held.take(delivery) {
+                    running.push(start(&shared, &mut held, key, head));
                 }
-                let key = delivery.event.ordering_key();
-                if held.busy.contains_key(&key) {
-                    held.queues.entry(key).or_default().push_back(delivery);
-                } else {
-                    held.busy.insert(key.clone(), delivery.bucket);
-                    running.push(start(&shared, &mut held, key, delivery));
-                }
+            }
+            if cursor >= held.frontier {
+                held.rereading.clear();
             }
         }
         tokio::select! {
@@ -172,6 +231,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     let _ = tokio::time::timeout(FLUSH_PATIENCE, shared.outbox.flush()).await;
                     cursor = 0;
                     caught_up = false;
+                    held.read_all_again();
                 }
             }
             Some((key, seq, end)) = running.next() => {
@@ -186,10 +246,15 @@ pub(super) async fn run(shared: Arc<Shared>) {
                         let _ = tokio::time::timeout(FLUSH_PATIENCE, shared.outbox.flush()).await;
                         cursor = 0;
                         caught_up = false;
+                        held.read_all_again();
                     }
                     continue;
                 }
                 let next = held.queues.get_mut(&key).and_then(VecDeque::pop_front);
+                if let Some(first) = held.refill(&key) {
+                    cursor = cursor.min(first - 1);
+                    caught_up = false;
+                }
                 match next {
                     Some(next) => running.push(start(&shared, &mut held, key, next)),
                     None => held.drop_workflow(&key),
@@ -205,6 +270,7 @@ pub(super) async fn run(shared: Arc<Shared>) {
             {
                 cursor = 0;
                 caught_up = false;
+                held.read_all_again();
             }
             () = shared.stop.cancelled(), if !shared.stop.is_cancelled() => {}
             else => break,
