@@ -47,7 +47,7 @@ fn main() {
         let recording = dir.path().join("recording.jsonl");
         generate(&recording, events, 2_000);
         let before = sink.count();
-        let router = in_background(dir.path(), &recording, &sink, None, None).await;
+        let router = in_background(dir.path(), &recording, &sink, None, None, false).await;
         assert_eq!(sink.count() - before, events, "every event reached the sink");
         println!(
             "(b) router:       {:>9.0} ev/s    peak RSS {:.1} MiB",
@@ -56,8 +56,18 @@ fn main() {
         );
         println!("ratio (b)/(a):    {:.2}", router.rate / raw.rate);
 
-        let extended = in_background(dir.path(), &recording, &sink, None, Some(String::new())).await;
-        let chained = in_background(dir.path(), &recording, &sink, None, Some(plugin_chain(dir.path()))).await;
+        let console = in_background(dir.path(), &recording, &sink, None, None, true).await;
+        println!(
+            "(d) router with the console's history on: {:>9.0} ev/s    peak RSS {:.1} MiB;  ratio (d)/(b): {:.2}",
+            console.rate,
+            console.peak_rss_kib as f64 / 1024.0,
+            console.rate / router.rate
+        );
+
+        let extended =
+            in_background(dir.path(), &recording, &sink, None, Some(String::new()), false).await;
+        let chain = Some(plugin_chain(dir.path()));
+        let chained = in_background(dir.path(), &recording, &sink, None, chain, false).await;
         println!(
             "(c) `extended`, no plugins: {:>7.0} ev/s;  with event-filter -> redact -> teams-card: {:.0} ev/s",
             extended.rate, chained.rate
@@ -68,7 +78,7 @@ fn main() {
         let paced = dir.path().join("paced.jsonl");
         generate(&paced, paced_events, 200);
         let rate = 2_000.0;
-        let latency = in_background(dir.path(), &paced, &sink, Some(rate), None).await;
+        let latency = in_background(dir.path(), &paced, &sink, Some(rate), None, false).await;
         let (p50, p99) = latency.latency_ms.expect("scraped the latency histogram");
         println!(
             "paced at {rate:.0} ev/s ({paced_events} events): router delivery latency p50 ~{p50:.2} ms  p99 ~{p99:.2} ms \
@@ -179,6 +189,7 @@ async fn in_background(
     sink: &CountingSink,
     rate: Option<f64>,
     plugins: Option<String>,
+    console: bool,
 ) -> RouterRun {
     let (dir, recording, url) = (
         dir.to_owned(),
@@ -186,7 +197,7 @@ async fn in_background(
         format!("http://{}/router", sink.addr),
     );
     tokio::task::spawn_blocking(move || {
-        run_router(&dir, &recording, &url, rate, plugins.as_deref())
+        run_router(&dir, &recording, &url, rate, plugins.as_deref(), console)
     })
     .await
     .unwrap()
@@ -229,6 +240,7 @@ fn run_router(
     url: &str,
     rate: Option<f64>,
     plugins: Option<&str>,
+    console: bool,
 ) -> RouterRun {
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -238,10 +250,15 @@ fn run_router(
     let state = tempfile::tempdir_in(dir).unwrap();
     let config = dir.join("router.toml");
     let rate_line = rate.map(|r| format!("rate = {r}\n")).unwrap_or_default();
+    // An admin token turns the console on, and with it the delivery history.
+    let console_line = match console {
+        true => "admin_token = { env = \"KFP_BENCH_ADMIN_TOKEN\" }\n",
+        false => "",
+    };
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"replay\"\npath = {recording:?}\n{rate_line}\n[state]\ndir = {:?}\n\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n\n\
+            "[source]\nkind = \"replay\"\npath = {recording:?}\n{rate_line}\n[state]\ndir = {:?}\n\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n{console_line}\n\
              {}[[endpoints]]\nname = \"sink\"\nurl = \"{url}\"\nconcurrency = {IN_FLIGHT}\nformat = \"{}\"\n",
             state.path(),
             plugins.unwrap_or_default(),
@@ -255,6 +272,7 @@ fn run_router(
         .args(["run", "--config"])
         .arg(&config)
         .env("RUST_LOG", "warn")
+        .env("KFP_BENCH_ADMIN_TOKEN", "bench-token")
         .stdout(Stdio::null())
         .spawn()
         .expect("starting the router");
