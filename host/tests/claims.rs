@@ -18,7 +18,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use serde_json::Value;
 use support::kube_api::{self, KubeApi, Res, webhook_id};
 use support::postgres::{PgServer, URL_ENV};
 use support::router::{PATIENCE, RouterProcess, Scratch, metric, run_command, toml_path};

@@ -6,6 +6,8 @@
 mod support;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -478,18 +480,19 @@ async fn a_dead_letter_that_cannot_be_written_is_retried_then_its_workflow_goes_
     );
 }
 
+/// The (workflow, node) of each request answered 2xx, in arrival order.
+type Log = Arc<Mutex<Vec<(String, String)>>>;
+
 /// A sink on 127.0.0.1 that answers 503 to every request about workflow `wf-stuck` while
 /// `holding`, 200 to the rest, and keeps the (workflow, node) of each 2xx in arrival order.
 struct Gate {
     url: String,
-    holding: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    delivered: std::sync::Arc<std::sync::Mutex<Vec<(String, String)>>>,
+    holding: Arc<AtomicBool>,
+    delivered: Log,
 }
 
 impl Gate {
     async fn start() -> Self {
-        use std::sync::atomic::{AtomicBool, Ordering};
-        use std::sync::{Arc, Mutex};
         let holding = Arc::new(AtomicBool::new(true));
         let delivered = Arc::new(Mutex::new(Vec::new()));
         let state = (Arc::clone(&holding), Arc::clone(&delivered));
@@ -497,7 +500,7 @@ impl Gate {
             .fallback(
                 |axum::extract::State((holding, delivered)): axum::extract::State<(
                     Arc<AtomicBool>,
-                    Arc<Mutex<Vec<(String, String)>>>,
+                    Log,
                 )>,
                  body: axum::body::Bytes| async move {
                     let payload: serde_json::Value = serde_json::from_slice(&body).unwrap();
@@ -577,8 +580,7 @@ async fn a_workflow_stuck_behind_a_failure_does_not_hold_up_the_others_of_its_en
     assert_eq!(gate.nodes("wf-free"), nodes(20));
     assert!(gate.nodes("wf-stuck").is_empty());
 
-    gate.holding
-        .store(false, std::sync::atomic::Ordering::SeqCst);
+    gate.holding.store(false, Ordering::SeqCst);
     router.expect_success().await;
     assert_eq!(gate.nodes("wf-stuck"), nodes(4_200), "in order, each once");
 }
