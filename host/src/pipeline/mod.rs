@@ -46,7 +46,7 @@ use crate::server::admin::Admin;
 use crate::source::SourceSettings;
 use crate::source::kubernetes::Session;
 use crate::source::replay::Replay;
-use crate::state::{History, State};
+use crate::state::{History, Outbox, State};
 use crate::telemetry::Metrics;
 use crate::telemetry::readiness::{Readiness, Report};
 pub(crate) use dry_run::dry_run;
@@ -84,7 +84,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let payload = Arc::new(payload);
     let readiness = Readiness::default();
     readiness.publish("plugins", Arc::clone(&payload) as _);
-    let history = open_history(&config, &metrics);
+    let history = open_history(&config, &outbox, &metrics);
     let admin = config.admin_token.clone().map(|token| Admin {
         token,
         dead_letters: state.dead_letters.clone(),
@@ -264,14 +264,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     Ok(summary)
 }
 
-/// The console's delivery history: kept with the console on (an admin token) and
-/// `server.console_history` above 0; off, logged, when its file cannot be opened.
-fn open_history(config: &Config, metrics: &Arc<Metrics>) -> History {
+/// The console's delivery history, beside `outbox`: kept with the console on (an admin token)
+/// and `server.console_history` above 0; off, logged, when its file cannot be opened.
+fn open_history(config: &Config, outbox: &Outbox, metrics: &Arc<Metrics>) -> History {
     if config.admin_token.is_none() || config.console_history == 0 {
         return History::default();
     }
     match History::open(
         &config.state.dir,
+        outbox,
         config.console_history,
         Arc::clone(metrics),
     ) {

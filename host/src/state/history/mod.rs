@@ -1,5 +1,7 @@
 //! The console's delivery history: the last few deliveries of each endpoint, what was sent and
-//! what came back, kept across restarts in `state.dir/history.redb` ([`store`]).
+//! what came back, kept across restarts where the outbox is: in `state.dir/history.redb`
+//! ([`store`]) with redb, in the `delivery_history` table with PostgreSQL, so that the
+//! replicas sharing that database share one history.
 //!
 //! The deliver stage [`History::append`]s a [`Record`] per attempt or outcome; a record with
 //! the same endpoint and webhook-id as an earlier one adds its attempts to it and takes its
@@ -14,12 +16,13 @@ mod tests;
 
 use std::path::Path;
 use std::sync::Arc;
-use std::sync::mpsc::{SyncSender, TrySendError};
-
-use store::Write;
+use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
 
 use serde::{Deserialize, Serialize};
+use tokio::sync::oneshot;
 
+use super::Outbox;
+use super::postgres::Postgres;
 use crate::telemetry::Metrics;
 
 /// The history's file in `state.dir`.
@@ -27,6 +30,34 @@ pub(crate) const FILE_NAME: &str = "history.redb";
 
 /// Records waiting for the writer at most; more are dropped.
 const QUEUE: usize = 4096;
+
+/// Records one transaction writes at most.
+const BATCH: usize = 512;
+
+/// What the writer is sent.
+pub(crate) enum Write {
+    /// A record to add or merge.
+    Record(Box<Record>),
+    /// Answer once everything before is written.
+    Flush(oneshot::Sender<()>),
+}
+
+/// `first` and what else is queued, up to [`BATCH`]: the records, and the flushes to answer
+/// once they are written.
+pub(crate) fn take_batch(
+    first: Write,
+    queue: &Receiver<Write>,
+) -> (Vec<Record>, Vec<oneshot::Sender<()>>) {
+    let mut records = Vec::new();
+    let mut flushed = Vec::new();
+    for write in std::iter::once(first).chain(queue.try_iter().take(BATCH)) {
+        match write {
+            Write::Record(record) => records.push(*record),
+            Write::Flush(done) => flushed.push(done),
+        }
+    }
+    (records, flushed)
+}
 
 /// How a delivery stands.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -137,25 +168,43 @@ pub(crate) struct History {
 
 /// An open history.
 struct Inner {
-    store: store::Store,
+    backend: Backend,
     writes: SyncSender<Write>,
     metrics: Arc<Metrics>,
 }
 
+/// Where the records are kept.
+enum Backend {
+    /// `history.redb` in the state folder.
+    Redb(store::Store),
+    /// The `delivery_history` table of the PostgreSQL outbox.
+    Postgres(Postgres),
+}
+
 impl History {
-    /// Opens (or creates) the history in `dir`, keeping `keep` records per endpoint, and
-    /// starts its writer thread.
+    /// Opens (or creates) the history beside `outbox` (with redb, in `dir`), keeping `keep`
+    /// records per endpoint, and starts its writer thread.
     pub(crate) fn open(
         dir: &Path,
+        outbox: &Outbox,
         keep: usize,
         metrics: Arc<Metrics>,
     ) -> Result<Self, redb::Error> {
-        let store = store::Store::open(&dir.join(FILE_NAME))?;
         let (writes, queue) = std::sync::mpsc::sync_channel(QUEUE);
-        store.spawn_writer(queue, keep);
+        let backend = match outbox {
+            Outbox::Redb(_) => {
+                let store = store::Store::open(&dir.join(FILE_NAME))?;
+                store.spawn_writer(queue, keep);
+                Backend::Redb(store)
+            }
+            Outbox::Postgres(postgres) => {
+                postgres.spawn_history_writer(queue, keep, Arc::clone(&metrics));
+                Backend::Postgres(postgres.clone())
+            }
+        };
         Ok(Self {
             inner: Some(Arc::new(Inner {
-                store,
+                backend,
                 writes,
                 metrics,
             })),
@@ -181,10 +230,12 @@ impl History {
             return Ok(Vec::new());
         };
         let inner = Arc::clone(inner);
-        tokio::task::spawn_blocking(move || inner.store.all())
-            .await
-            .map_err(std::io::Error::other)?
-            .map_err(std::io::Error::other)
+        tokio::task::spawn_blocking(move || match &inner.backend {
+            Backend::Redb(store) => store.all().map_err(std::io::Error::other),
+            Backend::Postgres(postgres) => postgres.history().map_err(std::io::Error::other),
+        })
+        .await
+        .map_err(std::io::Error::other)?
     }
 
     /// Waits until the records appended so far are written: at shutdown, so that a restart

@@ -11,9 +11,8 @@ use std::sync::Arc;
 use std::sync::mpsc::Receiver;
 
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
-use tokio::sync::oneshot;
 
-use super::Record;
+use super::{Record, Write, take_batch};
 
 const RECORDS: TableDefinition<(&str, &str), &[u8]> = TableDefinition::new("records");
 const RECENT: TableDefinition<(&str, u64), &str> = TableDefinition::new("recent");
@@ -22,19 +21,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// The key of the next stamp in `meta`.
 const NEXT_STAMP: &str = "next-stamp";
 
-/// Records one transaction writes at most.
-const BATCH: usize = 512;
-
 /// Memory for the page cache: the history is small.
 const CACHE_BYTES: usize = 4 << 20;
-
-/// What the writer is sent.
-pub(super) enum Write {
-    /// A record to add or merge.
-    Record(Box<Record>),
-    /// Answer once everything before is written.
-    Flush(oneshot::Sender<()>),
-}
 
 /// The history's database.
 pub(super) struct Store {
@@ -63,19 +51,7 @@ impl Store {
             .name("history-writer".into())
             .spawn(move || {
                 while let Ok(first) = queue.recv() {
-                    let mut batch = vec![first];
-                    batch.extend(queue.try_iter().take(BATCH));
-                    let mut flushed = Vec::new();
-                    let records: Vec<Record> = batch
-                        .into_iter()
-                        .filter_map(|write| match write {
-                            Write::Record(record) => Some(*record),
-                            Write::Flush(done) => {
-                                flushed.push(done);
-                                None
-                            }
-                        })
-                        .collect();
+                    let (records, flushed) = take_batch(first, &queue);
                     if let Err(e) = write(&db, records, keep) {
                         tracing::warn!("cannot write the console's delivery history: {e}");
                     }

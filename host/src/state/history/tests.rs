@@ -39,7 +39,8 @@ fn ids(records: &[Record], endpoint: &str) -> Vec<String> {
 #[tokio::test]
 async fn keeps_the_newest_per_endpoint_and_survives_a_reopen() {
     let dir = tempfile::tempdir().unwrap();
-    let history = History::open(dir.path(), 3, Arc::new(Metrics::new())).unwrap();
+    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
+    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
     for n in 1..=5 {
         history.append(record("a", n, Outcome::Delivered));
     }
@@ -57,7 +58,7 @@ async fn keeps_the_newest_per_endpoint_and_survives_a_reopen() {
 
     // The writer lets go of the file once its senders are gone.
     let reopened = loop {
-        match History::open(dir.path(), 3, Arc::new(Metrics::new())) {
+        match History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())) {
             Ok(history) => break history,
             Err(_) => tokio::time::sleep(std::time::Duration::from_millis(10)).await,
         }
@@ -72,4 +73,31 @@ async fn without_a_history_nothing_is_kept() {
     history.append(record("a", 1, Outcome::Delivered));
     history.flush().await;
     assert!(history.all().await.unwrap().is_empty());
+}
+
+#[test]
+fn a_full_queue_drops_and_counts_what_overflows() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = Arc::new(Metrics::new());
+    // No writer takes from the queue: it fills up.
+    let (writes, _queue) = std::sync::mpsc::sync_channel(QUEUE);
+    let history = History {
+        inner: Some(Arc::new(Inner {
+            backend: Backend::Redb(store::Store::open(&dir.path().join(FILE_NAME)).unwrap()),
+            writes,
+            metrics: Arc::clone(&metrics),
+        })),
+    };
+    for n in 0..QUEUE as u32 {
+        history.append(record("a", n, Outcome::Delivered));
+    }
+    assert_eq!(
+        metrics.console_history_dropped.get(),
+        0,
+        "the queue holds {QUEUE}"
+    );
+    for n in 0..3 {
+        history.append(record("a", n, Outcome::Delivered));
+    }
+    assert_eq!(metrics.console_history_dropped.get(), 3);
 }

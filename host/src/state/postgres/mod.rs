@@ -8,9 +8,13 @@
 //! and are tried again, so `accept` returns only once committed and nothing is lost; reads
 //! wait up to a patience that suits their caller. The URL, which may hold a password, is never
 //! logged: errors say what failed, never where.
+//!
+//! The console's delivery history, when it is on, is the `delivery_history` table, written by a
+//! thread and connection of its own ([`history`]).
 
 pub(crate) mod claims;
 mod dead_letters;
+mod history;
 mod link;
 mod listen;
 mod reader;
@@ -43,7 +47,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 
 /// The schema version this build writes; a database with a newer one is refused.
 /// 2: `delivery_claims` and `delivery_replicas`, so that every replica delivers.
-const SCHEMA_VERSION: i32 = 2;
+/// 3: `delivery_history`, so that every replica's console shows every replica's deliveries.
+const SCHEMA_VERSION: i32 = 3;
 
 /// Key of the advisory lock that serialises schema creation between processes.
 const SCHEMA_LOCK: i64 = 0x6b66_7072_6f75_7465;

@@ -74,3 +74,19 @@ CREATE TABLE IF NOT EXISTS delivery_replicas (
 -- A router older than version 2 delivers without claims: it refuses a database a newer
 -- router has opened rather than deliver the same workflows beside it.
 UPDATE meta SET schema_version = 2 WHERE schema_version < 2;
+
+-- Since schema version 3: the console's delivery history (`[server] console_history`), shared
+-- by the replicas so that each shows them all: per endpoint its `keep` most recent deliveries
+-- (by `time_ms`), each the JSON of one history record.
+CREATE TABLE IF NOT EXISTS delivery_history (
+    endpoint text NOT NULL,
+    webhook_id text NOT NULL,
+    time_ms bigint NOT NULL,
+    record jsonb NOT NULL,
+    PRIMARY KEY (endpoint, webhook_id)
+);
+CREATE INDEX IF NOT EXISTS delivery_history_recent ON delivery_history (endpoint, time_ms);
+
+-- A router older than version 3 keeps its history in its own state folder: it refuses a
+-- database a newer router has opened rather than deliver beside it out of the shared history.
+UPDATE meta SET schema_version = 3 WHERE schema_version < 3;
