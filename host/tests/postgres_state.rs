@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use support::postgres::{Backend, PASSWORD, PgServer};
 use support::recording;
-use support::router::{PATIENCE, RouterProcess, Scratch, source_tables, toml_str};
+use support::router::{PATIENCE, RouterProcess, Scratch, source_tables, toml_path, toml_str};
 use support::sink::{Received, Reply, Sink};
 
 /// Distinct webhook-ids received so far.
@@ -269,4 +269,106 @@ async fn tls_to_postgres_is_verified_against_the_ca_given() {
     );
     every_event_once_by_id(&sink.received(), &generated.event_uids);
     assert!(!router.logs().contains(PASSWORD));
+}
+
+/// Rows the console's history keeps per endpoint in the next test.
+const KEEP: usize = 4;
+
+/// The console's history in PostgreSQL: a delivery's attempts merge into one row (its outcome
+/// the last), and each endpoint keeps its `console_history` most recent rows, the older ones
+/// deleted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_console_history_in_postgres_merges_attempts_and_keeps_the_newest() {
+    let backend = Backend::postgres().await;
+    let Backend::Postgres(url) = &backend else {
+        unreachable!("a PostgreSQL backend")
+    };
+    let scratch = Scratch::new();
+    let sink = Sink::start().await;
+    sink.always("/good", Reply::status(200));
+    sink.always("/bad", Reply::status(500));
+    let token = scratch.write("admin-token", "history-T0KEN\n");
+    let tables = backend
+        .tables(scratch.tables(&support::quickstart_recording(), None))
+        .replacen(
+            "[server]\n",
+            &format!(
+                "[server]\nadmin_token = {{ file = {} }}\nconsole_history = {KEEP}\n",
+                toml_path(&token)
+            ),
+            1,
+        );
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{tables}[[endpoints]]\nname = \"good\"\nurl = {}\nconcurrency = 1\n\n\
+             [[endpoints]]\nname = \"bad\"\nurl = {}\nconcurrency = 1\n\
+             [endpoints.retry]\nmax_attempts = 2\nschedule = [\"0s\", \"50ms\"]\n",
+            toml_str(&sink.url("/good")),
+            toml_str(&sink.url("/bad"))
+        ),
+    );
+    let mut router = backend.start(&config);
+    router.wait(PATIENCE).await;
+    assert!(
+        !scratch.state_dir().join("history.redb").exists(),
+        "the history is in PostgreSQL"
+    );
+
+    let db = PgServer::shared().connect(url).await;
+    let rows: Vec<(String, String, i64, String)> = db
+        .query(
+            "SELECT endpoint, webhook_id, time_ms, record::text FROM delivery_history \
+             ORDER BY endpoint, time_ms DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| (row.get(0), row.get(1), row.get(2), row.get(3)))
+        .collect();
+    let given_up: Vec<String> = db
+        .query(
+            "SELECT webhook_id FROM dead_letters WHERE endpoint = 'bad' ORDER BY id DESC",
+            &[],
+        )
+        .await
+        .unwrap()
+        .iter()
+        .map(|row| row.get(0))
+        .collect();
+    assert!(given_up.len() > KEEP, "{} dead letters", given_up.len());
+    let of = |endpoint: &str| -> Vec<(String, serde_json::Value)> {
+        rows.iter()
+            .filter(|(e, ..)| e == endpoint)
+            .map(|(_, id, time_ms, json)| {
+                let record: serde_json::Value = serde_json::from_str(json).unwrap();
+                assert_eq!(record["time_ms"], *time_ms, "{json}");
+                (id.clone(), record)
+            })
+            .collect()
+    };
+    let bad = of("bad");
+    let kept: Vec<&String> = bad.iter().map(|(id, _)| id).collect();
+    let newest: Vec<&String> = given_up.iter().take(KEEP).collect();
+    assert_eq!(
+        kept, newest,
+        "the newest deliveries are kept, the others deleted"
+    );
+    for (id, record) in &bad {
+        assert_eq!(record["outcome"], "dead_lettered", "{id}: {record}");
+        assert_eq!(
+            record["attempts"].as_array().unwrap().len(),
+            2,
+            "{id}: both attempts, merged into one record: {record}"
+        );
+        assert_eq!(record["attempts"][0]["status"], 500, "{record}");
+    }
+    let good = of("good");
+    assert_eq!(good.len(), KEEP, "{rows:?}");
+    for (id, record) in &good {
+        assert_eq!(record["outcome"], "delivered", "{id}: {record}");
+        assert_eq!(record["attempts"].as_array().unwrap().len(), 1, "{record}");
+        assert!(record["request"]["headers"].is_array(), "{record}");
+    }
 }
