@@ -7,6 +7,8 @@
 //!   order and from one replica only.
 //! - A replica killed with `kill -9` while it holds claims: the other takes its workflows once
 //!   the claims expire; nothing is lost and each workflow stays in order.
+//! - Each replica's console lists both replicas' deliveries (the history is shared), also
+//!   after a restart on a wiped state folder.
 //! - A replica whose database connection stalls stops delivering its workflows before the
 //!   other takes them.
 
@@ -60,13 +62,13 @@ impl World {
     }
 
     /// The config of replica `name`: the shared database, a 2 s lease, short claims, one
-    /// endpoint at `path` of the sink.
-    fn config(&self, name: &str, path: &str) -> PathBuf {
+    /// endpoint at `path` of the sink; `server` adds to `[server]`.
+    fn config(&self, name: &str, path: &str, server: &str) -> PathBuf {
         let text = format!(
             "[source]\nkind = \"kubernetes\"\nfrom = \"events\"\nworkflow_wait = \"200ms\"\ncheckpoint_interval = \"100ms\"\n\n\
              [source.leader_election]\nlease_duration = \"2s\"\n\n\
              [state]\ndir = {}\nbackend = \"postgres\"\nurl = {{ env = \"{URL_ENV}\" }}\nclaim_ttl = \"{CLAIM_TTL}\"\n\n\
-             [server]\nlisten = \"127.0.0.1:0\"\n\n\
+             [server]\nlisten = \"127.0.0.1:0\"\n{server}\n\
              [[endpoints]]\nname = \"sink\"\nurl = \"{}\"\nformat = \"extended\"\n",
             toml_path(&self.scratch.path(&format!("state-{name}"))),
             self.sink.url(path),
@@ -76,7 +78,12 @@ impl World {
 
     /// Starts replica `name` with its database at `url`.
     fn start(&self, name: &str, path: &str, url: &str) -> RouterProcess {
-        let config = self.config(name, path);
+        self.start_with(name, path, url, "")
+    }
+
+    /// [`World::start`], with `server` added to `[server]`.
+    fn start_with(&self, name: &str, path: &str, url: &str, server: &str) -> RouterProcess {
+        let config = self.config(name, path, server);
         let kubeconfig = self.api.kubeconfig_as(self.scratch.dir.path(), NS, name);
         let mut command = run_command(&config);
         command
@@ -295,6 +302,111 @@ async fn two_replicas_share_the_workflows_each_in_order_from_one_replica() {
     a.terminate();
     b.terminate();
     a.expect_success().await;
+    b.expect_success().await;
+}
+
+/// The console's admin token in the next test.
+const TOKEN: &str = "history-T0KEN";
+
+/// The `webhook-id`s `router`'s console lists (`/admin/console/deliveries`).
+async fn console_ids(router: &mut RouterProcess) -> BTreeSet<String> {
+    let url = format!(
+        "http://{}/admin/console/deliveries?limit=1000",
+        router.metrics_addr().await
+    );
+    let list: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    list["deliveries"]
+        .as_array()
+        .unwrap_or_else(|| panic!("a list of deliveries: {list}"))
+        .iter()
+        .map(|d| d["webhook_id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+/// Waits until the console of `router` (replica `name`) lists every one of `want`.
+async fn wait_listed(router: &mut RouterProcess, name: &str, want: &BTreeSet<String>) {
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let listed = console_ids(router).await;
+        let missing: Vec<&String> = want.difference(&listed).collect();
+        if missing.is_empty() {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{name}'s console misses {} of {} deliveries: {missing:?}\nlogs:\n{}",
+            missing.len(),
+            want.len(),
+            router.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The console's history is shared in PostgreSQL: each replica's console lists the deliveries
+/// of both, and a replica started again alone on a wiped state folder still lists them all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_replicas_console_lists_both_replicas_deliveries_even_after_a_wiped_restart() {
+    let world = Arc::new(World::new().await);
+    let token = world.scratch.write("admin-token", &format!("{TOKEN}\n"));
+    let server = format!("admin_token = {{ file = {} }}\n", toml_path(&token));
+    let workflows = world.workflows(8);
+    let mut a = world.start_with("router-a", "/a", &world.url, &server);
+    wait_watching(&world, &mut a).await;
+    let mut b = world.start_with("router-b", "/b", &world.url, &server);
+    b.wait_for_log("standing by", PATIENCE).await;
+    wait_shared(&mut a, &mut b).await;
+
+    let producing = Arc::new(AtomicBool::new(true));
+    let producer = produce(
+        &world,
+        workflows,
+        Duration::from_millis(20),
+        Arc::clone(&producing),
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    producing.store(false, Ordering::SeqCst);
+    let created = producer.await.unwrap();
+    wait_all(&world, &created).await;
+    let received = world.sink.received();
+    let delivered_at = |path: &str| -> BTreeSet<String> {
+        received
+            .iter()
+            .filter(|r| r.path == path)
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    };
+    let (by_a, by_b) = (delivered_at("/a"), delivered_at("/b"));
+    assert!(
+        !by_a.is_empty() && !by_b.is_empty(),
+        "both replicas deliver: a {}, b {}",
+        by_a.len(),
+        by_b.len()
+    );
+    let every: BTreeSet<String> = by_a.union(&by_b).cloned().collect();
+    wait_listed(&mut a, "a", &every).await;
+    wait_listed(&mut b, "b", &every).await;
+    assert!(
+        !world.scratch.path("state-router-a/history.redb").exists(),
+        "the history is in PostgreSQL, not the state folder"
+    );
+
+    a.terminate();
+    b.terminate();
+    a.expect_success().await;
+    b.expect_success().await;
+    std::fs::remove_dir_all(world.scratch.path("state-router-b")).unwrap();
+    let mut b = world.start_with("router-b", "/b", &world.url, &server);
+    wait_listed(&mut b, "b, started again on a wiped state folder", &every).await;
+    b.terminate();
     b.expect_success().await;
 }
 
