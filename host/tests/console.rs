@@ -1,9 +1,9 @@
 //! The delivery console, in a real headless Chromium: the router replays the quick start's
 //! run to a good endpoint (through a plugin that drops some events), a failing one, and one
 //! that keeps retrying; the console shows their states, the run's timeline and the dead
-//! letter, and redelivers it once the endpoint is fixed. Another test checks that event text
-//! is shown as text, that nothing answers without the token, and that no URL or secret
-//! reaches a page or a JSON answer.
+//! letters, and redelivers them once the endpoint is fixed: those matching a filter, one, then
+//! the rest. Another test checks that event text is shown as text, that nothing answers
+//! without the token, and that no URL or secret reaches a page or a JSON answer.
 //!
 //! Screenshots of each view are saved under the target folder (`console-screenshots/`); with
 //! `KFP_UPDATE_SCREENSHOTS=1` they are also written to `docs/console-<view>.png`, for the
@@ -292,12 +292,53 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
     .await;
     screenshot(&mut browser, "dead-letters").await;
     sink.always(SECRET_PATH, Reply::status(200));
+    // Filtered by reason, "Redeliver all matching" takes the one WorkflowFailed letter and
+    // leaves the two WorkflowNodeFailed ones.
+    show(
+        &mut browser,
+        "#dead-letters?reason=WorkflowFailed",
+        "document.querySelectorAll('button.redeliver').length === 1 \
+         && document.getElementById('redeliver-filter')",
+    )
+    .await;
+    browser
+        .evaluate("document.getElementById('redeliver-filter').click(); true")
+        .await;
+    browser
+        .wait_for(
+            "document.querySelectorAll('button.redeliver').length === 0",
+            PATIENCE,
+        )
+        .await;
+    show(
+        &mut browser,
+        "#dead-letters",
+        "document.querySelectorAll('button.redeliver').length === 2",
+    )
+    .await;
+    let reasons: Vec<String> = serde_json::from_value(
+        browser
+            .evaluate("[...document.querySelectorAll('tbody tr[data-id]')].map(tr => tr.cells[3].innerText)")
+            .await,
+    )
+    .unwrap();
+    assert_eq!(
+        reasons,
+        ["WorkflowNodeFailed", "WorkflowNodeFailed"],
+        "only the matching letter was redelivered"
+    );
+    let redelivered = sink.wait_for(SECRET_PATH, 7, PATIENCE).await;
+    assert_eq!(
+        redelivered.len(),
+        7,
+        "two attempts each, then the matching one"
+    );
     browser
         .evaluate("document.querySelector('button.redeliver').click(); true")
         .await;
     browser
         .wait_for(
-            "document.querySelectorAll('button.redeliver').length === 2",
+            "document.querySelectorAll('button.redeliver').length === 1",
             PATIENCE,
         )
         .await;
