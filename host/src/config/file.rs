@@ -273,8 +273,9 @@ pub(crate) struct ServerSection {
     /// letters), `{ env = "NAME" }` or `{ file = "/path" }`. A secret: never logged. When
     /// absent (the default), the admin API is off and its routes answer 404.
     pub(crate) admin_token: Option<Spanned<TokenSource>>,
-    /// Deliveries per endpoint the console keeps (`/console`, on with `admin_token`), in
-    /// `state.dir/history.redb`: from 0 (none kept) to 100000; 200 when absent.
+    /// Deliveries per endpoint the console keeps (`/console`, on with `admin_token`), where
+    /// the outbox is: `state.dir/history.redb` with redb, the `delivery_history` table (shared
+    /// by the replicas) with PostgreSQL. From 0 (none kept) to 100000; 200 when absent.
     pub(crate) console_history: Option<Spanned<i64>>,
 }
 
