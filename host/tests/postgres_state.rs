@@ -83,9 +83,35 @@ fn config(
     )
 }
 
+/// Turns the console on in `config` (an admin token), keeping `keep` deliveries per endpoint
+/// (the default when `None`).
+fn with_console(scratch: &Scratch, config: &std::path::Path, keep: Option<usize>) {
+    let token = scratch.write("admin-token", "history-T0KEN\n");
+    let keep = keep.map(|k| format!("console_history = {k}\n"));
+    let text = std::fs::read_to_string(config).unwrap().replacen(
+        "[server]\n",
+        &format!(
+            "[server]\nadmin_token = {{ file = {} }}\n{}",
+            toml_path(&token),
+            keep.unwrap_or_default()
+        ),
+        1,
+    );
+    std::fs::write(config, text).unwrap();
+}
+
+/// Now, in Unix ms.
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 /// PostgreSQL stops (as in a crash) for two seconds while events are being accepted and
-/// delivered, then starts again: the router waits for it rather than exiting, and every event
-/// is delivered; the URL's password is never printed.
+/// delivered, then starts again: the router waits for it rather than exiting, every event is
+/// delivered, and the console's history is written again; the URL's password is never
+/// printed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_restarting_mid_stream_loses_nothing_and_the_router_waits() {
     let server = PgServer::start();
@@ -98,6 +124,7 @@ async fn postgres_restarting_mid_stream_loses_nothing_and_the_router_waits() {
     sink.always("/hook", Reply::status(200).after(Duration::from_millis(5)));
     // Paced, so that events are still being accepted during the outage.
     let config = config(&scratch, &backend, "state", &path, Some(400.0), &sink);
+    with_console(&scratch, &config, None);
 
     let mut router = backend.start(&config);
     wait_for_distinct(&sink, 300, &router).await;
@@ -110,7 +137,26 @@ async fn postgres_restarting_mid_stream_loses_nothing_and_the_router_waits() {
         router.logs()
     );
     server.start_again();
+    let restarted_ms = now_ms();
     router.expect_success().await;
+    let Backend::Postgres(url) = &backend else {
+        unreachable!("a PostgreSQL backend")
+    };
+    let history = server
+        .connect(url)
+        .await
+        .query_one(
+            "SELECT count(*), coalesce(max(time_ms), 0) FROM delivery_history",
+            &[],
+        )
+        .await
+        .unwrap();
+    let (kept, newest): (i64, i64) = (history.get(0), history.get(1));
+    assert_eq!(kept, 200, "the console's history is full");
+    assert!(
+        newest > restarted_ms,
+        "the history's writer connected again after the outage"
+    );
 
     let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
     eprintln!(
@@ -287,17 +333,7 @@ async fn the_console_history_in_postgres_merges_attempts_and_keeps_the_newest() 
     let sink = Sink::start().await;
     sink.always("/good", Reply::status(200));
     sink.always("/bad", Reply::status(500));
-    let token = scratch.write("admin-token", "history-T0KEN\n");
-    let tables = backend
-        .tables(scratch.tables(&support::quickstart_recording(), None))
-        .replacen(
-            "[server]\n",
-            &format!(
-                "[server]\nadmin_token = {{ file = {} }}\nconsole_history = {KEEP}\n",
-                toml_path(&token)
-            ),
-            1,
-        );
+    let tables = backend.tables(scratch.tables(&support::quickstart_recording(), None));
     let config = scratch.write(
         "router.toml",
         &format!(
@@ -308,6 +344,7 @@ async fn the_console_history_in_postgres_merges_attempts_and_keeps_the_newest() 
             toml_str(&sink.url("/bad"))
         ),
     );
+    with_console(&scratch, &config, Some(KEEP));
     let mut router = backend.start(&config);
     router.wait(PATIENCE).await;
     assert!(
