@@ -353,9 +353,15 @@ async fn the_console_history_in_postgres_merges_attempts_and_keeps_the_newest() 
     );
 
     let db = PgServer::shared().connect(url).await;
+    let version: i32 = db
+        .query_one("SELECT schema_version FROM meta", &[])
+        .await
+        .unwrap()
+        .get(0);
+    assert_eq!(version, 3, "delivery_history came with schema version 3");
     let rows: Vec<(String, String, i64, String)> = db
         .query(
-            "SELECT endpoint, webhook_id, time_ms, record::text FROM delivery_history \
+            "SELECT endpoint, webhook_id, time_ms, record FROM delivery_history \
              ORDER BY endpoint, time_ms DESC",
             &[],
         )
@@ -408,4 +414,37 @@ async fn the_console_history_in_postgres_merges_attempts_and_keeps_the_newest() 
         assert_eq!(record["attempts"].as_array().unwrap().len(), 1, "{record}");
         assert!(record["request"]["headers"].is_array(), "{record}");
     }
+}
+
+/// A database that a newer router has opened (a newer schema version) is refused, saying so,
+/// rather than used beside it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_of_a_newer_schema_is_refused() {
+    let backend = Backend::postgres().await;
+    let Backend::Postgres(url) = &backend else {
+        unreachable!("a PostgreSQL backend")
+    };
+    PgServer::shared()
+        .connect(url)
+        .await
+        .batch_execute(
+            "CREATE TABLE meta (id smallint PRIMARY KEY CHECK (id = 1), \
+             schema_version integer NOT NULL, last_commit bigint NOT NULL DEFAULT 0); \
+             INSERT INTO meta (id, schema_version) VALUES (1, 4)",
+        )
+        .await
+        .unwrap();
+    let scratch = Scratch::new();
+    let sink = Sink::start().await;
+    let recording = support::quickstart_recording();
+    let config = config(&scratch, &backend, "state", &recording, None, &sink);
+    let mut router = backend.start(&config);
+    let code = router.exit_code(PATIENCE).await;
+    let logs = router.logs();
+    assert_ne!(code, 0, "{logs}");
+    assert!(
+        logs.contains("schema version 4, newer than this router's 3"),
+        "{logs}"
+    );
+    assert!(sink.received().is_empty());
 }

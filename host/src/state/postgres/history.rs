@@ -71,7 +71,7 @@ impl Postgres {
         let rows = self.read(QUICK_PATIENCE, |client| async move {
             client
                 .query(
-                    "SELECT record::text FROM delivery_history \
+                    "SELECT record FROM delivery_history \
                      ORDER BY time_ms DESC, endpoint, webhook_id DESC",
                     &[],
                 )
@@ -142,7 +142,7 @@ async fn write(
         .await?;
     let stored = txn
         .query(
-            "SELECT h.record::text FROM delivery_history h \
+            "SELECT h.record FROM delivery_history h \
              JOIN unnest($1::text[], $2::text[]) AS u(e, w) \
              ON h.endpoint = u.e AND h.webhook_id = u.w",
             &[&endpoints, &ids],
@@ -171,7 +171,7 @@ async fn write(
         .collect();
     txn.execute(
         "INSERT INTO delivery_history (endpoint, webhook_id, time_ms, record) \
-         SELECT e, w, t, r::jsonb FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
+         SELECT * FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[]) \
          AS u(e, w, t, r) \
          ON CONFLICT (endpoint, webhook_id) \
          DO UPDATE SET time_ms = excluded.time_ms, record = excluded.record",

@@ -77,12 +77,13 @@ UPDATE meta SET schema_version = 2 WHERE schema_version < 2;
 
 -- Since schema version 3: the console's delivery history (`[server] console_history`), shared
 -- by the replicas so that each shows them all: per endpoint its `keep` most recent deliveries
--- (by `time_ms`), each the JSON of one history record.
+-- (by `time_ms`), each the JSON of one history record (text: jsonb refuses `\u0000`, which an
+-- event or an answer may hold).
 CREATE TABLE IF NOT EXISTS delivery_history (
     endpoint text NOT NULL,
     webhook_id text NOT NULL,
     time_ms bigint NOT NULL,
-    record jsonb NOT NULL,
+    record text NOT NULL,
     PRIMARY KEY (endpoint, webhook_id)
 );
 CREATE INDEX IF NOT EXISTS delivery_history_recent ON delivery_history (endpoint, time_ms);
