@@ -103,28 +103,29 @@ pub(super) fn client_builder() -> reqwest::ClientBuilder {
 
 impl HttpSender {
     /// POSTs `request` to `endpoint`, signed when the endpoint has a key, and returns the
-    /// outcome with the exchange (for the console's history). Errors never include the URL,
-    /// which may hold a token.
+    /// outcome, with the exchange when `keep` (for the console's history). Errors never
+    /// include the URL, which may hold a token.
     pub(crate) async fn post(
         &self,
         endpoint: &Delivery,
         request: &Request,
         webhook_id: &str,
-    ) -> (Result<u16, Failure>, Exchange) {
-        let mut exchange = Exchange::default();
+        keep: bool,
+    ) -> (Result<u16, Failure>, Option<Exchange>) {
+        let mut exchange = keep.then(Exchange::default);
         let result = self
-            .send(endpoint, request, webhook_id, &mut exchange)
+            .send(endpoint, request, webhook_id, exchange.as_mut())
             .await;
         (result, exchange)
     }
 
-    /// [`HttpSender::post`], noting what was sent and received in `exchange`.
+    /// [`HttpSender::post`], noting what was sent and received in `exchange` when given.
     async fn send(
         &self,
         endpoint: &Delivery,
         request: &Request,
         webhook_id: &str,
-        exchange: &mut Exchange,
+        mut exchange: Option<&mut Exchange>,
     ) -> Result<u16, Failure> {
         let timestamp = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -151,8 +152,10 @@ impl HttpSender {
                 header(&key.sign(webhook_id, timestamp, &body)),
             );
         }
-        exchange.sent = headers.clone();
-        exchange.body = body.clone();
+        if let Some(exchange) = exchange.as_deref_mut() {
+            exchange.sent = headers.clone();
+            exchange.body = body.clone();
+        }
         let client = endpoint
             .tls
             .as_ref()
@@ -176,23 +179,26 @@ impl HttpSender {
         let status = response.status();
         let wait = retry_after(response.headers());
         // Reading the body lets the connection be reused; a short excerpt explains failures.
-        let answered = response.headers().clone();
+        let answered = exchange.is_some().then(|| response.headers().clone());
         let body = response.bytes().await.unwrap_or_default();
-        let excerpt = excerpt(&body, &endpoint.url);
         let code = status.as_u16();
-        exchange.answer = Some((code, answered, body));
-        match code {
+        let error = || format!("HTTP {status}: {}", excerpt(&body, &endpoint.url));
+        let result = match code {
             200..=299 => Ok(code),
             408 | 429 | 500..=599 => Err(Failure::Retry {
-                error: format!("HTTP {status}: {excerpt}"),
+                error: error(),
                 retry_after: wait,
                 class: class(code),
             }),
             _ => Err(Failure::Final {
-                error: format!("HTTP {status}: {excerpt}"),
+                error: error(),
                 class: class(code),
             }),
+        };
+        if let (Some(exchange), Some(answered)) = (exchange, answered) {
+            exchange.answer = Some((code, answered, body));
         }
+        result
     }
 }
 
@@ -303,7 +309,7 @@ mod tests {
             headers: Vec::new(),
         };
         let failure = HttpSender::default()
-            .post(&Delivery::new("hook".into(), url), &request, "msg_1")
+            .post(&Delivery::new("hook".into(), url), &request, "msg_1", false)
             .await
             .0
             .unwrap_err();

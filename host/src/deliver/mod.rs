@@ -1,7 +1,8 @@
 //! The `deliver` stage: POSTs each accepted event to every endpoint that wants it.
 //!
-//! One [`worker`] per endpoint reads that endpoint's deliveries from the outbox, so a slow or
-//! dead endpoint never stalls another. [`http`] makes one attempt, [`retry`] decides when to
+//! One [`worker`] per endpoint takes that endpoint's deliveries as they are accepted (or reads
+//! them from the outbox when it falls behind), so a slow or dead endpoint never stalls
+//! another. [`http`] makes one attempt, [`retry`] decides when to
 //! try again, [`signing`] signs per Standard Webhooks. [`Deliverer`] starts, updates and stops
 //! the workers as the config changes; [`removed`] keeps a removed endpoint's backlog for a
 //! grace period; [`leftovers`] lets a new leader deliver what an earlier term left before it

@@ -51,11 +51,9 @@ pub(super) fn attempted(
     webhook_id: &str,
     took: Duration,
     result: &Result<u16, Failure>,
-    exchange: Exchange,
+    exchange: Option<Exchange>,
 ) {
-    if !shared.history.is_on() {
-        return;
-    }
+    let Some(exchange) = exchange else { return };
     let endpoint = shared.endpoint.borrow().clone();
     let millis = took.as_millis() as u64;
     let status = exchange.answer.as_ref().map(|(status, ..)| *status);

@@ -1,9 +1,11 @@
 //! One endpoint's delivery loop: loads its deliveries from the outbox, sends them concurrently
 //! across workflows and in order within one, and retries or dead-letters failures.
 //!
-//! The outbox is the queue: the worker keeps at most [`LOADED`] deliveries in memory and reads
-//! more as they complete, so an endpoint that is down for hours costs disk, not memory, and
-//! never holds up another endpoint (each has its own worker). Within an endpoint, one workflow
+//! A worker that keeps up takes its new deliveries in memory, handed over as soon as they are
+//! durable ([`handoff`](crate::state::handoff)); otherwise the outbox is the queue: the worker
+//! keeps at most [`LOADED`] deliveries in memory and reads more as they complete, so an
+//! endpoint that is down for hours costs disk, not memory, and never holds up another endpoint
+//! (each has its own worker). Within an endpoint, one workflow
 //! stuck behind a failing delivery holds at most [`QUEUED`] deliveries in memory: the rest of
 //! it stays in the outbox, read again once its queue has room, so that it never fills the
 //! worker and holds up the other workflows.
@@ -198,13 +200,44 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut owned = claims.as_mut().map(|c| *c.borrow_and_update());
     let mut held = Held::default();
     let mut running: FuturesUnordered<BoxFuture<'static, Ended>> = FuturesUnordered::new();
+    let mut handoffs = shared.outbox.handoffs(&shared.name);
+    // Every delivery of this endpoint up to here was read or handed over.
     let mut cursor = 0u64;
     let mut caught_up = false;
+    // Whether the outbox still tells of new deliveries (until it closes).
+    let mut accepting = true;
     loop {
+        // What was accepted up to `mark` was handed over before `mark` was published.
+        let mark = *accepted.borrow_and_update();
+        if let Some(handoffs) = &mut handoffs {
+            while let Ok(handoff) = handoffs.try_recv() {
+                if handoff.upto <= cursor || shared.stop.is_cancelled() {
+                    continue;
+                }
+                // One missed (its queue was full): the outbox has it.
+                if handoff.after > cursor || held.seqs.len() + handoff.deliveries.len() > LOADED {
+                    caught_up = false;
+                    continue;
+                }
+                for delivery in handoff.deliveries {
+                    if delivery.seq <= cursor {
+                        continue;
+                    }
+                    if let Some((key, head)) = held.take(delivery) {
+                        running.push(start(&shared, &mut held, key, head));
+                    }
+                }
+                cursor = handoff.upto;
+            }
+        }
+        if mark > cursor {
+            caught_up = false;
+        }
         // Read in large batches: refilling one delivery per completion would cost a read
         // transaction each.
         let loaded = held.seqs.len();
         if !caught_up && loaded <= LOADED / 2 && !shared.stop.is_cancelled() && owned != Some(0) {
+            let mark = *accepted.borrow();
             let batch = load(&shared, cursor, LOADED - loaded, owned).await;
             caught_up = batch.len() < LOADED - loaded;
             for delivery in batch {
@@ -215,6 +248,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             }
             if cursor >= held.frontier {
                 held.rereading.clear();
+            }
+            // Read to the end: nothing of this endpoint lies between its last row and what
+            // had been accepted when the read began.
+            if caught_up {
+                cursor = cursor.max(mark);
             }
         }
         tokio::select! {
@@ -260,8 +298,9 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     None => held.drop_workflow(&key),
                 }
             }
-            changed = accepted.changed(), if caught_up && !shared.stop.is_cancelled() => {
-                caught_up = changed.is_err();
+            // More accepted: handed over, or to read (see the top of the loop).
+            changed = accepted.changed(), if caught_up && accepting && !shared.stop.is_cancelled() => {
+                accepting = changed.is_ok();
             }
             // The database may have lost completions committed lazily before it went down:
             // their rows are pending again, behind the cursor. Read everything again.
@@ -388,7 +427,10 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
             };
             let endpoint = shared.endpoint.borrow().clone();
             let sent = Instant::now();
-            let (outcome, exchange) = shared.http.post(&endpoint, &request, &webhook_id).await;
+            let keep = shared.history.is_on();
+            let (outcome, exchange) = (shared.http)
+                .post(&endpoint, &request, &webhook_id, keep)
+                .await;
             let result = outcome.as_ref().map_or_else(Failure::class, |_| "2xx");
             let took = sent.elapsed();
             record::attempted(

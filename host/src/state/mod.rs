@@ -9,6 +9,7 @@
 //! [`Outbox`] and [`DeadLetters`] are one API over both.
 
 pub(crate) mod dead_letter;
+pub(crate) mod handoff;
 pub(crate) mod history;
 pub(crate) mod outbox;
 mod postgres;

@@ -15,8 +15,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
+use super::handoff::Handoff;
 pub(crate) use super::postgres::Claims;
 use super::postgres::Postgres;
 use super::redb::Redb;
@@ -244,6 +245,16 @@ impl Outbox {
         match self {
             Self::Redb(_) => None,
             Self::Postgres(db) => Some(db.reconnects()),
+        }
+    }
+
+    /// Hands `endpoint`'s deliveries to the returned receiver in memory as they are accepted
+    /// (see [`handoff`](super::handoff)); `None` with PostgreSQL, whose workers read every
+    /// delivery from the database, since other replicas may accept and deliver too.
+    pub(crate) fn handoffs(&self, endpoint: &str) -> Option<mpsc::Receiver<Handoff>> {
+        match self {
+            Self::Redb(o) => Some(o.tails().subscribe(endpoint)),
+            Self::Postgres(_) => None,
         }
     }
 

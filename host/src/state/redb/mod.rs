@@ -29,6 +29,7 @@ use tokio::sync::{oneshot, watch};
 mod writer;
 
 use self::writer::{Serialised, Write};
+use super::handoff::Tails;
 use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 
@@ -60,6 +61,7 @@ pub(crate) struct Redb {
     writes: Sender<Write>,
     last_seq: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
+    tails: Tails,
 }
 
 impl Redb {
@@ -94,12 +96,20 @@ impl Redb {
         };
         let (seq_tx, last_seq) = watch::channel(next - 1);
         let depth = Arc::new(watch::Sender::new(depth as i64));
-        let writes = writer::spawn(Arc::clone(&db), next, seq_tx, Arc::clone(&depth));
+        let tails = Tails::default();
+        let writes = writer::spawn(
+            Arc::clone(&db),
+            next,
+            seq_tx,
+            Arc::clone(&depth),
+            tails.clone(),
+        );
         Ok(Self {
             db,
             writes,
             last_seq,
             depth,
+            tails,
         })
     }
 
@@ -240,6 +250,11 @@ impl Redb {
     /// See [`Outbox::accepted`](super::Outbox::accepted).
     pub(super) fn accepted(&self) -> watch::Receiver<u64> {
         self.last_seq.clone()
+    }
+
+    /// Where the writer hands each endpoint's new deliveries, once committed.
+    pub(super) fn tails(&self) -> &Tails {
+        &self.tails
     }
 
     /// Deliveries waiting, kept current by the writer.

@@ -11,13 +11,16 @@ use tokio::sync::{oneshot, watch};
 
 use super::{CHECKPOINTS, EVENTS, PENDING, REMAINING, Stored, WORKFLOWS};
 use crate::model::clock::now_ms;
+use crate::model::event::RouterEvent;
 use crate::model::item::Checkpoint;
+use crate::state::handoff::{Committed, Tails};
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 
 /// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
-/// time writing).
+/// time writing), and kept, for the [hand-off](crate::state::handoff).
 pub(super) struct Serialised {
-    events: Vec<(Vec<u8>, Vec<String>)>,
+    accepted_ms: u64,
+    events: Vec<(Vec<u8>, Arc<RouterEvent>, Vec<String>)>,
     checkpoint: Option<Checkpoint>,
     workflows: Vec<(String, Option<Vec<u8>>)>,
 }
@@ -36,10 +39,11 @@ impl Serialised {
                     event: &a.event,
                 };
                 let bytes = serde_json::to_vec(&stored).expect("events serialise");
-                (bytes, a.endpoints)
+                (bytes, Arc::new(a.event), a.endpoints)
             })
             .collect();
         Self {
+            accepted_ms,
             events,
             checkpoint: batch.checkpoint,
             workflows: batch.workflows,
@@ -85,6 +89,7 @@ pub(super) fn spawn(
     next: u64,
     seq: watch::Sender<u64>,
     depth: Arc<watch::Sender<i64>>,
+    tails: Tails,
 ) -> Sender<Write> {
     let (writes, queue) = std::sync::mpsc::channel();
     let writer = Writer {
@@ -92,6 +97,7 @@ pub(super) fn spawn(
         next,
         seq,
         depth,
+        tails,
     };
     std::thread::Builder::new()
         .name("outbox-writer".into())
@@ -106,13 +112,15 @@ struct Writer {
     next: u64,
     seq: watch::Sender<u64>,
     depth: Arc<watch::Sender<i64>>,
+    tails: Tails,
 }
 
-/// Replies to send once a transaction has committed.
+/// Replies to send once a transaction has committed, and the events it stored.
 #[derive(Default)]
 struct Replies {
     done: Vec<oneshot::Sender<()>>,
     purged: Vec<(oneshot::Sender<u64>, u64)>,
+    committed: Vec<Committed>,
 }
 
 impl Writer {
@@ -127,7 +135,10 @@ impl Writer {
             match self.commit(batch) {
                 Ok(replies) => {
                     if self.next != last_seq {
-                        self.seq.send_replace(self.next - 1);
+                        // Hand-offs first: a worker woken by the watch finds them queued.
+                        let (after, upto) = (last_seq - 1, self.next - 1);
+                        self.tails.publish(after, upto, &replies.committed);
+                        self.seq.send_replace(upto);
                     }
                     for (done, n) in replies.purged {
                         let _ = done.send(n);
@@ -169,6 +180,7 @@ impl Writer {
                 match write {
                     Write::Accept(accepted, done) => {
                         let Serialised {
+                            accepted_ms,
                             events: accepts,
                             checkpoint,
                             workflows: states,
@@ -179,7 +191,7 @@ impl Writer {
                                 None => workflows.remove(uid.as_str())?,
                             };
                         }
-                        for (bytes, endpoints) in accepts {
+                        for (bytes, event, endpoints) in accepts {
                             let seq = self.next;
                             self.next += 1;
                             events.insert(seq, bytes.as_slice())?;
@@ -188,6 +200,12 @@ impl Writer {
                                 pending.insert((endpoint.as_str(), seq), (0, 0))?;
                             }
                             depth += endpoints.len() as i64;
+                            replies.committed.push(Committed {
+                                seq,
+                                accepted_ms,
+                                event,
+                                endpoints,
+                            });
                         }
                         if let Some(c) = checkpoint {
                             checkpoints.insert(c.key.as_str(), c.value.as_str())?;

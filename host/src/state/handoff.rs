@@ -1,0 +1,168 @@
+//! Accepted deliveries handed to the endpoint workers in memory, as soon as they are durable.
+//!
+//! The outbox stays the record: what a worker holds in memory is also on disk, and a worker
+//! that falls behind, starts, or misses a hand-off reads the outbox instead. The hand-off only
+//! spares a worker that keeps up the cost of reading back (and decoding) every event it was
+//! just given.
+//!
+//! Each [`Handoff`] covers one commit: every delivery of its endpoint with a sequence number in
+//! `after + 1 ..= upto`. A worker whose cursor stands at `after` (or later) takes it whole and
+//! moves its cursor to `upto`; one whose cursor stands before `after` missed one (its queue was
+//! full) and reads the outbox from its cursor. The commit's [`Handoff`]s are sent before the
+//! outbox's `accepted` watch moves to `upto`, so a worker woken by that watch that finds no
+//! hand-off up to it knows it must read.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::mpsc;
+
+use super::outbox::PendingDelivery;
+use crate::model::event::RouterEvent;
+
+/// Hand-offs waiting for one worker at most; when full, the next are not sent and the worker
+/// reads them from the outbox. A commit holds up to one accept batch (1024 events), so this
+/// bounds what waits in memory per endpoint to a few thousand deliveries.
+const QUEUE: usize = 4;
+
+/// The deliveries of one endpoint in one commit.
+#[derive(Debug)]
+pub(crate) struct Handoff {
+    /// The last sequence number committed before this commit.
+    pub(crate) after: u64,
+    /// The last sequence number of this commit.
+    pub(crate) upto: u64,
+    /// This endpoint's deliveries in `after + 1 ..= upto`, in order.
+    pub(crate) deliveries: Vec<PendingDelivery>,
+}
+
+/// One committed event, for the hand-off: its sequence number, when it was accepted, the
+/// event and its endpoints.
+pub(super) struct Committed {
+    pub(super) seq: u64,
+    pub(super) accepted_ms: u64,
+    pub(super) event: Arc<RouterEvent>,
+    pub(super) endpoints: Vec<String>,
+}
+
+/// The workers listening for hand-offs, by endpoint; cheap to clone.
+#[derive(Clone, Default)]
+pub(crate) struct Tails {
+    workers: Arc<Mutex<HashMap<String, mpsc::Sender<Handoff>>>>,
+}
+
+impl Tails {
+    /// Starts handing `endpoint`'s deliveries to the returned receiver (replacing an earlier
+    /// one of the same endpoint).
+    pub(crate) fn subscribe(&self, endpoint: &str) -> mpsc::Receiver<Handoff> {
+        let (sender, receiver) = mpsc::channel(QUEUE);
+        self.lock().insert(endpoint.to_owned(), sender);
+        receiver
+    }
+
+    /// Hands the deliveries of one commit (`after + 1 ..= upto`) to their workers; skips a
+    /// worker whose queue is full, and forgets one that is gone.
+    pub(super) fn publish(&self, after: u64, upto: u64, events: &[Committed]) {
+        let mut workers = self.lock();
+        workers.retain(|endpoint, sender| {
+            if sender.is_closed() {
+                return false;
+            }
+            let deliveries = events
+                .iter()
+                .filter(|c| c.endpoints.iter().any(|e| e == endpoint))
+                .map(|c| PendingDelivery {
+                    seq: c.seq,
+                    attempts: 0,
+                    first_attempt_ms: 0,
+                    accepted_ms: c.accepted_ms,
+                    bucket: 0,
+                    event: Arc::clone(&c.event),
+                })
+                .collect();
+            let handoff = Handoff {
+                after,
+                upto,
+                deliveries,
+            };
+            !matches!(
+                sender.try_send(handoff),
+                Err(mpsc::error::TrySendError::Closed(_))
+            )
+        });
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Handoff>>> {
+        self.workers.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn committed(seq: u64, endpoints: &[&str]) -> Committed {
+        Committed {
+            seq,
+            accepted_ms: 7,
+            event: Arc::new(RouterEvent {
+                id: format!("e{seq}"),
+                event: crate::model::event::EventFacts::default(),
+                node: None,
+                workflow: None,
+                synthesized: false,
+                task: None,
+                plumbing: false,
+                attempt: 1,
+                cluster: None,
+            }),
+            endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+        }
+    }
+
+    #[test]
+    fn each_worker_gets_its_own_deliveries_of_a_commit_with_the_range_it_covers() {
+        let tails = Tails::default();
+        let mut a = tails.subscribe("a");
+        let mut b = tails.subscribe("b");
+        let commit = [
+            committed(4, &["a"]),
+            committed(5, &["a", "b"]),
+            committed(6, &["b"]),
+        ];
+        tails.publish(3, 6, &commit);
+        let a = a.try_recv().unwrap();
+        let b = b.try_recv().unwrap();
+        assert_eq!((a.after, a.upto), (3, 6));
+        let seqs = |h: &Handoff| h.deliveries.iter().map(|d| d.seq).collect::<Vec<_>>();
+        assert_eq!(seqs(&a), [4, 5]);
+        assert_eq!(seqs(&b), [5, 6]);
+        assert_eq!(a.deliveries[0].accepted_ms, 7);
+        // One event, shared by the endpoints that want it.
+        assert!(Arc::ptr_eq(&a.deliveries[1].event, &b.deliveries[0].event));
+    }
+
+    #[test]
+    fn a_full_queue_skips_hand_offs_that_the_worker_then_sees_it_missed() {
+        let tails = Tails::default();
+        let mut worker = tails.subscribe("a");
+        for seq in 1..=(QUEUE as u64 + 2) {
+            tails.publish(seq - 1, seq, &[committed(seq, &["a"])]);
+        }
+        let received: Vec<Handoff> = std::iter::from_fn(|| worker.try_recv().ok()).collect();
+        assert_eq!(received.len(), QUEUE);
+        assert_eq!(received.last().unwrap().upto, QUEUE as u64);
+        // The next one it gets starts after a sequence number it never saw: it reads the
+        // outbox for the ones between.
+        tails.publish(9, 10, &[committed(10, &["a"])]);
+        assert_eq!(worker.try_recv().unwrap().after, 9);
+    }
+
+    #[test]
+    fn a_worker_that_is_gone_is_forgotten() {
+        let tails = Tails::default();
+        drop(tails.subscribe("a"));
+        tails.publish(0, 1, &[committed(1, &["a"])]);
+        assert!(tails.lock().is_empty());
+    }
+}
