@@ -5,6 +5,9 @@ use std::process::ExitCode;
 use clap::Parser;
 use kfp_event_router::cli::{self, Cli};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     kfp_event_router::telemetry::init_logging(cli.log_format);
