@@ -32,7 +32,7 @@ use crate::state::outbox::{Outbox, PendingDelivery};
 use crate::telemetry::Metrics;
 
 /// Deliveries held in memory per endpoint at most.
-pub(crate) const LOADED: usize = 4096;
+pub(crate) const LOADED: usize = 2048;
 
 /// Deliveries queued in memory behind one workflow's delivery under way, at most.
 const QUEUED: usize = 256;

@@ -39,9 +39,10 @@ const PENDING: TableDefinition<(&str, u64), (u32, u64)> = TableDefinition::new("
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
 const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows");
 
-/// Memory for the database's page cache. The outbox is read mostly near its head, so a small
-/// cache serves it; redb's default (1 GiB) would be most of the router's memory.
-const CACHE_BYTES: usize = 32 << 20;
+/// Memory for the database's page cache. The outbox is read only by workers that fell behind,
+/// mostly near its head, so a small cache serves it; redb's default (1 GiB) would be most of
+/// the router's memory.
+const CACHE_BYTES: usize = 8 << 20;
 
 /// A file smaller than this is never compacted: it is not worth the wait.
 pub(super) const COMPACT_ABOVE: u64 = 8 << 20;
