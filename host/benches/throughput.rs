@@ -11,7 +11,13 @@
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), and the
 //!   ratio of the two.
 //!
-//! The replay source makes no Kubernetes API calls: 0 per event.
+//! - (e) the router without plugins over 1 000 000 events (`BENCH_BIG_EVENTS` changes it, 0
+//!   skips it): its rate and peak RSS, beside (b)'s, to show memory flat in the stream's
+//!   length.
+//!
+//! Each router run's resident set and delivered count over time go to
+//! `target/bench/throughput-series.csv`; `host/benches/plot.py` draws them as
+//! `docs/throughput.svg`. The replay source makes no Kubernetes API calls: 0 per event.
 
 use std::io::Write;
 use std::net::SocketAddr;
@@ -85,8 +91,51 @@ fn main() {
              (acceptance to 2xx; raw request p50 {:.2} ms)",
             raw.p50_ms
         );
+        let big: u64 = std::env::var("BENCH_BIG_EVENTS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(1_000_000);
+        let mut runs = vec![(format!("{events} events"), router)];
+        if big > 0 {
+            let recording = dir.path().join("big.jsonl");
+            generate(&recording, big, 2_000);
+            let large = in_background(dir.path(), &recording, &sink, None, None, false).await;
+            std::fs::remove_file(&recording).unwrap();
+            println!(
+                "(e) router, {big} events: {:>9.0} ev/s    peak RSS {:.1} MiB  (at {events}: {:.1} MiB)",
+                large.rate,
+                large.peak_rss_kib as f64 / 1024.0,
+                runs[0].1.peak_rss_kib as f64 / 1024.0,
+            );
+            runs.push((format!("{big} events"), large));
+        }
         println!("Kubernetes API calls per event: 0 (replay source)");
+        let series = write_series(&runs);
+        println!("series: {} (plot: python3 host/benches/plot.py)", series.display());
     });
+}
+
+/// Writes each run's samples as CSV (`run,seconds,rss_mib,delivered`) under `target/bench`.
+fn write_series(runs: &[(String, RouterRun)]) -> std::path::PathBuf {
+    let folder = std::path::Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../target/bench"));
+    std::fs::create_dir_all(folder).unwrap();
+    let path = folder.join("throughput-series.csv");
+    let mut out = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());
+    writeln!(out, "run,seconds,rss_mib,delivered").unwrap();
+    for (name, run) in runs {
+        for sample in &run.samples {
+            writeln!(
+                out,
+                "{name},{:.3},{:.1},{}",
+                sample.seconds,
+                sample.rss_kib as f64 / 1024.0,
+                sample.delivered
+            )
+            .unwrap();
+        }
+    }
+    out.flush().unwrap();
+    path
 }
 
 /// A sink that answers 200 at once and counts.
@@ -196,8 +245,15 @@ async fn in_background(
         recording.to_owned(),
         format!("http://{}/router", sink.addr),
     );
+    let sink = Arc::clone(&sink.count);
     tokio::task::spawn_blocking(move || {
-        run_router(&dir, &recording, &url, rate, plugins.as_deref(), console)
+        let run = Run {
+            rate,
+            plugins: plugins.as_deref(),
+            console,
+            sink: &sink,
+        };
+        run_router(&dir, &recording, &url, &run)
     })
     .await
     .unwrap()
@@ -227,10 +283,30 @@ fn plugin_chain(dir: &std::path::Path) -> String {
     )
 }
 
+/// How to run the router once.
+struct Run<'a> {
+    /// Its source's `rate`, to pace it.
+    rate: Option<f64>,
+    /// `[plugins]` tables; `Some` (even empty) means the `extended` format.
+    plugins: Option<&'a str>,
+    /// With the console and its history on.
+    console: bool,
+    /// The sink's count of requests.
+    sink: &'a AtomicU64,
+}
+
 struct RouterRun {
     rate: f64,
     peak_rss_kib: u64,
     latency_ms: Option<(f64, f64)>,
+    samples: Vec<Sample>,
+}
+
+/// The router's resident set and the sink's count at one moment of a run.
+struct Sample {
+    seconds: f64,
+    rss_kib: u64,
+    delivered: u64,
 }
 
 /// Runs the router binary over `recording` until it exits, watching its memory and metrics.
@@ -238,10 +314,15 @@ fn run_router(
     dir: &std::path::Path,
     recording: &std::path::Path,
     url: &str,
-    rate: Option<f64>,
-    plugins: Option<&str>,
-    console: bool,
+    run: &Run,
 ) -> RouterRun {
+    let Run {
+        rate,
+        plugins,
+        console,
+        sink,
+    } = *run;
+    let counted_before = sink.load(Ordering::Relaxed);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -279,13 +360,21 @@ fn run_router(
     let mut peak_rss_kib = 0;
     let mut latency_ms = None;
     let mut last_scrape = Instant::now();
+    let mut samples = Vec::new();
     loop {
         if let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", child.id())) {
-            let hwm = status
-                .lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches(" kB").trim().parse().ok());
-            peak_rss_kib = peak_rss_kib.max(hwm.unwrap_or(0));
+            let field = |name: &str| -> Option<u64> {
+                let value = status.lines().find_map(|l| l.strip_prefix(name))?;
+                value.trim().trim_end_matches(" kB").trim().parse().ok()
+            };
+            peak_rss_kib = peak_rss_kib.max(field("VmHWM:").unwrap_or(0));
+            if let Some(rss_kib) = field("VmRSS:") {
+                samples.push(Sample {
+                    seconds: started.elapsed().as_secs_f64(),
+                    rss_kib,
+                    delivered: sink.load(Ordering::Relaxed) - counted_before,
+                });
+            }
         }
         if rate.is_some() && last_scrape.elapsed() > Duration::from_millis(200) {
             latency_ms = scrape_latency(metrics_port).or(latency_ms);
@@ -298,15 +387,16 @@ fn run_router(
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let events = std::fs::read_to_string(recording)
-        .unwrap()
-        .lines()
-        .filter(|l| l.contains("\"Event\""))
-        .count();
+    let events = std::io::BufRead::lines(std::io::BufReader::new(
+        std::fs::File::open(recording).unwrap(),
+    ))
+    .filter(|l| l.as_ref().unwrap().contains("\"Event\""))
+    .count();
     RouterRun {
         rate: events as f64 / elapsed,
         peak_rss_kib,
         latency_ms,
+        samples,
     }
 }
 
