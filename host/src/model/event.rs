@@ -196,6 +196,24 @@ pub struct NodeFacts {
 /// KFP's label holding the run id.
 pub const RUN_ID_LABEL: &str = "pipeline/runid";
 
+#[cfg(test)]
+impl RouterEvent {
+    /// An event with `id` and `facts` and nothing else known, for tests.
+    pub(crate) fn bare(id: impl Into<String>, facts: EventFacts) -> Self {
+        Self {
+            id: id.into(),
+            event: facts,
+            node: None,
+            workflow: None,
+            synthesized: false,
+            task: None,
+            plumbing: false,
+            attempt: 1,
+            cluster: None,
+        }
+    }
+}
+
 impl RouterEvent {
     /// The KFP run id (label `pipeline/runid`), or empty when unknown.
     pub fn run_id(&self) -> &str {

@@ -105,17 +105,10 @@ mod tests {
         Committed {
             seq,
             accepted_ms: 7,
-            event: Arc::new(RouterEvent {
-                id: format!("e{seq}"),
-                event: crate::model::event::EventFacts::default(),
-                node: None,
-                workflow: None,
-                synthesized: false,
-                task: None,
-                plumbing: false,
-                attempt: 1,
-                cluster: None,
-            }),
+            event: Arc::new(RouterEvent::bare(
+                format!("e{seq}"),
+                crate::model::event::EventFacts::default(),
+            )),
             endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
         }
     }

@@ -22,17 +22,7 @@ async fn the_file_is_rotated_at_its_limit_and_four_old_ones_are_kept() {
     let letters = DeadLetters::file(path.clone(), 1000);
     let mut written = 0;
     for i in 0..40 {
-        let event = RouterEvent {
-            id: format!("e{i}"),
-            event: EventFacts::default(),
-            node: None,
-            workflow: None,
-            synthesized: false,
-            task: None,
-            plumbing: false,
-            attempt: 1,
-            cluster: None,
-        };
+        let event = RouterEvent::bare(format!("e{i}"), EventFacts::default());
         letters.write(&letter_for(&event)).await.unwrap();
         written += 1;
     }

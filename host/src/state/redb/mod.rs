@@ -329,21 +329,14 @@ mod tests {
 
     /// An event with a message of `size` bytes, so that a test can fill the file quickly.
     fn event(i: usize, size: usize) -> RouterEvent {
-        RouterEvent {
-            id: format!("e{i}"),
-            event: EventFacts {
+        RouterEvent::bare(
+            format!("e{i}"),
+            EventFacts {
                 uid: format!("uid-{i}"),
                 message: "x".repeat(size),
                 ..EventFacts::default()
             },
-            node: None,
-            workflow: None,
-            synthesized: false,
-            task: None,
-            plumbing: false,
-            attempt: 1,
-            cluster: None,
-        }
+        )
     }
 
     fn batch(from: usize, n: usize) -> AcceptBatch {
