@@ -76,12 +76,20 @@ impl World {
         self.scratch.write(&format!("{name}.toml"), &text)
     }
 
-    /// Starts replica `name` with its database at `url`.
-    fn start(&self, name: &str, path: &str, url: &str) -> RouterProcess {
-        self.start_with(name, path, url, "")
+    /// Starts replica a (the leader, delivering to `/a`, database at the world's URL) and then
+    /// b (`/b`, database at `b_url`), both with `server` in `[server]`, and waits until they
+    /// share the claims.
+    async fn pair(&self, b_url: &str, server: &str) -> (RouterProcess, RouterProcess) {
+        let mut a = self.start_with("router-a", "/a", &self.url, server);
+        wait_watching(self, &mut a).await;
+        let mut b = self.start_with("router-b", "/b", b_url, server);
+        b.wait_for_log("standing by", PATIENCE).await;
+        wait_shared(&mut a, &mut b).await;
+        (a, b)
     }
 
-    /// [`World::start`], with `server` added to `[server]`.
+    /// Starts replica `name`, delivering to `path`, with its database at `url` and `server`
+    /// added to `[server]`.
     fn start_with(&self, name: &str, path: &str, url: &str, server: &str) -> RouterProcess {
         let config = self.config(name, path, server);
         let kubeconfig = self.api.kubeconfig_as(self.scratch.dir.path(), NS, name);
@@ -131,32 +139,46 @@ impl World {
     }
 }
 
-/// Creates Events round the workflows, one every `every`, until `producing` is cleared.
-fn produce(
-    world: &Arc<World>,
-    workflows: Vec<(String, String)>,
-    every: Duration,
+/// Creates Events round some workflows, one every so often, until finished.
+struct Producer {
     producing: Arc<AtomicBool>,
-) -> tokio::task::JoinHandle<Vec<Created>> {
-    let world = Arc::clone(world);
-    tokio::spawn(async move {
-        let mut created = Vec::new();
-        let mut counts = vec![0usize; workflows.len()];
-        let mut i = 0;
-        while producing.load(Ordering::SeqCst) {
-            let workflow = i % workflows.len();
-            let id = world.event(&format!("e-{i:05}"), &workflows[workflow]);
-            created.push(Created {
-                id,
-                workflow,
-                index: counts[workflow],
-            });
-            counts[workflow] += 1;
-            i += 1;
-            tokio::time::sleep(every).await;
-        }
+    task: tokio::task::JoinHandle<Vec<Created>>,
+}
+
+impl Producer {
+    /// Starts creating Events round `workflows`, one every `every`.
+    fn start(world: &Arc<World>, workflows: Vec<(String, String)>, every: Duration) -> Self {
+        let world = Arc::clone(world);
+        let producing = Arc::new(AtomicBool::new(true));
+        let running = Arc::clone(&producing);
+        let task = tokio::spawn(async move {
+            let mut created = Vec::new();
+            let mut counts = vec![0usize; workflows.len()];
+            let mut i = 0;
+            while running.load(Ordering::SeqCst) {
+                let workflow = i % workflows.len();
+                let id = world.event(&format!("e-{i:05}"), &workflows[workflow]);
+                created.push(Created {
+                    id,
+                    workflow,
+                    index: counts[workflow],
+                });
+                counts[workflow] += 1;
+                i += 1;
+                tokio::time::sleep(every).await;
+            }
+            created
+        });
+        Self { producing, task }
+    }
+
+    /// Stops creating, waits until the sink has had every Event created, and returns them.
+    async fn finish(self, world: &World) -> Vec<Created> {
+        self.producing.store(false, Ordering::SeqCst);
+        let created = self.task.await.unwrap();
+        wait_all(world, &created).await;
         created
-    })
+    }
 }
 
 /// Waits until `router` leads and its Event watch is open.
@@ -262,23 +284,11 @@ fn check_order(deliveries: &BTreeMap<usize, Vec<Seen>>) -> usize {
 async fn two_replicas_share_the_workflows_each_in_order_from_one_replica() {
     let world = Arc::new(World::new().await);
     let workflows = world.workflows(24);
-    let mut a = world.start("router-a", "/a", &world.url);
-    wait_watching(&world, &mut a).await;
-    let mut b = world.start("router-b", "/b", &world.url);
-    b.wait_for_log("standing by", PATIENCE).await;
-    wait_shared(&mut a, &mut b).await;
+    let (mut a, mut b) = world.pair(&world.url, "").await;
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = produce(
-        &world,
-        workflows,
-        Duration::from_millis(5),
-        Arc::clone(&producing),
-    );
+    let producer = Producer::start(&world, workflows, Duration::from_millis(5));
     tokio::time::sleep(Duration::from_secs(3)).await;
-    producing.store(false, Ordering::SeqCst);
-    let created = producer.await.unwrap();
-    wait_all(&world, &created).await;
+    let created = producer.finish(&world).await;
 
     let received = world.sink.received();
     let at_a = received.iter().filter(|r| r.path == "/a").count();
@@ -359,23 +369,11 @@ async fn every_replicas_console_lists_both_replicas_deliveries_even_after_a_wipe
     let token = world.scratch.write("admin-token", &format!("{TOKEN}\n"));
     let server = format!("admin_token = {{ file = {} }}\n", toml_path(&token));
     let workflows = world.workflows(8);
-    let mut a = world.start_with("router-a", "/a", &world.url, &server);
-    wait_watching(&world, &mut a).await;
-    let mut b = world.start_with("router-b", "/b", &world.url, &server);
-    b.wait_for_log("standing by", PATIENCE).await;
-    wait_shared(&mut a, &mut b).await;
+    let (mut a, mut b) = world.pair(&world.url, &server).await;
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = produce(
-        &world,
-        workflows,
-        Duration::from_millis(20),
-        Arc::clone(&producing),
-    );
+    let producer = Producer::start(&world, workflows, Duration::from_millis(20));
     tokio::time::sleep(Duration::from_secs(1)).await;
-    producing.store(false, Ordering::SeqCst);
-    let created = producer.await.unwrap();
-    wait_all(&world, &created).await;
+    producer.finish(&world).await;
     let received = world.sink.received();
     let delivered_at = |path: &str| -> BTreeSet<String> {
         received
@@ -414,28 +412,16 @@ async fn every_replicas_console_lists_both_replicas_deliveries_even_after_a_wipe
 async fn the_workflows_of_a_killed_replica_are_taken_over_once_its_claims_expire() {
     let world = Arc::new(World::new().await);
     let workflows = world.workflows(16);
-    let mut a = world.start("router-a", "/a", &world.url);
-    wait_watching(&world, &mut a).await;
-    let mut b = world.start("router-b", "/b", &world.url);
-    b.wait_for_log("standing by", PATIENCE).await;
-    wait_shared(&mut a, &mut b).await;
+    let (mut a, mut b) = world.pair(&world.url, "").await;
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = produce(
-        &world,
-        workflows,
-        Duration::from_millis(20),
-        Arc::clone(&producing),
-    );
+    let producer = Producer::start(&world, workflows, Duration::from_millis(20));
     world.sink.wait_for("/b", 20, PATIENCE).await;
     b.kill();
     let killed = Instant::now();
     // A takes every bucket once B's claims have expired.
     a.wait_for_metric(CLAIMS, 64.0, PATIENCE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    producing.store(false, Ordering::SeqCst);
-    let created = producer.await.unwrap();
-    wait_all(&world, &created).await;
+    let created = producer.finish(&world).await;
 
     let received = world.sink.received();
     let deliveries = by_workflow(&received, &created);
@@ -472,28 +458,16 @@ async fn a_replica_that_loses_the_database_stops_delivering_before_its_claims_ex
     let world = Arc::new(World::new().await);
     let workflows = world.workflows(16);
     let proxy = Proxy::start(&world.url).await;
-    let mut a = world.start("router-a", "/a", &world.url);
-    wait_watching(&world, &mut a).await;
-    let mut b = world.start("router-b", "/b", &proxy.url);
-    b.wait_for_log("standing by", PATIENCE).await;
-    wait_shared(&mut a, &mut b).await;
+    let (mut a, mut b) = world.pair(&proxy.url, "").await;
 
-    let producing = Arc::new(AtomicBool::new(true));
-    let producer = produce(
-        &world,
-        workflows,
-        Duration::from_millis(20),
-        Arc::clone(&producing),
-    );
+    let producer = Producer::start(&world, workflows, Duration::from_millis(20));
     world.sink.wait_for("/b", 20, PATIENCE).await;
     proxy.stall(true);
     let stalled = Instant::now();
     a.wait_for_metric(CLAIMS, 64.0, PATIENCE).await;
     b.wait_for_log("stopping delivery", PATIENCE).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
-    producing.store(false, Ordering::SeqCst);
-    let created = producer.await.unwrap();
-    wait_all(&world, &created).await;
+    let created = producer.finish(&world).await;
 
     let received = world.sink.received();
     let deliveries = by_workflow(&received, &created);
