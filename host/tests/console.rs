@@ -132,6 +132,11 @@ fn endpoint_cell(name: &str, n: usize) -> String {
     )
 }
 
+/// The strings `script` (an expression giving an array of strings) evaluates to.
+async fn texts(browser: &mut Browser, script: &str) -> Vec<String> {
+    serde_json::from_value(browser.evaluate(script).await).unwrap()
+}
+
 /// Shows the view at `hash` and waits until `ready` holds in it.
 async fn show(browser: &mut Browser, hash: &str, ready: &str) {
     browser
@@ -203,13 +208,12 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
              .map(td => td.innerText.split('\\n')[0].trim()).filter(t => t)"
         )
     };
-    let good: Vec<String> = serde_json::from_value(browser.evaluate(&cells("good")).await).unwrap();
+    let good = texts(&mut browser, &cells("good")).await;
     assert_eq!(good.len(), 25, "{good:?}");
     let dropped = good.iter().filter(|t| t.starts_with("dropped")).count();
     let delivered = good.iter().filter(|t| t.starts_with("delivered")).count();
     assert_eq!((dropped, delivered), (12, 13), "{good:?}");
-    let flaky: Vec<String> =
-        serde_json::from_value(browser.evaluate(&cells("flaky")).await).unwrap();
+    let flaky = texts(&mut browser, &cells("flaky")).await;
     assert_eq!(flaky.len(), 3, "{flaky:?}");
     assert!(
         flaky.iter().all(|t| t.starts_with("dead lettered")),
@@ -259,12 +263,11 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
         "document.querySelector('tr[data-plugin=\"event-filter\"]')",
     )
     .await;
-    let row: Vec<String> = serde_json::from_value(
-        browser
-            .evaluate("[...document.querySelector('tbody tr[data-plugin=\"event-filter\"]').cells].map(c => c.innerText)")
-            .await,
+    let row = texts(
+        &mut browser,
+        "[...document.querySelector('tbody tr[data-plugin=\"event-filter\"]').cells].map(c => c.innerText)",
     )
-    .unwrap();
+    .await;
     assert!(row[1].ends_with("@0.1.0"), "the WIT version: {row:?}");
     assert_eq!(row[2].len(), 64, "the file's SHA-256: {row:?}");
     assert_eq!(
@@ -316,12 +319,11 @@ async fn the_console_shows_endpoints_a_run_and_a_dead_letter_and_redelivers_it()
         "document.querySelectorAll('button.redeliver').length === 2",
     )
     .await;
-    let reasons: Vec<String> = serde_json::from_value(
-        browser
-            .evaluate("[...document.querySelectorAll('tbody tr[data-id]')].map(tr => tr.cells[3].innerText)")
-            .await,
+    let reasons = texts(
+        &mut browser,
+        "[...document.querySelectorAll('tbody tr[data-id]')].map(tr => tr.cells[3].innerText)",
     )
-    .unwrap();
+    .await;
     assert_eq!(
         reasons,
         ["WorkflowNodeFailed", "WorkflowNodeFailed"],
