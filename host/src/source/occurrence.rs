@@ -6,14 +6,19 @@
 //! been seen, or when its count is higher than the last one seen.
 
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Event;
+
+/// How many Event uids a source remembers the count of: far more than a cluster's Events live
+/// at once (they expire after an hour), and a bound on memory however long the stream.
+pub(crate) const REMEMBERED: usize = 65_536;
 
 /// Remembers the last count of recently seen Events, up to a fixed number of uids.
 #[derive(Debug)]
 pub(crate) struct Occurrences {
-    counts: HashMap<String, i32>,
-    order: VecDeque<String>,
+    counts: HashMap<Arc<str>, i32>,
+    order: VecDeque<Arc<str>>,
     capacity: usize,
 }
 
@@ -31,7 +36,7 @@ impl Occurrences {
     pub(crate) fn is_new(&mut self, event: &Event) -> bool {
         let count = event.count.unwrap_or(1);
         let key = crate::model::argo::identity(event);
-        match self.counts.get_mut(&key) {
+        match self.counts.get_mut(key.as_str()) {
             Some(seen) if count <= *seen => false,
             Some(seen) => {
                 *seen = count;
@@ -43,7 +48,8 @@ impl Occurrences {
                 {
                     self.counts.remove(&oldest);
                 }
-                self.order.push_back(key.clone());
+                let key: Arc<str> = key.into();
+                self.order.push_back(Arc::clone(&key));
                 self.counts.insert(key, count);
                 true
             }

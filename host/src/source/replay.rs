@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
-use super::occurrence::Occurrences;
+use super::occurrence::{Occurrences, REMEMBERED};
 use crate::model::argo::is_workflow_event;
 use crate::model::item::{Checkpoint, SourceItem};
 use crate::model::workflow::Workflow;
@@ -82,7 +82,7 @@ impl Replay {
         });
         let key = self.checkpoint_key();
         let resume = resume.map(Resume::parse).unwrap_or_default();
-        let mut seen = Occurrences::new(usize::MAX);
+        let mut seen = Occurrences::new(REMEMBERED);
         let mut summary = ReplaySummary::default();
         let mut number = 0u64;
         let mut bytes = Vec::new();

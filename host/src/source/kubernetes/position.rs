@@ -28,10 +28,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::model::argo::identity;
 use crate::model::argo::is_workflow_event;
-use crate::source::occurrence::Occurrences;
+use crate::source::occurrence::{Occurrences, REMEMBERED};
 
-/// How many Event uids a gate remembers the count of.
-const REMEMBERED: usize = 65_536;
 /// Clock skew allowed between the router and the controller, for the baseline of a first
 /// start that listed no Event, where `resourceVersion`s are not numbers (see [`Gate`]).
 const SKEW: Duration = Duration::from_secs(60);
