@@ -32,7 +32,7 @@ use crate::state::outbox::{Outbox, PendingDelivery};
 use crate::telemetry::Metrics;
 
 /// Deliveries held in memory per endpoint at most.
-pub(crate) const LOADED: usize = 2048;
+pub(crate) const LOADED: usize = 1024;
 
 /// Deliveries queued in memory behind one workflow's delivery under way, at most.
 const QUEUED: usize = 256;
@@ -376,10 +376,17 @@ async fn load(
 /// Delivers one event to the endpoint: render, plugins, then attempts until done.
 async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
     let webhook_id = format!("msg_{}", delivery.event.id);
-    let request = loop {
+    // A slot first, then the body: the bodies in memory are bounded by the endpoint's
+    // concurrency, not by how many of its workflows wait.
+    let (request, slot) = loop {
+        let Ok(slot) = shared.slots.acquire().await else {
+            return End::Left;
+        };
+        // Not sent: the slot goes back before anything else (a dead letter's write, a wait).
         match shared.render.render(&shared.name, &delivery.event).await {
-            Verdict::Deliver(request) => break request,
+            Verdict::Deliver(request) => break (request, slot),
             Verdict::Drop { by } => {
+                drop(slot);
                 record::dropped(&shared, &delivery.event, &webhook_id, &by);
                 shared.metrics.delivery.dropped(&shared.name, by);
                 shared.outbox.complete(&shared.name, delivery.seq);
@@ -390,15 +397,16 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
                 error,
                 payload,
             } => {
+                drop(slot);
                 let request = Request {
                     payload,
                     headers: Vec::new(),
                 };
                 let error = format!("plugin {plugin} failed: {error}");
-                let end = dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
-                return end;
+                return dead_letter(&shared, &delivery, &request, &webhook_id, &error).await;
             }
             Verdict::Wait { reason } => {
+                drop(slot);
                 tracing::warn!(endpoint = %shared.name, webhook_id, "delivery waits in the outbox: {reason}");
                 if !wait_for_plugins(&shared).await {
                     return End::Left;
@@ -406,6 +414,7 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
             }
         }
     };
+    let mut slot = Some(slot);
     let started = Instant::now();
     // Attempts made before a restart count against the budget; time is measured from now.
     let elapsed_before = Duration::from_millis(match delivery.first_attempt_ms {
@@ -417,14 +426,18 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
             return End::Left;
         }
         let outcome = {
+            let _slot = match slot.take() {
+                Some(slot) => slot,
+                None => match shared.slots.acquire().await {
+                    Ok(slot) => slot,
+                    Err(_) => return End::Left,
+                },
+            };
             let rate = shared.endpoint.borrow().rate;
             tokio::select! {
                 () = shared.pacer.turn(rate) => {}
                 () = shared.stop.cancelled() => return End::Left,
             }
-            let Ok(_slot) = shared.slots.acquire().await else {
-                return End::Left;
-            };
             let endpoint = shared.endpoint.borrow().clone();
             let sent = Instant::now();
             let keep = shared.history.is_on();

@@ -17,7 +17,7 @@ use crate::state::Outbox;
 use crate::telemetry::Metrics;
 
 /// Capacity of the channels between stages.
-pub(super) const CHANNEL: usize = 1024;
+pub(super) const CHANNEL: usize = 256;
 
 /// A running source: its task (returning how many events it sent), a handle to stop it, the
 /// checkpoint to clear once it finished and everything is delivered (a replay's), and what it

@@ -42,7 +42,7 @@ const WORKFLOWS: TableDefinition<&str, &[u8]> = TableDefinition::new("workflows"
 /// Memory for the database's page cache. The outbox is read only by workers that fell behind,
 /// mostly near its head, so a small cache serves it; redb's default (1 GiB) would be most of
 /// the router's memory.
-const CACHE_BYTES: usize = 8 << 20;
+const CACHE_BYTES: usize = 4 << 20;
 
 /// A file smaller than this is never compacted: it is not worth the wait.
 pub(super) const COMPACT_ABOVE: u64 = 8 << 20;
