@@ -6,7 +6,8 @@
 //! - (b) the router replaying a generated recording of the same number of events (~1 KB
 //!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
 //! - the ratio (b)/(a), the router's peak RSS, and its delivery latency (acceptance to 2xx,
-//!   from its own histogram) in a paced run, next to the raw client's request latency;
+//!   from its own histogram) in a run paced at half (b)'s rate, next to the raw client's
+//!   request latency;
 //! - (c) the same replay in the `extended` format, without plugins and then through the
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), and the
 //!   ratio of the two.
@@ -80,10 +81,11 @@ fn main() {
         );
         println!("ratio chain / no plugins: {:.2}", chained.rate / extended.rate);
 
-        let paced_events = (events / 10).clamp(1_000, 20_000);
+        // Half the measured maximum: the load a router should carry with room to spare.
+        let rate = (router.rate / 2.0).round();
+        let paced_events = ((rate * 5.0) as u64).clamp(1_000, 40_000);
         let paced = dir.path().join("paced.jsonl");
         generate(&paced, paced_events, 200);
-        let rate = 2_000.0;
         let latency = in_background(dir.path(), &paced, &sink, Some(rate), None, false).await;
         let (p50, p99) = latency.latency_ms.expect("scraped the latency histogram");
         println!(
