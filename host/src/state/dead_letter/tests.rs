@@ -63,21 +63,12 @@ async fn the_file_is_rotated_at_its_limit_and_four_old_ones_are_kept() {
 }
 
 fn event(id: &str, reason: &str) -> RouterEvent {
-    RouterEvent {
-        id: id.into(),
-        event: EventFacts {
-            reason: reason.into(),
-            workflow_name: "wf".into(),
-            ..EventFacts::default()
-        },
-        node: None,
-        workflow: None,
-        synthesized: false,
-        task: None,
-        plumbing: false,
-        attempt: 1,
-        cluster: None,
-    }
+    let facts = EventFacts {
+        reason: reason.into(),
+        workflow_name: "wf".into(),
+        ..EventFacts::default()
+    };
+    RouterEvent::bare(id, facts)
 }
 
 /// Writes a letter of `event` for `endpoint`, given up at `time`.
