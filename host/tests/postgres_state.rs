@@ -8,6 +8,7 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use support::postgres::{Backend, PASSWORD, PgServer};
+use support::proxy::Proxy;
 use support::recording;
 use support::router::{PATIENCE, RouterProcess, Scratch, source_tables, toml_path, toml_str};
 use support::sink::{Received, Reply, Sink};
@@ -447,4 +448,87 @@ async fn a_database_of_a_newer_schema_is_refused() {
         "{logs}"
     );
     assert!(sink.received().is_empty());
+}
+
+/// The router's connection stalls (a network that drops everything) while its write
+/// transaction holds the outbox's lock: the server ends the idle transaction within seconds,
+/// so that the lock does not hold up another process's writes until the dead peer is noticed,
+/// hours later; once the network is back the router goes on, and every event is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_router_stalled_mid_transaction_releases_the_outbox_lock_and_loses_nothing() {
+    let server = PgServer::shared();
+    let url = server.database().await;
+    let proxy = Proxy::start(&url).await;
+    let backend = Backend::Postgres(proxy.url.clone());
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(20, 30);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    // Paced, so that events are still being accepted when the lock is taken.
+    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
+    let mut router = backend.start(&config);
+    wait_for_distinct(&sink, 50, &router).await;
+
+    // Hold the router's next write: its transaction takes the outbox's lock (the `meta` row)
+    // and then waits for `events`.
+    let mut admin = server.connect(&url).await;
+    let blocker = admin.transaction().await.unwrap();
+    blocker
+        .batch_execute("LOCK TABLE events IN EXCLUSIVE MODE")
+        .await
+        .unwrap();
+    let observer = server.connect(&url).await;
+    wait_for_router_session(&observer, "state = 'active' AND wait_event_type = 'Lock'").await;
+    // The network goes; then the router's statement goes through, and its session waits for
+    // a next statement that never comes, holding the lock.
+    proxy.stall(true);
+    blocker.commit().await.unwrap();
+    wait_for_router_session(&observer, "state = 'idle in transaction'").await;
+
+    let stalled = Instant::now();
+    let mut other = server.connect(&url).await;
+    let writer = other.transaction().await.unwrap();
+    writer
+        .batch_execute("SET LOCAL lock_timeout = '30s'")
+        .await
+        .unwrap();
+    let locked = writer
+        .query_one("SELECT last_commit FROM meta WHERE id = 1 FOR UPDATE", &[])
+        .await;
+    assert!(
+        locked.is_ok(),
+        "another process still waits for the stalled router's lock: {locked:?}"
+    );
+    eprintln!(
+        "the stalled router's lock was released after {:?}",
+        stalled.elapsed()
+    );
+    writer.rollback().await.unwrap();
+
+    proxy.stall(false);
+    router.expect_success().await;
+    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
+    eprintln!("{} events, {repeats} repeated", generated.events());
+    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+}
+
+/// Waits until a session of the router meets `condition` (on `pg_stat_activity`).
+async fn wait_for_router_session(client: &tokio_postgres::Client, condition: &str) {
+    let query = format!(
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE application_name = 'kfp-event-router' AND {condition}"
+    );
+    let deadline = Instant::now() + PATIENCE;
+    loop {
+        let found: i64 = client.query_one(&query, &[]).await.unwrap().get(0);
+        if found > 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no router session meets {condition}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }

@@ -3,6 +3,7 @@
 
 pub mod kube_api;
 pub mod postgres;
+pub mod proxy;
 pub mod recording;
 pub mod router;
 pub mod sink;

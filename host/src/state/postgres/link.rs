@@ -17,6 +17,14 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// URL says (`tcp_user_timeout`): a server that vanished is noticed within this.
 const TCP_USER_TIMEOUT: Duration = Duration::from_secs(30);
 
+/// How long a session of this router may sit idle inside a transaction before the server
+/// ends it, unless the URL's `options` set `idle_in_transaction_session_timeout`. Every
+/// transaction of the router sends its statements back to back, so only a connection that
+/// stalled mid-transaction (a network that drops everything, a frozen process) ever waits
+/// this long; ending it releases its locks, which would otherwise hold up every other
+/// replica's writes until the server noticed the dead peer, hours later.
+const IDLE_IN_TRANSACTION: &str = "5s";
+
 /// The first wait after a failure; it doubles up to [`BACKOFF_MAX`].
 const BACKOFF_FIRST: Duration = Duration::from_millis(100);
 
@@ -71,6 +79,7 @@ impl Link {
             // Its errors reach the client's calls; nothing else to do with them here.
             let _ = connection.await;
         });
+        self.prepare(&client).await?;
         Ok(client)
     }
 
@@ -92,8 +101,28 @@ impl Link {
                 }
             }
         });
+        self.prepare(&client).await?;
         Ok((client, received))
     }
+
+    /// Sets this router's session defaults on a new connection. A `SET` after connecting
+    /// rather than a startup option: connection poolers refuse startup options they do not
+    /// know.
+    async fn prepare(&self, client: &Client) -> Result<(), tokio_postgres::Error> {
+        match session_defaults(&self.config) {
+            Some(statement) => client.batch_execute(&statement).await,
+            None => Ok(()),
+        }
+    }
+}
+
+/// The `SET` of this router's session defaults ([`IDLE_IN_TRANSACTION`]) that the URL's
+/// `options` do not set themselves; `None` when they set them all.
+fn session_defaults(config: &Config) -> Option<String> {
+    let chosen = config
+        .get_options()
+        .is_some_and(|options| options.contains("idle_in_transaction_session_timeout"));
+    (!chosen).then(|| format!("SET idle_in_transaction_session_timeout = '{IDLE_IN_TRANSACTION}'"))
 }
 
 /// Whether `e` is a TLS handshake that failed (a certificate not trusted, a protocol
@@ -152,5 +181,31 @@ impl Backoff {
         let wait = self.0;
         self.0 = (self.0 * 2).min(BACKOFF_MAX);
         wait
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(url: &str) -> Config {
+        parse_url(&Secret::new(url.to_owned())).unwrap()
+    }
+
+    #[test]
+    fn sessions_end_a_stalled_transaction_unless_the_url_says_otherwise() {
+        let set = session_defaults(&config("postgresql://u@db.example/router"));
+        assert_eq!(
+            set.as_deref(),
+            Some("SET idle_in_transaction_session_timeout = '5s'")
+        );
+        let chosen = config(
+            "postgresql://u@db.example/router?options=-c%20idle_in_transaction_session_timeout%3D60s",
+        );
+        assert_eq!(
+            session_defaults(&chosen),
+            None,
+            "the URL's own value stands"
+        );
     }
 }
