@@ -6,11 +6,18 @@ use std::process::Command;
 
 use crate::support;
 
+/// The target folder of the Rust plugin projects built here. They are workspaces of their
+/// own, as copies of them would be, but have the same dependencies: one folder builds those
+/// once for both tests (cargo's lock on it makes the second wait, then reuse them).
+fn projects_target() -> PathBuf {
+    support::built_plugins().parent().unwrap().join("template")
+}
+
 #[test]
 fn the_template_tests_natively_builds_and_runs_in_the_router() {
     let template = support::root().join("examples/plugin-template");
-    // Its own target folder: the template is a workspace of its own, as a copy of it would be.
-    let target = support::root().join("target/template");
+    // Installs the wasm32-wasip2 target, among other things.
+    let target = projects_target();
     let cargo = |args: &[&str]| {
         let status = Command::new(env!("CARGO"))
             .args(args)
@@ -21,7 +28,6 @@ fn the_template_tests_natively_builds_and_runs_in_the_router() {
             .expect("running cargo");
         assert!(status.success(), "cargo {args:?} failed in the template");
     };
-    support::built_plugins(); // installs the wasm32-wasip2 target, among other things
     cargo(&["test", "--quiet"]);
     cargo(&["build", "--quiet", "--release", "--target", "wasm32-wasip2"]);
     let wasm: PathBuf = target.join("wasm32-wasip2/release/my_plugin.wasm");
@@ -83,11 +89,11 @@ fn plugin_new_projects_build_and_pass_their_tests_in_each_language() {
                     ),
                 )
                 .unwrap();
-                build.env("CARGO_TARGET_DIR", built.parent().unwrap().join("scaffold"));
+                build.env("CARGO_TARGET_DIR", projects_target());
                 let tested = Command::new(env!("CARGO"))
                     .args(["test", "--quiet"])
                     .current_dir(&dir)
-                    .env("CARGO_TARGET_DIR", built.parent().unwrap().join("scaffold"))
+                    .env("CARGO_TARGET_DIR", projects_target())
                     .status()
                     .unwrap();
                 assert!(tested.success(), "cargo test in the rust project");
