@@ -2,7 +2,8 @@
 //! across workflows and in order within one, and retries or dead-letters failures.
 //!
 //! A worker that keeps up takes its new deliveries in memory, handed over as soon as they are
-//! durable ([`handoff`](crate::state::handoff)); otherwise the outbox is the queue: the worker
+//! durable ([`handoff`](crate::state::handoff)), and holds a hand-off back while it has no
+//! room for it, which slows the source down to its pace; otherwise the outbox is the queue: the worker
 //! keeps at most [`LOADED`] deliveries in memory and reads more as they complete, so an
 //! endpoint that is down for hours costs disk, not memory, and never holds up another endpoint
 //! (each has its own worker). Within an endpoint, one workflow
@@ -201,6 +202,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
     let mut held = Held::default();
     let mut running: FuturesUnordered<BoxFuture<'static, Ended>> = FuturesUnordered::new();
     let mut handoffs = shared.outbox.handoffs(&shared.name);
+    // A hand-off taken from the queue before there was room for it.
+    let mut parked = None;
     // Every delivery of this endpoint up to here was read or handed over.
     let mut cursor = 0u64;
     let mut caught_up = false;
@@ -210,14 +213,19 @@ pub(super) async fn run(shared: Arc<Shared>) {
         // What was accepted up to `mark` was handed over before `mark` was published.
         let mark = *accepted.borrow_and_update();
         if let Some(handoffs) = &mut handoffs {
-            while let Ok(handoff) = handoffs.try_recv() {
+            while let Some(handoff) = parked.take().or_else(|| handoffs.try_recv().ok()) {
                 if handoff.upto <= cursor || shared.stop.is_cancelled() {
                     continue;
                 }
                 // One missed (its queue was full): the outbox has it.
-                if handoff.after > cursor || held.seqs.len() + handoff.deliveries.len() > LOADED {
+                if handoff.after > cursor {
                     caught_up = false;
                     continue;
+                }
+                // No room: held back, so that the queue fills and the source waits.
+                if !held.seqs.is_empty() && held.seqs.len() + handoff.deliveries.len() > LOADED {
+                    parked = Some(handoff);
+                    break;
                 }
                 for delivery in handoff.deliveries {
                     if delivery.seq <= cursor {
@@ -230,7 +238,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                 cursor = handoff.upto;
             }
         }
-        if mark > cursor {
+        // A hand-off held back covers what follows the cursor; later ones wait in the queue.
+        if mark > cursor && parked.is_none() {
             caught_up = false;
         }
         // Read in large batches: refilling one delivery per completion would cost a read

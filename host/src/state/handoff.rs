@@ -11,19 +11,32 @@
 //! full) and reads the outbox from its cursor. The commit's [`Handoff`]s are sent before the
 //! outbox's `accepted` watch moves to `upto`, so a worker woken by that watch that finds no
 //! hand-off up to it knows it must read.
+//!
+//! A worker takes a hand-off only when it has room for it: until then the hand-off waits in
+//! its queue. Before each accept, [`Tails::room`] waits (a little) until some worker's queue
+//! has room: a source faster than every endpoint is slowed to the pace of the fastest, rather
+//! than filling the outbox with events that a worker would read back a moment later. An
+//! endpoint that is down or slow does not hold up the others, which keep taking hand-offs;
+//! and if every endpoint is down, the wait is bounded ([`PATIENCE`]), so the outbox still
+//! takes what the source brings.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
 
 use super::outbox::PendingDelivery;
 use crate::model::event::RouterEvent;
 
-/// Hand-offs waiting for one worker at most; when full, the next are not sent and the worker
-/// reads them from the outbox. A commit holds up to one accept batch (1024 events), so this
-/// bounds what waits in memory per endpoint to a few thousand deliveries.
-const QUEUE: usize = 4;
+/// Hand-offs waiting for one worker at most, besides the one it holds back until it has room;
+/// when full, the next are not sent and the worker reads them from the outbox. A commit holds
+/// up to one accept batch (1024 events), so what waits in memory per endpoint stays at a few
+/// thousand deliveries.
+const QUEUE: usize = 1;
+
+/// How long an accept waits at most for a worker to have room for its hand-off.
+pub(crate) const PATIENCE: Duration = Duration::from_millis(100);
 
 /// The deliveries of one endpoint in one commit.
 #[derive(Debug)]
@@ -92,6 +105,19 @@ impl Tails {
         });
     }
 
+    /// Waits until some worker's queue has room for a hand-off, or no worker listens, or
+    /// `patience` has passed.
+    pub(crate) async fn room(&self, patience: Duration) {
+        let workers: Vec<mpsc::Sender<Handoff>> = self.lock().values().cloned().collect();
+        // A closed queue "has room": its worker is gone, and waiting for it would be pointless.
+        let free = |worker: &mpsc::Sender<Handoff>| worker.is_closed() || worker.capacity() > 0;
+        if workers.is_empty() || workers.iter().any(free) {
+            return;
+        }
+        let any = futures::future::select_all(workers.iter().map(|w| Box::pin(w.reserve())));
+        let _ = tokio::time::timeout(patience, any).await;
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Handoff>>> {
         self.workers.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -149,6 +175,39 @@ mod tests {
         // outbox for the ones between.
         tails.publish(9, 10, &[committed(10, &["a"])]);
         assert_eq!(worker.try_recv().unwrap().after, 9);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_accept_waits_for_the_first_worker_with_room_or_its_patience() {
+        let tails = Tails::default();
+        tails.room(PATIENCE).await;
+        let mut fast = tails.subscribe("fast");
+        let _slow = tails.subscribe("slow");
+        let started = tokio::time::Instant::now();
+        tails.room(PATIENCE).await;
+        assert_eq!(started.elapsed(), Duration::ZERO, "both have room");
+
+        // Both full: the wait ends when the first worker takes its hand-off.
+        tails.publish(0, 1, &[committed(1, &["fast", "slow"])]);
+        let taker = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(30)).await;
+            fast.recv().await.unwrap();
+            fast
+        });
+        tails.room(PATIENCE).await;
+        assert_eq!(started.elapsed(), Duration::from_millis(30));
+        let fast = taker.await.unwrap();
+
+        // Neither takes anything: the wait ends at its patience.
+        tails.publish(1, 2, &[committed(2, &["fast", "slow"])]);
+        let started = tokio::time::Instant::now();
+        tails.room(PATIENCE).await;
+        assert_eq!(started.elapsed(), PATIENCE);
+        // A worker that is gone does not hold an accept up.
+        drop(fast);
+        let started = tokio::time::Instant::now();
+        tails.room(PATIENCE).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 
     #[test]
