@@ -20,6 +20,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::AbortOnDropHandle;
 
 use super::Delivery;
 use super::http::{Failure, HttpSender};
@@ -350,10 +351,20 @@ fn start(
     let seq = delivery.seq;
     let lost = held.tokens.entry(delivery.bucket).or_default().clone();
     let shared = Arc::clone(shared);
-    Box::pin(async move {
-        let end = tokio::select! {
+    // A task of its own, so that rendering, plugins and sending use every core, not only the
+    // worker's; dropped with the worker, it is aborted.
+    let task = AbortOnDropHandle::new(tokio::spawn(async move {
+        tokio::select! {
             end = deliver(shared, delivery) => end,
             () = lost.cancelled() => End::Left,
+        }
+    }));
+    Box::pin(async move {
+        let end = match task.await {
+            Ok(end) => end,
+            // As if it had run in the worker's own task.
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_aborted) => End::Left,
         };
         (key, seq, end)
     })
