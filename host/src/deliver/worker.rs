@@ -3,13 +3,13 @@
 //!
 //! A worker that keeps up takes its new deliveries in memory, handed over as soon as they are
 //! durable ([`handoff`](crate::state::handoff)), and holds a hand-off back while it has no
-//! room for it, which slows the source down to its pace; otherwise the outbox is the queue: the worker
-//! keeps at most [`LOADED`] deliveries in memory and reads more as they complete, so an
-//! endpoint that is down for hours costs disk, not memory, and never holds up another endpoint
-//! (each has its own worker). Within an endpoint, one workflow
-//! stuck behind a failing delivery holds at most [`QUEUED`] deliveries in memory: the rest of
-//! it stays in the outbox, read again once its queue has room, so that it never fills the
-//! worker and holds up the other workflows.
+//! room for it, which slows the source down to its pace. Otherwise the outbox is the queue:
+//! the worker keeps at most [`LOADED`] deliveries in memory and reads more as they complete,
+//! so an endpoint that is down for hours costs disk, not memory, and never holds up another
+//! endpoint (each has its own worker). Within an endpoint, one workflow stuck behind a failing
+//! delivery holds at most [`QUEUED`] deliveries in memory: the rest of it stays in the outbox,
+//! read again once its queue has room, so that it never fills the worker and holds up the
+//! other workflows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;

@@ -36,7 +36,7 @@ use crate::model::event::RouterEvent;
 const QUEUE: usize = 1;
 
 /// How long an accept waits at most for a worker to have room for its hand-off.
-pub(crate) const PATIENCE: Duration = Duration::from_millis(100);
+const PATIENCE: Duration = Duration::from_millis(100);
 
 /// The deliveries of one endpoint in one commit.
 #[derive(Debug)]
@@ -106,8 +106,8 @@ impl Tails {
     }
 
     /// Waits until some worker's queue has room for a hand-off, or no worker listens, or
-    /// `patience` has passed.
-    pub(crate) async fn room(&self, patience: Duration) {
+    /// [`PATIENCE`] has passed.
+    pub(crate) async fn room(&self) {
         let workers: Vec<mpsc::Sender<Handoff>> = self.lock().values().cloned().collect();
         // A closed queue "has room": its worker is gone, and waiting for it would be pointless.
         let free = |worker: &mpsc::Sender<Handoff>| worker.is_closed() || worker.capacity() > 0;
@@ -115,7 +115,7 @@ impl Tails {
             return;
         }
         let any = futures::future::select_all(workers.iter().map(|w| Box::pin(w.reserve())));
-        let _ = tokio::time::timeout(patience, any).await;
+        let _ = tokio::time::timeout(PATIENCE, any).await;
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, mpsc::Sender<Handoff>>> {
@@ -180,11 +180,11 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn an_accept_waits_for_the_first_worker_with_room_or_its_patience() {
         let tails = Tails::default();
-        tails.room(PATIENCE).await;
+        tails.room().await;
         let mut fast = tails.subscribe("fast");
         let _slow = tails.subscribe("slow");
         let started = tokio::time::Instant::now();
-        tails.room(PATIENCE).await;
+        tails.room().await;
         assert_eq!(started.elapsed(), Duration::ZERO, "both have room");
 
         // Both full: the wait ends when the first worker takes its hand-off.
@@ -194,19 +194,19 @@ mod tests {
             fast.recv().await.unwrap();
             fast
         });
-        tails.room(PATIENCE).await;
+        tails.room().await;
         assert_eq!(started.elapsed(), Duration::from_millis(30));
         let fast = taker.await.unwrap();
 
         // Neither takes anything: the wait ends at its patience.
         tails.publish(1, 2, &[committed(2, &["fast", "slow"])]);
         let started = tokio::time::Instant::now();
-        tails.room(PATIENCE).await;
+        tails.room().await;
         assert_eq!(started.elapsed(), PATIENCE);
         // A worker that is gone does not hold an accept up.
         drop(fast);
         let started = tokio::time::Instant::now();
-        tails.room(PATIENCE).await;
+        tails.room().await;
         assert_eq!(started.elapsed(), Duration::ZERO);
     }
 

@@ -29,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 mod writer;
 
 use self::writer::{Serialised, Write};
-use super::handoff::{PATIENCE, Tails};
+use super::handoff::Tails;
 use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 
@@ -117,7 +117,7 @@ impl Redb {
     /// See [`Outbox::accept`](super::Outbox::accept). Waits first, briefly, for a worker with
     /// room for the hand-off (see [`Tails::room`]).
     pub(super) async fn accept(&self, batch: AcceptBatch) -> Result<()> {
-        self.tails.room(PATIENCE).await;
+        self.tails.room().await;
         let (done, wait) = oneshot::channel();
         self.send(Write::Accept(Serialised::new(batch), done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
