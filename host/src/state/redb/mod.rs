@@ -2,7 +2,8 @@
 //!
 //! Tables:
 //! - `events`: sequence number -> the stored event (JSON);
-//! - `remaining`: sequence number -> endpoints still to deliver it;
+//! - `remaining`: sequence number -> endpoints still to deliver it, for an event routed to
+//!   more than one (no row: one);
 //! - `pending`: (endpoint, sequence number) -> attempts made and when the first was;
 //! - `checkpoints`: source position key -> value;
 //! - `workflows`: workflow uid -> what the enrich stage last saw of it (for derived events).
@@ -28,7 +29,7 @@ use tokio::sync::{oneshot, watch};
 
 mod writer;
 
-use self::writer::{Serialised, Write};
+use self::writer::{Lazy, LazyWrite, Serialised, Write};
 use super::handoff::Tails;
 use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
@@ -63,6 +64,7 @@ pub(crate) struct Redb {
     last_seq: watch::Receiver<u64>,
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
+    lazy: Arc<Lazy>,
 }
 
 impl Redb {
@@ -98,12 +100,14 @@ impl Redb {
         let (seq_tx, last_seq) = watch::channel(next - 1);
         let depth = Arc::new(watch::Sender::new(depth as i64));
         let tails = Tails::default();
+        let lazy = Arc::new(Lazy::default());
         let writes = writer::spawn(
             Arc::clone(&db),
             next,
             seq_tx,
             Arc::clone(&depth),
             tails.clone(),
+            Arc::clone(&lazy),
         );
         Ok(Self {
             db,
@@ -111,6 +115,7 @@ impl Redb {
             last_seq,
             depth,
             tails,
+            lazy,
         })
     }
 
@@ -125,7 +130,7 @@ impl Redb {
 
     /// See [`Outbox::attempted`](super::Outbox::attempted).
     pub(super) fn attempted(&self, endpoint: &str, seq: u64, attempts: u32, first_ms: u64) {
-        let _ = self.send(Write::Attempted {
+        self.send_lazy(LazyWrite::Attempted {
             endpoint: endpoint.to_owned(),
             seq,
             attempts,
@@ -135,7 +140,7 @@ impl Redb {
 
     /// See [`Outbox::complete`](super::Outbox::complete).
     pub(super) fn complete(&self, endpoint: &str, seq: u64) {
-        let _ = self.send(Write::Complete {
+        self.send_lazy(LazyWrite::Complete {
             endpoint: endpoint.to_owned(),
             seq,
         });
@@ -244,8 +249,9 @@ impl Redb {
     pub(super) fn oldest_pending(&self) -> Result<Option<u64>> {
         let oldest = || -> Result<Option<u64>, redb::Error> {
             let read = self.db.begin_read()?;
-            let remaining = read.open_table(REMAINING)?;
-            Ok(remaining.first()?.map(|(seq, _)| seq.value()))
+            // An event is kept until its last endpoint is done with it.
+            let events = read.open_table(EVENTS)?;
+            Ok(events.first()?.map(|(seq, _)| seq.value()))
         };
         Ok(oldest()?)
     }
@@ -301,6 +307,13 @@ impl Redb {
 
     fn send(&self, write: Write) -> Result<()> {
         self.writes.send(write).map_err(|_| OutboxError::Stopped)
+    }
+
+    /// Queues a lazy write, waking the writer only for the first since its last commit.
+    fn send_lazy(&self, write: LazyWrite) {
+        if self.lazy.push(write) {
+            let _ = self.writes.send(Write::Lazy);
+        }
     }
 }
 
@@ -386,6 +399,53 @@ mod tests {
         let pending = outbox.pending("hook", 0, 10).unwrap();
         assert_eq!(pending.len(), 1);
         assert_eq!(pending[0].event.id, "e9000");
+        outbox.close().await.unwrap();
+    }
+
+    /// Commits what was queued so far, lazy writes included.
+    async fn flush(outbox: &Redb) {
+        let (done, wait) = oneshot::channel();
+        outbox.send(Write::Flush { done, close: false }).unwrap();
+        wait.await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn an_event_is_kept_until_its_last_endpoint_is_done_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Redb::open(&dir.path().join("outbox.redb")).unwrap();
+        let accept = |i: usize, endpoints: &[&str]| Accept {
+            event: event(i, 10),
+            endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+        };
+        let batch = AcceptBatch {
+            events: vec![accept(1, &["a", "b"]), accept(2, &["a"])],
+            ..AcceptBatch::default()
+        };
+        outbox.accept(batch).await.unwrap();
+        // A file written before single-endpoint events went without a count still has one.
+        {
+            let txn = outbox.db.begin_write().unwrap();
+            txn.open_table(REMAINING).unwrap().insert(2, 1).unwrap();
+            txn.commit().unwrap();
+        }
+        assert_eq!(outbox.oldest_pending().unwrap(), Some(1));
+
+        outbox.complete("a", 1);
+        flush(&outbox).await;
+        assert_eq!(outbox.oldest_pending().unwrap(), Some(1), "b still waits");
+        assert_eq!(outbox.pending("b", 0, 10).unwrap()[0].seq, 1);
+
+        outbox.complete("b", 1);
+        flush(&outbox).await;
+        assert_eq!(outbox.oldest_pending().unwrap(), Some(2));
+
+        outbox.complete("a", 2);
+        flush(&outbox).await;
+        assert_eq!(outbox.oldest_pending().unwrap(), None);
+        let read = outbox.db.begin_read().unwrap();
+        assert!(read.open_table(REMAINING).unwrap().is_empty().unwrap());
+        assert!(read.open_table(EVENTS).unwrap().is_empty().unwrap());
+        drop(read);
         outbox.close().await.unwrap();
     }
 

@@ -1,9 +1,14 @@
 //! The redb writer: one thread owns every write transaction. It commits whatever has queued
-//! up in one durable transaction (group commit); completions wait at most [`LAZY_WINDOW`] for
-//! company, and events arrive serialised, so that the thread spends its time writing.
+//! up in one durable transaction (group commit); events arrive serialised, so that the thread
+//! spends its time writing.
+//!
+//! Writes nobody waits for (completions, failed attempts) do not go through the queue: they
+//! gather in [`Lazy`], and the writer takes them all at its next commit, at most
+//! [`LAZY_WINDOW`] after the first. A steady stream of completions so costs neither one commit
+//! nor one wake-up of the thread per delivery.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use redb::{Database, ReadableTable};
@@ -51,19 +56,47 @@ impl Serialised {
     }
 }
 
-/// A queued write.
-pub(super) enum Write {
-    /// Events to store; answered once committed.
-    Accept(Serialised, oneshot::Sender<()>),
-    /// A failed attempt (lazy).
+/// A write nobody waits for: committed within [`LAZY_WINDOW`].
+pub(super) enum LazyWrite {
+    /// A failed attempt.
     Attempted {
         endpoint: String,
         seq: u64,
         attempts: u32,
         first_ms: u64,
     },
-    /// A delivery done (lazy).
+    /// A delivery done.
     Complete { endpoint: String, seq: u64 },
+}
+
+/// Lazy writes gathered for the writer's next commit.
+#[derive(Default)]
+pub(super) struct Lazy(Mutex<Vec<LazyWrite>>);
+
+impl Lazy {
+    /// Adds `write`; true when it is the first since the writer last took them, so that the
+    /// caller tells the writer ([`Write::Lazy`]).
+    pub(super) fn push(&self, write: LazyWrite) -> bool {
+        let mut writes = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        writes.push(write);
+        writes.len() == 1
+    }
+
+    fn take(&self) -> Vec<LazyWrite> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|e| e.into_inner()))
+    }
+
+    fn is_empty(&self) -> bool {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).is_empty()
+    }
+}
+
+/// A queued write.
+pub(super) enum Write {
+    /// Events to store; answered once committed.
+    Accept(Serialised, oneshot::Sender<()>),
+    /// Lazy writes are waiting in [`Lazy`]: commit them within [`LAZY_WINDOW`].
+    Lazy,
     /// A source position to forget.
     ClearCheckpoint(String, oneshot::Sender<()>),
     /// Every delivery of an endpoint to drop; answered with how many.
@@ -75,13 +108,6 @@ pub(super) enum Write {
     },
 }
 
-impl Write {
-    /// Whether nobody waits for this write: it may be committed a little later.
-    fn is_lazy(&self) -> bool {
-        matches!(self, Write::Complete { .. } | Write::Attempted { .. })
-    }
-}
-
 /// Starts the writer thread on `db`, numbering events from `next`; returns where to send
 /// writes. The thread stops after a close, or once every sender is gone.
 pub(super) fn spawn(
@@ -90,6 +116,7 @@ pub(super) fn spawn(
     seq: watch::Sender<u64>,
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
+    lazy: Arc<Lazy>,
 ) -> Sender<Write> {
     let (writes, queue) = std::sync::mpsc::channel();
     let writer = Writer {
@@ -98,6 +125,7 @@ pub(super) fn spawn(
         seq,
         depth,
         tails,
+        lazy,
     };
     std::thread::Builder::new()
         .name("outbox-writer".into())
@@ -113,6 +141,7 @@ struct Writer {
     seq: watch::Sender<u64>,
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
+    lazy: Arc<Lazy>,
 }
 
 /// Replies to send once a transaction has committed, and the events it stored.
@@ -127,12 +156,14 @@ impl Writer {
     fn run(mut self, queue: Receiver<Write>) {
         let mut closing = Vec::new();
         while let Ok(first) = queue.recv() {
-            let batch = gather(&queue, first);
+            let Some((batch, lazy)) = gather(&queue, first, &self.lazy) else {
+                continue;
+            };
             let close = batch
                 .iter()
                 .any(|w| matches!(w, Write::Flush { close: true, .. }));
             let last_seq = self.next;
-            match self.commit(batch) {
+            match self.commit(batch, lazy) {
                 Ok(replies) => {
                     if self.next != last_seq {
                         // Hand-offs first: a worker woken by the watch finds them queued.
@@ -166,7 +197,7 @@ impl Writer {
         }
     }
 
-    fn commit(&mut self, batch: Vec<Write>) -> Result<Replies, redb::Error> {
+    fn commit(&mut self, batch: Vec<Write>, lazy: Vec<LazyWrite>) -> Result<Replies, redb::Error> {
         let txn = self.db.begin_write()?;
         let mut replies = Replies::default();
         let mut depth = 0i64;
@@ -195,7 +226,10 @@ impl Writer {
                             let seq = self.next;
                             self.next += 1;
                             events.insert(seq, bytes.as_slice())?;
-                            remaining.insert(seq, endpoints.len() as u32)?;
+                            // One endpoint, the most common case, needs no count.
+                            if endpoints.len() > 1 {
+                                remaining.insert(seq, endpoints.len() as u32)?;
+                            }
                             for endpoint in &endpoints {
                                 pending.insert((endpoint.as_str(), seq), (0, 0))?;
                             }
@@ -212,22 +246,7 @@ impl Writer {
                         }
                         replies.done.push(done);
                     }
-                    Write::Attempted {
-                        endpoint,
-                        seq,
-                        attempts,
-                        first_ms,
-                    } => {
-                        if pending.get((endpoint.as_str(), seq))?.is_some() {
-                            pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
-                        }
-                    }
-                    Write::Complete { endpoint, seq } => {
-                        if pending.remove((endpoint.as_str(), seq))?.is_some() {
-                            depth -= 1;
-                            release(&mut events, &mut remaining, seq)?;
-                        }
-                    }
+                    Write::Lazy => {}
                     Write::Purge(endpoint, done) => {
                         let seqs: Vec<u64> = pending
                             .extract_from_if(
@@ -249,6 +268,27 @@ impl Writer {
                     Write::Flush { done, .. } => replies.done.push(done),
                 }
             }
+            // After the queued writes: a completion always follows its event's acceptance.
+            for write in lazy {
+                match write {
+                    LazyWrite::Attempted {
+                        endpoint,
+                        seq,
+                        attempts,
+                        first_ms,
+                    } => {
+                        if pending.get((endpoint.as_str(), seq))?.is_some() {
+                            pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
+                        }
+                    }
+                    LazyWrite::Complete { endpoint, seq } => {
+                        if pending.remove((endpoint.as_str(), seq))?.is_some() {
+                            depth -= 1;
+                            release(&mut events, &mut remaining, seq)?;
+                        }
+                    }
+                }
+            }
         }
         txn.commit()?;
         if depth != 0 {
@@ -258,46 +298,64 @@ impl Writer {
     }
 }
 
-/// Takes what has queued up after `first`, up to [`GROUP_COMMIT`] writes. While they are all
-/// lazy, waits up to [`LAZY_WINDOW`] (from `first`) for more, so that a steady stream of
-/// completions costs one durable commit per window rather than one per delivery; a write
-/// someone waits for ends the wait.
-fn gather(queue: &Receiver<Write>, first: Write) -> Vec<Write> {
-    let deadline = Instant::now() + LAZY_WINDOW;
-    let mut lazy = first.is_lazy();
-    let mut batch = vec![first];
-    while batch.len() < GROUP_COMMIT {
-        let next = match queue.try_recv() {
-            Ok(write) => write,
-            Err(_) if lazy => {
-                match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-                    Ok(write) => write,
-                    Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+/// Takes what has queued up after `first`, up to [`GROUP_COMMIT`] writes, and then every lazy
+/// write. When `first` only says that lazy writes wait, waits up to [`LAZY_WINDOW`] for more
+/// company, cut short by a write someone waits for: a steady stream of completions costs one
+/// durable commit per window. `None` when there is nothing to write (the lazy writes that
+/// `first` told of went with an earlier commit).
+fn gather(
+    queue: &Receiver<Write>,
+    first: Write,
+    lazy: &Lazy,
+) -> Option<(Vec<Write>, Vec<LazyWrite>)> {
+    let mut batch = Vec::new();
+    if matches!(first, Write::Lazy) {
+        if lazy.is_empty() {
+            return None;
+        }
+        let deadline = Instant::now() + LAZY_WINDOW;
+        loop {
+            match queue.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+                Ok(Write::Lazy) => continue,
+                Ok(write) => {
+                    batch.push(write);
+                    break;
                 }
+                Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
-            Err(_) => break,
-        };
-        lazy &= next.is_lazy();
-        batch.push(next);
+        }
+    } else {
+        batch.push(first);
     }
-    batch
+    while batch.len() < GROUP_COMMIT {
+        match queue.try_recv() {
+            Ok(Write::Lazy) => {}
+            Ok(write) => batch.push(write),
+            Err(_) => break,
+        }
+    }
+    Some((batch, lazy.take()))
 }
 
-/// One endpoint is done with `seq`: drop the event when it was the last.
+/// One endpoint is done with `seq`: drop the event when it was the last. An event without a
+/// count in `remaining` had one endpoint.
 fn release(
     events: &mut redb::Table<u64, &[u8]>,
     remaining: &mut redb::Table<u64, u32>,
     seq: u64,
 ) -> Result<(), redb::Error> {
-    let left = remaining
-        .get(seq)?
-        .map_or(0, |v| v.value())
-        .saturating_sub(1);
-    if left == 0 {
-        remaining.remove(seq)?;
-        events.remove(seq)?;
-    } else {
-        remaining.insert(seq, left)?;
+    let left = remaining.get(seq)?.map(|v| v.value());
+    match left {
+        Some(left) if left > 1 => {
+            remaining.insert(seq, left - 1)?;
+        }
+        Some(_) => {
+            remaining.remove(seq)?;
+            events.remove(seq)?;
+        }
+        None => {
+            events.remove(seq)?;
+        }
     }
     Ok(())
 }
