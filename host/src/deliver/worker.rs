@@ -350,15 +350,21 @@ fn start(
 ) -> BoxFuture<'static, Ended> {
     let seq = delivery.seq;
     let lost = held.tokens.entry(delivery.bucket).or_default().clone();
+    let plugins = shared.render.runs_plugins(&shared.name);
     let shared = Arc::clone(shared);
-    // A task of its own, so that rendering, plugins and sending use every core, not only the
-    // worker's; dropped with the worker, it is aborted.
-    let task = AbortOnDropHandle::new(tokio::spawn(async move {
+    let work = async move {
         tokio::select! {
             end = deliver(shared, delivery) => end,
             () = lost.cancelled() => End::Left,
         }
-    }));
+    };
+    if !plugins {
+        // Rendering alone is cheap: a task of its own would cost more than it spreads.
+        return Box::pin(async move { (key, seq, work.await) });
+    }
+    // Plugins are CPU work: a task of its own lets them, and the sending, use every core,
+    // not only the worker's. Dropped with the worker, it is aborted.
+    let task = AbortOnDropHandle::new(tokio::spawn(work));
     Box::pin(async move {
         let end = match task.await {
             Ok(end) => end,

@@ -61,4 +61,8 @@ pub(crate) trait Render: Send + Sync {
     /// Resolves when what `render` decides may have changed (plugins loaded or removed, an
     /// endpoint's chain edited): deliveries waiting for a missing plugin look again then.
     fn changed(&self) -> BoxFuture<'_, ()>;
+
+    /// Whether rendering for `endpoint` runs plugins now: CPU work, worth spreading over the
+    /// cores.
+    fn runs_plugins(&self, endpoint: &str) -> bool;
 }

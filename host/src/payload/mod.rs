@@ -243,6 +243,15 @@ impl Render for PayloadStage {
         }
         .boxed()
     }
+
+    fn runs_plugins(&self, endpoint: &str) -> bool {
+        let settings = self.settings.borrow();
+        self.active.is_some()
+            && (!settings.plugins.chain.is_empty()
+                || settings
+                    .endpoint(endpoint)
+                    .is_some_and(|e| !e.plugins.is_empty()))
+    }
 }
 
 impl Report for PayloadStage {
