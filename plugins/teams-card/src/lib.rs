@@ -1,9 +1,10 @@
 //! `teams-card`: a kfp-event-router plugin that replaces the payload with a
 //! Microsoft Teams message carrying an Adaptive Card (1.4). See README.md.
 
-use kfp_event_router_sdk::serde_json::{Map, Value, json};
+use kfp_event_router_sdk::serde_json::{self, Value, json};
 use kfp_event_router_sdk::{Action, Config, Event, Outcome, Payload, Plugin, Template};
-use serde::Deserialize;
+use serde::de::IgnoredAny;
+use serde::{Deserialize, Deserializer};
 
 /// Configuration.
 #[derive(Debug, Default, Deserialize)]
@@ -31,19 +32,89 @@ impl Plugin for TeamsCard {
     }
 
     fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String> {
-        let extra = payload.event_object().unwrap_or_default();
-        Action::json(&self.message(event, &extra))
+        Action::json(&self.message(event, &Extra::of(&payload)))
     }
 }
 
 kfp_event_router_sdk::export_plugin!(TeamsCard);
 
-/// A string from the payload's event object, if present and not empty.
-fn extra_str<'a>(extra: &'a Map<String, Value>, key: &str) -> Option<&'a str> {
-    extra
-        .get(key)
-        .and_then(Value::as_str)
-        .filter(|s| !s.is_empty())
+/// What the card reads from the payload's event object (the body, or the `data` of a
+/// CloudEvents envelope), beyond the event itself: its non-empty strings. Read without
+/// building the whole object, so the fields the card does not show (a long `Message`) cost
+/// no copy.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct Extra {
+    #[serde(deserialize_with = "text")]
+    run_name: Option<String>,
+    #[serde(deserialize_with = "text")]
+    kfp_run_id: Option<String>,
+    #[serde(deserialize_with = "text")]
+    pipeline_name: Option<String>,
+    #[serde(deserialize_with = "text")]
+    namespace: Option<String>,
+    #[serde(deserialize_with = "text")]
+    phase: Option<String>,
+    #[serde(deserialize_with = "text")]
+    started_at: Option<String>,
+    #[serde(deserialize_with = "text")]
+    finished_at: Option<String>,
+    #[serde(deserialize_with = "text")]
+    event_time: Option<String>,
+    #[serde(deserialize_with = "node")]
+    node: Option<ExtraNode>,
+    /// A CloudEvents envelope's marks: `specversion`, and the event object in `data`.
+    #[serde(rename = "specversion")]
+    spec_version: Option<IgnoredAny>,
+    #[serde(rename = "data")]
+    data: Option<Value>,
+}
+
+/// What the card reads of the payload's `Node`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, rename_all = "PascalCase")]
+struct ExtraNode {
+    #[serde(deserialize_with = "text")]
+    display_name: Option<String>,
+    #[serde(deserialize_with = "text")]
+    message: Option<String>,
+}
+
+/// A string value, when it is a non-empty one.
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        Value::String(s) if !s.is_empty() => Some(s),
+        _ => None,
+    })
+}
+
+/// An object value, read as a [`ExtraNode`].
+fn node<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtraNode>, D::Error> {
+    Ok(match Value::deserialize(d)? {
+        node @ Value::Object(_) => serde_json::from_value(node).ok(),
+        _ => None,
+    })
+}
+
+impl Extra {
+    /// Reads `payload`; nothing when it is not a JSON object.
+    fn of(payload: &Payload) -> Self {
+        let top = match serde_json::from_slice::<Extra>(&payload.body) {
+            Ok(top) => top,
+            // Not JSON, not an object, or an object with a key given twice (which this
+            // reading refuses): read it the general way.
+            Err(_) => match payload.event_object() {
+                Some(object) => serde_json::from_value(Value::Object(object)).unwrap_or_default(),
+                None => return Self::default(),
+            },
+        };
+        match top.data {
+            Some(data @ Value::Object(_)) if top.spec_version.is_some() => {
+                serde_json::from_value(data).unwrap_or_default()
+            }
+            _ => top,
+        }
+    }
 }
 
 /// `value` unless it is empty, then `fallback`.
@@ -53,7 +124,7 @@ fn or<'a>(value: &'a str, fallback: Option<&'a str>) -> Option<&'a str> {
 
 impl TeamsCard {
     /// The whole Teams webhook body.
-    fn message(&self, event: &Event, extra: &Map<String, Value>) -> Value {
+    fn message(&self, event: &Event, extra: &Extra) -> Value {
         json!({
             "type": "message",
             "attachments": [{
@@ -65,18 +136,18 @@ impl TeamsCard {
     }
 
     /// The Adaptive Card.
-    fn card(&self, event: &Event, extra: &Map<String, Value>) -> Value {
+    fn card(&self, event: &Event, extra: &Extra) -> Value {
         let (style, color, icon, status) = match event.outcome() {
             Outcome::Failed => ("attention", "attention", "❌", "failed"),
             Outcome::Succeeded => ("good", "good", "✅", "succeeded"),
             Outcome::Running => ("accent", "accent", "▶️", "running"),
             Outcome::Other => ("emphasis", "default", "ℹ️", ""),
         };
-        let run_name = or(&event.run_name, extra_str(extra, "RunName"));
+        let run_name = or(&event.run_name, extra.run_name.as_deref());
         let name = run_name.unwrap_or(&event.workflow_name);
-        let node = extra.get("Node").and_then(Value::as_object);
+        let node = extra.node.as_ref();
         let node_name = node
-            .and_then(|n| extra_str(n, "DisplayName"))
+            .and_then(|n| n.display_name.as_deref())
             .or(Some(event.node_name.as_str()).filter(|s| !s.is_empty()));
         let subject = match node_name {
             Some(node) => format!("Step {node}"),
@@ -113,7 +184,7 @@ impl TeamsCard {
         if !event.message.is_empty() {
             body.push(json!({"type": "TextBlock", "text": event.message, "wrap": true}));
         }
-        if let Some(msg) = node.and_then(|n| extra_str(n, "Message"))
+        if let Some(msg) = node.and_then(|n| n.message.as_deref())
             && msg != event.message
         {
             body.push(json!({
@@ -122,7 +193,7 @@ impl TeamsCard {
         }
 
         let facts: Vec<Value> = [
-            ("Run ID", or(&event.run_id, extra_str(extra, "KfpRunId"))),
+            ("Run ID", or(&event.run_id, extra.kfp_run_id.as_deref())),
             (
                 "Workflow",
                 // Only when the title shows the run name instead.
@@ -130,19 +201,19 @@ impl TeamsCard {
                     .and(Some(event.workflow_name.as_str()))
                     .filter(|w| Some(*w) != run_name),
             ),
-            ("Pipeline", extra_str(extra, "PipelineName")),
+            ("Pipeline", extra.pipeline_name.as_deref()),
             (
                 "Namespace",
-                or(&event.namespace, extra_str(extra, "Namespace")),
+                or(&event.namespace, extra.namespace.as_deref()),
             ),
             ("Node", node_name),
-            ("Phase", or(&event.phase, extra_str(extra, "Phase"))),
+            ("Phase", or(&event.phase, extra.phase.as_deref())),
             ("Reason", or(&event.reason, None)),
-            ("Started", extra_str(extra, "StartedAt")),
-            ("Finished", extra_str(extra, "FinishedAt")),
+            ("Started", extra.started_at.as_deref()),
+            ("Finished", extra.finished_at.as_deref()),
             (
                 "Event time",
-                or(&event.event_time, extra_str(extra, "EventTime")),
+                or(&event.event_time, extra.event_time.as_deref()),
             ),
         ]
         .into_iter()
@@ -307,6 +378,27 @@ mod tests {
         assert_eq!(card["body"][0]["style"], "good");
         assert!(card.get("actions").is_none());
         assert_eq!(fact(&card, "Run ID"), None);
+    }
+
+    #[test]
+    fn payload_fields_of_other_types_or_given_twice_are_read_as_before() {
+        let p = plugin(json!({}));
+        // Not strings: ignored, as if absent.
+        let payload = Payload::from_json(&json!({
+            "RunName": 7, "PipelineName": ["a"], "Node": "train", "Phase": "",
+        }));
+        let first = card(&p.handle(&failed(), payload).unwrap());
+        assert_eq!(first["body"][0]["items"][0]["text"], "train-x7k2p");
+        assert_eq!(fact(&first, "Pipeline"), None);
+        assert_eq!(fact(&first, "Phase").as_deref(), Some("Failed"));
+        // A key given twice: the last wins, as JSON readers commonly do.
+        let body = r#"{"RunName": "first", "PipelineName": "p", "RunName": "second"}"#;
+        let card = card(
+            &p.handle(&failed(), Payload::new(body, "application/json"))
+                .unwrap(),
+        );
+        assert_eq!(card["body"][0]["items"][0]["text"], "second");
+        assert_eq!(fact(&card, "Pipeline").as_deref(), Some("p"));
     }
 
     #[test]
