@@ -1,9 +1,12 @@
 //! `redact`: a kfp-event-router plugin that removes or masks fields of JSON
 //! payloads before they leave the cluster. See README.md.
 
-use kfp_event_router_sdk::serde_json::Value;
+use std::collections::BTreeMap;
+
+use kfp_event_router_sdk::serde_json::{self, Value};
 use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, log};
 use serde::Deserialize;
+use serde::de::IgnoredAny;
 
 /// What masked values become.
 const MASK: &str = "***";
@@ -94,7 +97,45 @@ fn mask(value: &mut Value) -> bool {
     }
 }
 
+/// The run parameters of a JSON payload, read without building the rest of it: the
+/// `Parameters` of the body, or of the `data` of a CloudEvents envelope.
+#[derive(Deserialize)]
+struct Probe {
+    #[serde(rename = "Parameters", default)]
+    parameters: Option<BTreeMap<String, IgnoredAny>>,
+    #[serde(default)]
+    specversion: Option<IgnoredAny>,
+    #[serde(default)]
+    data: Option<Box<Probe>>,
+}
+
 impl Redact {
+    /// Whether the configuration cannot change `body`: it only masks parameters, and the
+    /// payload has none of those. False whenever that is not certain (a body this reading
+    /// refuses is read the general way), so that nothing is let through unredacted.
+    fn leaves_alone(&self, body: &[u8]) -> bool {
+        if !self.drop.is_empty() || !self.mask.is_empty() {
+            return false;
+        }
+        let Ok(probe) = serde_json::from_slice::<Probe>(body) else {
+            return false;
+        };
+        let target = match (probe.specversion, probe.data) {
+            (Some(_), Some(data)) => *data,
+            (_, _) => Probe {
+                parameters: probe.parameters,
+                specversion: None,
+                data: None,
+            },
+        };
+        let all = self.mask_parameters.iter().any(|n| n == "*");
+        target
+            .parameters
+            .unwrap_or_default()
+            .keys()
+            .all(|name| !all && !self.mask_parameters.contains(name))
+    }
+
     /// Applies the configuration to a KFP event object; true if anything changed.
     fn redact(&self, object: &mut Value) -> bool {
         let mut changed = false;
@@ -144,6 +185,9 @@ impl Plugin for Redact {
                 "{} payload for {} is not JSON; left unchanged",
                 payload.content_type, event.endpoint
             ));
+            return Ok(Action::Pass);
+        }
+        if self.leaves_alone(&payload.body) {
             return Ok(Action::Pass);
         }
         // Fail closed: a body that claims to be JSON but isn't can't be redacted.
@@ -261,6 +305,35 @@ mod tests {
             ),
             Action::Pass
         );
+    }
+
+    #[test]
+    fn only_payloads_with_a_parameter_to_mask_are_changed() {
+        let config = json!({"mask_parameters": ["p"]});
+        let masked = |action: Action| match action {
+            Action::Replace { body, .. } => serde_json::from_slice::<Value>(&body).unwrap(),
+            other => panic!("expected a replacement, got {other:?}"),
+        };
+        let other = json!({"KfpRunId": "r", "Parameters": {"q": "1"}, "Message": "x"});
+        assert_eq!(
+            run(config.clone(), Payload::from_json(&other)),
+            Action::Pass
+        );
+        let plain = json!({"KfpRunId": "r", "Parameters": {"q": "1", "p": "s3cret"}});
+        let body = masked(run(config.clone(), Payload::from_json(&plain)));
+        assert_eq!(body["Parameters"], json!({"q": "1", "p": "***"}));
+        // In a CloudEvents envelope, the parameters are those of `data`.
+        let cloud = json!({"specversion": "1.0", "Parameters": {},
+                           "data": {"Parameters": {"p": "s3cret"}}});
+        let body = masked(run(config.clone(), Payload::from_json(&cloud)));
+        assert_eq!(body["data"]["Parameters"]["p"], "***");
+        // `Parameters` given twice, or not an object: read the general way, which masks
+        // what it finds.
+        let twice = r#"{"Parameters": {"q": "1"}, "Parameters": {"p": "s3cret"}}"#;
+        let body = masked(run(config.clone(), Payload::new(twice, "application/json")));
+        assert_eq!(body["Parameters"]["p"], "***");
+        let odd = json!({"Parameters": ["p"], "data": "x", "specversion": "1.0"});
+        assert_eq!(run(config, Payload::from_json(&odd)), Action::Pass);
     }
 
     #[test]
