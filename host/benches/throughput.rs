@@ -5,12 +5,12 @@
 //! - (a) a raw reqwest client posting 1 KB bodies with 64 in flight to a local sink;
 //! - (b) the router replaying a generated recording of the same number of events (~1 KB
 //!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
-//! - the ratio (b)/(a), the router's peak RSS, and its delivery latency (acceptance to 2xx,
-//!   from its own histogram) in a run paced at half (b)'s rate, next to the raw client's
-//!   request latency;
+//! - the ratio (b)/(a), the router's CPU time per event (user and system, from `/proc`) and
+//!   peak RSS, and its delivery latency (acceptance to 2xx, from its own histogram) in a run
+//!   paced at half (b)'s rate, next to the raw client's request latency;
 //! - (c) the same replay in the `extended` format, without plugins and then through the
-//!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), and the
-//!   ratio of the two;
+//!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), the
+//!   ratio of the two, and the CPU time per event of each;
 //! - (e) the router without plugins over 1 000 000 events (`BENCH_BIG_EVENTS` changes it, 0
 //!   skips it): its rate and peak RSS, beside (b)'s, to show memory flat in the stream's
 //!   length.
@@ -64,8 +64,9 @@ fn main() {
         let router = in_background(dir.path(), &recording, &sink, None, None, false).await;
         assert_eq!(sink.count() - before, events, "every event reached the sink");
         println!(
-            "(b) router:       {:>9.0} ev/s    peak RSS {:.1} MiB   bodies {} B",
+            "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {} B",
             router.rate,
+            router.cpu_us_per_event,
             router.peak_rss_kib as f64 / 1024.0,
             (sink.bytes() - bytes_before) / events
         );
@@ -84,8 +85,8 @@ fn main() {
         let chain = Some(plugin_chain(dir.path()));
         let chained = in_background(dir.path(), &recording, &sink, None, chain, false).await;
         println!(
-            "(c) `extended`, no plugins: {:>7.0} ev/s;  with event-filter -> redact -> teams-card: {:.0} ev/s",
-            extended.rate, chained.rate
+            "(c) `extended`, no plugins: {:>7.0} ev/s, CPU {:.0} µs/event;  with event-filter -> redact -> teams-card: {:.0} ev/s, CPU {:.0} µs/event",
+            extended.rate, extended.cpu_us_per_event, chained.rate, chained.cpu_us_per_event
         );
         println!("ratio chain / no plugins: {:.2}", chained.rate / extended.rate);
 
@@ -103,8 +104,9 @@ fn main() {
             let large = in_background(dir.path(), &recording, &sink, None, None, false).await;
             std::fs::remove_file(&recording).unwrap();
             println!(
-                "(e) router, {big} events: {:>9.0} ev/s    peak RSS {:.1} MiB  (at {events}: {:.1} MiB)",
+                "(e) router, {big} events: {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB  (at {events}: {:.1} MiB)",
                 large.rate,
+                large.cpu_us_per_event,
                 large.peak_rss_kib as f64 / 1024.0,
                 runs[0].1.peak_rss_kib as f64 / 1024.0,
             );
@@ -322,6 +324,8 @@ struct Run<'a> {
 
 struct RouterRun {
     rate: f64,
+    /// CPU time the router used per event delivered, user and system, in microseconds.
+    cpu_us_per_event: f64,
     peak_rss_kib: u64,
     latency_ms: Option<(f64, f64)>,
     samples: Vec<Sample>,
@@ -383,6 +387,7 @@ fn run_router(
         .spawn()
         .expect("starting the router");
     let mut peak_rss_kib = 0;
+    let mut cpu_ticks = 0;
     let mut latency_ms = None;
     let mut last_scrape = Instant::now();
     let mut samples = Vec::new();
@@ -401,6 +406,7 @@ fn run_router(
                 });
             }
         }
+        cpu_ticks = cpu_ticks_of(child.id()).unwrap_or(cpu_ticks);
         if rate.is_some() && last_scrape.elapsed() > Duration::from_millis(200) {
             latency_ms = scrape_latency(metrics_port).or(latency_ms);
             last_scrape = Instant::now();
@@ -416,10 +422,24 @@ fn run_router(
     let delivered = sink.load(Ordering::Relaxed) - counted_before;
     RouterRun {
         rate: delivered as f64 / elapsed,
+        cpu_us_per_event: cpu_ticks as f64 * 1e6 / CLOCK_TICKS_PER_SECOND / delivered as f64,
         peak_rss_kib,
         latency_ms,
         samples,
     }
+}
+
+/// The unit of `/proc/<pid>/stat`'s times (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS_PER_SECOND: f64 = 100.0;
+
+/// CPU time process `pid` has used so far (user and system), in clock ticks: read every 20
+/// ms while it runs, so that the last reading misses at most that much.
+fn cpu_ticks_of(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The fields after the command name, which is in parentheses: state is the first, utime
+    // the 12th and stime the 13th.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
 /// p50 and p99 of `kfp_event_router_delivery_latency_seconds`, interpolated within buckets.
