@@ -11,6 +11,8 @@
 //! - (c) the same replay in the `extended` format, without plugins and then through the
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), the
 //!   ratio of the two, and the CPU time per event of each;
+//! - (f) the replay of (b) on the shared PostgreSQL outbox (a server of its own, set up as the
+//!   tests set it up; `BENCH_POSTGRES=0` skips it), and its ratio to (b);
 //! - (e) the router without plugins over 1 000 000 events (`BENCH_BIG_EVENTS` changes it, 0
 //!   skips it): its rate and peak RSS, beside (b)'s, to show memory flat in the stream's
 //!   length.
@@ -29,6 +31,10 @@ use std::time::{Duration, Instant};
 use axum::Router;
 use axum::extract::State;
 use futures::StreamExt;
+
+/// The tests' shared parts: here, their PostgreSQL server.
+#[path = "../tests/support/mod.rs"]
+mod support;
 
 const IN_FLIGHT: usize = 64;
 const BODY: usize = 1024;
@@ -61,7 +67,7 @@ fn main() {
         let recording = dir.path().join("recording.jsonl");
         generate(&recording, events, 2_000);
         let (before, bytes_before) = (sink.count(), sink.bytes());
-        let router = in_background(dir.path(), &recording, &sink, None, None, false).await;
+        let router = in_background(dir.path(), &recording, &sink, Setup::default()).await;
         assert_eq!(sink.count() - before, events, "every event reached the sink");
         println!(
             "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {} B",
@@ -72,7 +78,11 @@ fn main() {
         );
         println!("ratio (b)/(a):    {:.2}", router.rate / raw.rate);
 
-        let console = in_background(dir.path(), &recording, &sink, None, None, true).await;
+        let console = Setup {
+            console: true,
+            ..Setup::default()
+        };
+        let console = in_background(dir.path(), &recording, &sink, console).await;
         println!(
             "(d) router with the console's history on: {:>9.0} ev/s    peak RSS {:.1} MiB;  ratio (d)/(b): {:.2}",
             console.rate,
@@ -80,15 +90,24 @@ fn main() {
             console.rate / router.rate
         );
 
-        let extended =
-            in_background(dir.path(), &recording, &sink, None, Some(String::new()), false).await;
-        let chain = Some(plugin_chain(dir.path()));
-        let chained = in_background(dir.path(), &recording, &sink, None, chain, false).await;
+        let extended = Setup {
+            plugins: Some(String::new()),
+            ..Setup::default()
+        };
+        let extended = in_background(dir.path(), &recording, &sink, extended).await;
+        let chain = Setup {
+            plugins: Some(plugin_chain(dir.path())),
+            ..Setup::default()
+        };
+        let chained = in_background(dir.path(), &recording, &sink, chain).await;
         println!(
             "(c) `extended`, no plugins: {:>7.0} ev/s, CPU {:.0} µs/event;  with event-filter -> redact -> teams-card: {:.0} ev/s, CPU {:.0} µs/event",
             extended.rate, extended.cpu_us_per_event, chained.rate, chained.cpu_us_per_event
         );
         println!("ratio chain / no plugins: {:.2}", chained.rate / extended.rate);
+        if std::env::var("BENCH_POSTGRES").as_deref() != Ok("0") {
+            shared_outbox(dir.path(), &recording, &sink, &router).await;
+        }
 
         // Half the measured maximum: the load a router should carry with room to spare.
         paced(dir.path(), &sink, (router.rate / 2.0).round()).await;
@@ -101,7 +120,7 @@ fn main() {
         if big > 0 {
             let recording = dir.path().join("big.jsonl");
             generate(&recording, big, 2_000);
-            let large = in_background(dir.path(), &recording, &sink, None, None, false).await;
+            let large = in_background(dir.path(), &recording, &sink, Setup::default()).await;
             std::fs::remove_file(&recording).unwrap();
             println!(
                 "(e) router, {big} events: {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB  (at {events}: {:.1} MiB)",
@@ -118,13 +137,41 @@ fn main() {
     });
 }
 
+/// (f): the replay of (b) on the shared PostgreSQL outbox, on a server of its own.
+async fn shared_outbox(
+    dir: &std::path::Path,
+    recording: &std::path::Path,
+    sink: &CountingSink,
+    redb: &RouterRun,
+) {
+    let server = tokio::task::spawn_blocking(support::postgres::PgServer::start)
+        .await
+        .unwrap();
+    let setup = Setup {
+        database: Some(server.database().await),
+        ..Setup::default()
+    };
+    let shared = in_background(dir, recording, sink, setup).await;
+    println!(
+        "(f) router on the PostgreSQL outbox: {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB;  ratio (f)/(b): {:.2}",
+        shared.rate,
+        shared.cpu_us_per_event,
+        shared.peak_rss_kib as f64 / 1024.0,
+        shared.rate / redb.rate
+    );
+}
+
 /// Runs the router paced at `rate` for about 5 s and prints its delivery latency (alone, with
 /// `BENCH_PACED_ONLY=<rate>`).
 async fn paced(dir: &std::path::Path, sink: &CountingSink, rate: f64) {
     let events = ((rate * 5.0) as u64).clamp(1_000, 40_000);
     let recording = dir.join("paced.jsonl");
     generate(&recording, events, 200);
-    let latency = in_background(dir, &recording, sink, Some(rate), None, false).await;
+    let paced = Setup {
+        rate: Some(rate),
+        ..Setup::default()
+    };
+    let latency = in_background(dir, &recording, sink, paced).await;
     let (p50, p99) = latency.latency_ms.expect("scraped the latency histogram");
     println!(
         "paced at {rate:.0} ev/s ({events} events): router delivery latency p50 ~{p50:.2} ms  \
@@ -263,9 +310,7 @@ async fn in_background(
     dir: &std::path::Path,
     recording: &std::path::Path,
     sink: &CountingSink,
-    rate: Option<f64>,
-    plugins: Option<String>,
-    console: bool,
+    setup: Setup,
 ) -> RouterRun {
     let (dir, recording, url) = (
         dir.to_owned(),
@@ -273,17 +318,9 @@ async fn in_background(
         format!("http://{}/router", sink.addr),
     );
     let sink = Arc::clone(&sink.count);
-    tokio::task::spawn_blocking(move || {
-        let run = Run {
-            rate,
-            plugins: plugins.as_deref(),
-            console,
-            sink: &sink,
-        };
-        run_router(&dir, &recording, &url, &run)
-    })
-    .await
-    .unwrap()
+    tokio::task::spawn_blocking(move || run_router(&dir, &recording, &url, &setup, &sink))
+        .await
+        .unwrap()
 }
 
 /// Builds the bundled plugins, puts the chain event-filter -> redact -> teams-card in a folder
@@ -310,16 +347,17 @@ fn plugin_chain(dir: &std::path::Path) -> String {
     )
 }
 
-/// How to run the router once.
-struct Run<'a> {
+/// How to run the router once, besides its recording and endpoint.
+#[derive(Default)]
+struct Setup {
     /// Its source's `rate`, to pace it.
     rate: Option<f64>,
     /// `[plugins]` tables; `Some` (even empty) means the `extended` format.
-    plugins: Option<&'a str>,
+    plugins: Option<String>,
     /// With the console and its history on.
     console: bool,
-    /// The sink's count of requests.
-    sink: &'a AtomicU64,
+    /// A PostgreSQL database's URL: the shared outbox instead of redb.
+    database: Option<String>,
 }
 
 struct RouterRun {
@@ -343,14 +381,15 @@ fn run_router(
     dir: &std::path::Path,
     recording: &std::path::Path,
     url: &str,
-    run: &Run,
+    setup: &Setup,
+    sink: &AtomicU64,
 ) -> RouterRun {
-    let Run {
+    let Setup {
         rate,
-        plugins,
+        ref plugins,
         console,
-        sink,
-    } = *run;
+        ref database,
+    } = *setup;
     let counted_before = sink.load(Ordering::Relaxed);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -365,13 +404,17 @@ fn run_router(
         true => "admin_token = { env = \"KFP_BENCH_ADMIN_TOKEN\" }\n",
         false => "",
     };
+    let backend_lines = match database {
+        Some(_) => "backend = \"postgres\"\nurl = { env = \"KFP_BENCH_DATABASE_URL\" }\n",
+        None => "",
+    };
     std::fs::write(
         &config,
         format!(
-            "[source]\nkind = \"replay\"\npath = {recording:?}\n{rate_line}\n[state]\ndir = {:?}\n\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n{console_line}\n\
+            "[source]\nkind = \"replay\"\npath = {recording:?}\n{rate_line}\n[state]\ndir = {:?}\n{backend_lines}\n[server]\nlisten = \"127.0.0.1:{metrics_port}\"\n{console_line}\n\
              {}[[endpoints]]\nname = \"sink\"\nurl = \"{url}\"\nconcurrency = {IN_FLIGHT}\nformat = \"{}\"\n",
             state.path(),
-            plugins.unwrap_or_default(),
+            plugins.as_deref().unwrap_or_default(),
             // `Some` plugins (even none) means the `extended` format, which plugins read.
             if plugins.is_some() { "extended" } else { "kfp" },
         ),
@@ -383,6 +426,10 @@ fn run_router(
         .arg(&config)
         .env("RUST_LOG", "warn")
         .env("KFP_BENCH_ADMIN_TOKEN", "bench-token")
+        .env(
+            "KFP_BENCH_DATABASE_URL",
+            database.as_deref().unwrap_or_default(),
+        )
         .stdout(Stdio::null())
         .spawn()
         .expect("starting the router");
