@@ -120,17 +120,12 @@ impl Redact {
         let Ok(probe) = serde_json::from_slice::<Probe>(body) else {
             return false;
         };
-        let target = match (probe.specversion, probe.data) {
-            (Some(_), Some(data)) => *data,
-            (_, _) => Probe {
-                parameters: probe.parameters,
-                specversion: None,
-                data: None,
-            },
+        let parameters = match (probe.specversion, probe.data) {
+            (Some(_), Some(data)) => data.parameters,
+            _ => probe.parameters,
         };
         let all = self.mask_parameters.iter().any(|n| n == "*");
-        target
-            .parameters
+        parameters
             .unwrap_or_default()
             .keys()
             .all(|name| !all && !self.mask_parameters.contains(name))
