@@ -234,6 +234,9 @@ impl Postgres {
                 let after = after.min(i64::MAX as u64) as i64;
                 let limit = limit as i64;
                 let bucket = claims::BUCKET_OF;
+                // `e.seq > $2` says again what the join implies, so that the planner starts
+                // its scan of `events` at `$2`: without it a merge join walks every older
+                // index entry, dead ones included, and each batch costs O(outbox).
                 match buckets {
                     None => {
                         client
@@ -241,7 +244,8 @@ impl Postgres {
                                 &format!(
                                     "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
                                      e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
-                                     WHERE p.endpoint = $1 AND p.seq > $2 ORDER BY p.seq LIMIT $3"
+                                     WHERE p.endpoint = $1 AND p.seq > $2 AND e.seq > $2 \
+                                     ORDER BY p.seq LIMIT $3"
                                 ),
                                 &[&endpoint, &after, &limit],
                             )
@@ -253,7 +257,7 @@ impl Postgres {
                                 &format!(
                                     "SELECT p.seq, p.attempts, p.first_attempt_ms, e.accepted_ms, \
                                      e.event, {bucket} FROM pending p JOIN events e ON e.seq = p.seq \
-                                     WHERE p.endpoint = $1 AND p.seq > $2 AND {bucket} = ANY($4) \
+                                     WHERE p.endpoint = $1 AND p.seq > $2 AND e.seq > $2 AND {bucket} = ANY($4) \
                                      ORDER BY p.seq LIMIT $3"
                                 ),
                                 &[&endpoint, &after, &limit, &claims::buckets(mask)],
