@@ -15,8 +15,8 @@ use super::{DropLabel, EndpointLabel};
 /// Upper bounds of `delivery_latency_seconds`, acceptance to 2xx: from half a millisecond (a
 /// healthy local endpoint answers within one or two) to the retry schedule's 36 hours.
 const LATENCY_BUCKETS: [f64; 25] = [
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0,
-    1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 129_600.0,
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 28800.0, 57600.0, 129_600.0,
 ];
 
 /// Upper bounds of `delivery_attempt_duration_seconds`, one request: up to a long timeout.
