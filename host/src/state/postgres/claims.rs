@@ -23,7 +23,7 @@ use tokio::time::Instant;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Link, describe};
+use super::link::{Link, Note, describe};
 
 /// How many buckets the workflows are hashed into; a claim mask has one bit per bucket.
 pub(crate) const BUCKETS: u32 = 64;
@@ -110,7 +110,7 @@ async fn run(
 ) {
     let period = ttl / 3;
     // The connection the rounds run on, and the releases it hears of.
-    let mut client: Option<(Client, mpsc::UnboundedReceiver<String>)> = None;
+    let mut client: Option<(Client, mpsc::UnboundedReceiver<Note>)> = None;
     // Until when the buckets published may be delivered: two thirds of a claim's life after
     // the start of the last round that renewed them.
     let mut deadline: Option<Instant> = None;
@@ -190,7 +190,7 @@ async fn run(
 
 /// The next release another replica announces, or the end of the connection; never without
 /// one.
-async fn released(client: &mut Option<(Client, mpsc::UnboundedReceiver<String>)>) {
+async fn released(client: &mut Option<(Client, mpsc::UnboundedReceiver<Note>)>) {
     match client {
         Some((_, releases)) => {
             if releases.recv().await.is_none() {

@@ -59,6 +59,14 @@ pub(super) fn parse_url(url: &Secret) -> Result<Config, String> {
     Ok(config)
 }
 
+/// A notification a listening connection received.
+pub(super) struct Note {
+    /// The server process (`pg_backend_pid()`) of the session that sent it.
+    pub(super) sender: i32,
+    /// Its payload.
+    pub(super) payload: String,
+}
+
 /// Opens connections to one database.
 #[derive(Clone)]
 pub(super) struct Link {
@@ -83,11 +91,11 @@ impl Link {
         Ok(client)
     }
 
-    /// Connects once and hands over the payloads of the notifications it receives; the
-    /// receiver ends when the connection does.
+    /// Connects once and hands over the notifications it receives; the receiver ends when
+    /// the connection does.
     pub(super) async fn connect_listening(
         &self,
-    ) -> Result<(Client, mpsc::UnboundedReceiver<String>), tokio_postgres::Error> {
+    ) -> Result<(Client, mpsc::UnboundedReceiver<Note>), tokio_postgres::Error> {
         let (client, mut connection) = self.config.connect(self.tls.connector()).await?;
         let (notes, received) = mpsc::unbounded_channel();
         tokio::spawn(async move {
@@ -95,7 +103,12 @@ impl Link {
                 std::future::poll_fn(|cx| connection.poll_message(cx)).await
             {
                 if let AsyncMessage::Notification(note) = message
-                    && notes.send(note.payload().to_owned()).is_err()
+                    && notes
+                        .send(Note {
+                            sender: note.process_id(),
+                            payload: note.payload().to_owned(),
+                        })
+                        .is_err()
                 {
                     break;
                 }

@@ -403,11 +403,13 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             closing: closing.clone(),
             link: Arc::new(link.clone()),
         };
+        let notifier = Arc::default();
         tokio::spawn(listen::run(
             link.clone(),
             Arc::clone(&last_seq),
             reconnects,
             writes,
+            Arc::clone(&notifier),
             stop.clone(),
         ));
         let reader = Arc::new(Reader::new(link.clone(), closing.clone()));
@@ -415,7 +417,9 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         if ready.send(Ok(handle)).is_err() {
             return Vec::new();
         }
-        let replies = Writer::new(link, last_seq, depth, closing).run(queue).await;
+        let replies = Writer::new(link, last_seq, depth, notifier, closing)
+            .run(queue)
+            .await;
         stop.cancel();
         replies
     });

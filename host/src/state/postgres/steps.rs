@@ -69,6 +69,8 @@ pub(super) struct Outcome {
     pub(super) purged: Vec<u64>,
     /// Which letters each redrive took (those whose rows were still there), in order.
     pub(super) redriven: Vec<Vec<bool>>,
+    /// The server process that sent this transaction's notification, when it sent one.
+    pub(super) notifier: Option<i32>,
 }
 
 /// The statements, prepared on each new connection.
@@ -131,7 +133,7 @@ impl Sql {
             .await?,
             take_dead_letters: p("DELETE FROM dead_letters WHERE id = ANY($1::bigint[]) RETURNING id")
                 .await?,
-            notify: p("SELECT pg_notify($1, $2)").await?,
+            notify: p("SELECT pg_backend_pid() FROM pg_notify($1, $2)").await?,
         })
     }
 }
@@ -294,8 +296,10 @@ pub(super) async fn execute(
         }
     }
     if let Some(seq) = outcome.last_seq {
-        txn.execute(&sql.notify, &[&CHANNEL, &seq.to_string()])
+        let row = txn
+            .query_one(&sql.notify, &[&CHANNEL, &seq.to_string()])
             .await?;
+        outcome.notifier = Some(row.get(0));
     }
     Ok(outcome)
 }

@@ -83,6 +83,9 @@ pub(super) struct Writer {
     connection: Option<(Client, Sql)>,
     last_seq: std::sync::Arc<watch::Sender<u64>>,
     depth: std::sync::Arc<watch::Sender<i64>>,
+    /// The server process of the session that sent the last notification, for the listener
+    /// to tell this process's own notifications apart.
+    notifier: std::sync::Arc<std::sync::atomic::AtomicI32>,
     /// Set by `close`: stop trying once a try fails.
     closing: CancellationToken,
     /// What the transaction whose commit was sent but not answered changed.
@@ -95,6 +98,7 @@ impl Writer {
         link: Link,
         last_seq: std::sync::Arc<watch::Sender<u64>>,
         depth: std::sync::Arc<watch::Sender<i64>>,
+        notifier: std::sync::Arc<std::sync::atomic::AtomicI32>,
         closing: CancellationToken,
     ) -> Self {
         Self {
@@ -102,6 +106,7 @@ impl Writer {
             connection: None,
             last_seq,
             depth,
+            notifier,
             closing,
             unconfirmed: None,
         }
@@ -248,6 +253,11 @@ impl Writer {
         }
         txn.execute(&sql.set_token, &[&token]).await?;
         let outcome = execute(&txn, sql, steps).await?;
+        if let Some(sender) = outcome.notifier {
+            // Before the commit, which delivers the notification to the listener.
+            self.notifier
+                .store(sender, std::sync::atomic::Ordering::Release);
+        }
         self.unconfirmed = Some(outcome.clone());
         txn.commit().await?;
         self.unconfirmed = None;
