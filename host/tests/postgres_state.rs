@@ -228,6 +228,37 @@ async fn a_router_on_another_or_a_wiped_state_dir_continues_from_the_database() 
     assert!(repeats * 20 < total, "{repeats} of {total} repeated");
 }
 
+/// A router on PostgreSQL hands what it accepts to its delivery workers in memory, as the
+/// embedded outbox does: with an endpoint that keeps up, its workers do not read the events
+/// they were just given back from the database (`outbox_read_back_total` stays well under what
+/// was delivered), and every event still arrives once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_postgres_what_a_router_accepts_is_handed_to_its_workers_not_read_back() {
+    let backend = Backend::postgres().await;
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(10, 90);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200));
+    let config = config(&scratch, &backend, "state", &path, Some(300.0), &sink);
+
+    let mut router = backend.start(&config);
+    let delivered = "kfp_event_router_deliveries_total{endpoint=\"hook\",outcome=\"delivered\"}";
+    let text = router.wait_for_metric(delivered, 300.0, PATIENCE).await;
+    let delivered = support::router::metric(&text, delivered).unwrap();
+    let read_back = "kfp_event_router_outbox_read_back_total{endpoint=\"hook\"}";
+    let read_back = support::router::metric(&text, read_back).unwrap_or(0.0);
+    eprintln!("{delivered} delivered, {read_back} of them read back from the outbox");
+    assert!(
+        read_back * 2.0 < delivered,
+        "most deliveries are handed over in memory: {read_back} of {delivered} read back"
+    );
+    router.expect_success().await;
+    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
+    assert_eq!(repeats, 0, "no event twice");
+}
+
 /// A CA, and a server certificate for 127.0.0.1 it signed: (CA PEM, certificate PEM, key PEM).
 fn database_pki() -> (String, String, String) {
     use rcgen::{

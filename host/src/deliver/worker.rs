@@ -213,31 +213,31 @@ pub(super) async fn run(shared: Arc<Shared>) {
     loop {
         // What was accepted up to `mark` was handed over before `mark` was published.
         let mark = *accepted.borrow_and_update();
-        if let Some(handoffs) = &mut handoffs {
-            while let Some(handoff) = parked.take().or_else(|| handoffs.try_recv().ok()) {
-                if handoff.upto <= cursor || shared.stop.is_cancelled() {
-                    continue;
-                }
-                // One missed (its queue was full): the outbox has it.
-                if handoff.after > cursor {
-                    caught_up = false;
-                    continue;
-                }
-                // No room: held back, so that the queue fills and the source waits.
-                if !held.seqs.is_empty() && held.seqs.len() + handoff.deliveries.len() > LOADED {
-                    parked = Some(handoff);
-                    break;
-                }
-                for delivery in handoff.deliveries {
-                    if delivery.seq <= cursor {
-                        continue;
-                    }
-                    if let Some((key, head)) = held.take(delivery) {
-                        running.push(start(&shared, &mut held, key, head));
-                    }
-                }
-                cursor = handoff.upto;
+        while let Some(handoff) = parked.take().or_else(|| handoffs.try_recv().ok()) {
+            if handoff.upto <= cursor || shared.stop.is_cancelled() {
+                continue;
             }
+            // One missed (its queue was full), or another process committed since the last
+            // one: the outbox has it.
+            if handoff.after > cursor {
+                caught_up = false;
+                continue;
+            }
+            // No room: held back, so that the queue fills and the source waits.
+            if !held.seqs.is_empty() && held.seqs.len() + handoff.deliveries.len() > LOADED {
+                parked = Some(handoff);
+                break;
+            }
+            for delivery in handoff.deliveries {
+                // Another replica's workflows are its to deliver.
+                if delivery.seq <= cursor || !owns(owned, delivery.bucket) {
+                    continue;
+                }
+                if let Some((key, head)) = held.take(delivery) {
+                    running.push(start(&shared, &mut held, key, head));
+                }
+            }
+            cursor = handoff.upto;
         }
         // A hand-off held back covers what follows the cursor; later ones wait in the queue.
         if mark > cursor && parked.is_none() {
@@ -289,8 +289,8 @@ pub(super) async fn run(shared: Arc<Shared>) {
                     held.drop_workflow(&key);
                     // A claim lost and gained again before this attempt ended: what was
                     // queued behind it was dropped with it, so read it again.
-                    let owns = |b: u32| owned.is_some_and(|o| o & (1 << b) != 0);
-                    if !shared.stop.is_cancelled() && bucket.is_some_and(owns) {
+                    let regained = bucket.is_some_and(|b| owned.is_some() && owns(owned, b));
+                    if !shared.stop.is_cancelled() && regained {
                         let _ = tokio::time::timeout(FLUSH_PATIENCE, shared.outbox.flush()).await;
                         cursor = 0;
                         caught_up = false;
@@ -328,6 +328,11 @@ pub(super) async fn run(shared: Arc<Shared>) {
             break;
         }
     }
+}
+
+/// Whether this replica delivers the workflows of `bucket`: always, without claims.
+fn owns(owned: Option<u64>, bucket: u32) -> bool {
+    owned.is_none_or(|o| o & (1 << bucket) != 0)
 }
 
 /// The next claims, when they change; never, without claims (or once their task is gone).
@@ -387,7 +392,13 @@ async fn load(
     let loaded =
         tokio::task::spawn_blocking(move || outbox.pending_in(&name, cursor, limit, buckets)).await;
     match loaded {
-        Ok(Ok(batch)) => batch,
+        Ok(Ok(batch)) => {
+            let read_back = &shared.metrics.outbox_read_back;
+            read_back
+                .get_or_create(&Metrics::endpoint(&shared.name))
+                .inc_by(batch.len() as u64);
+            batch
+        }
         Ok(Err(e)) => {
             tracing::error!(endpoint = %shared.name, "cannot read the outbox: {e}");
             Vec::new()

@@ -12,6 +12,12 @@
 //! outbox's `accepted` watch moves to `upto`, so a worker woken by that watch that finds no
 //! hand-off up to it knows it must read.
 //!
+//! With the shared PostgreSQL outbox a process hands over only what it accepted itself. Its
+//! commits are serialised with every other process's (each locks the `meta` row before it
+//! numbers events), so `after` is the number before the commit's first: whatever another
+//! replica committed in between lies past the worker's cursor, and the worker reads it. A
+//! worker with claims takes, of a hand-off, only the workflows of the buckets it holds.
+//!
 //! A worker takes a hand-off only when it has room for it: until then the hand-off waits in
 //! its queue. Before each accept, [`Tails::room`] waits (a little) until some worker's queue
 //! has room: a source faster than every endpoint is slowed to the pace of the fastest, rather
@@ -50,12 +56,13 @@ pub(crate) struct Handoff {
 }
 
 /// One committed event, for the hand-off: its sequence number, when it was accepted, the
-/// event and its endpoints.
+/// event, its endpoints and its claim bucket (0 without claims).
 pub(super) struct Committed {
     pub(super) seq: u64,
     pub(super) accepted_ms: u64,
     pub(super) event: Arc<RouterEvent>,
     pub(super) endpoints: Vec<String>,
+    pub(super) bucket: u32,
 }
 
 /// The workers listening for hand-offs, by endpoint; cheap to clone.
@@ -89,7 +96,7 @@ impl Tails {
                     attempts: 0,
                     first_attempt_ms: 0,
                     accepted_ms: c.accepted_ms,
-                    bucket: 0,
+                    bucket: c.bucket,
                     event: Arc::clone(&c.event),
                 })
                 .collect();
@@ -136,6 +143,7 @@ mod tests {
                 crate::model::event::EventFacts::default(),
             )),
             endpoints: endpoints.iter().map(|e| (*e).to_owned()).collect(),
+            bucket: 0,
         }
     }
 

@@ -249,13 +249,10 @@ impl Outbox {
     }
 
     /// Hands `endpoint`'s deliveries to the returned receiver in memory as they are accepted
-    /// (see [`handoff`](super::handoff)); `None` with PostgreSQL, whose workers read every
-    /// delivery from the database, since other replicas may accept and deliver too.
-    pub(crate) fn handoffs(&self, endpoint: &str) -> Option<mpsc::Receiver<Handoff>> {
-        match self {
-            Self::Redb(o) => Some(o.tails().subscribe(endpoint)),
-            Self::Postgres(_) => None,
-        }
+    /// (see [`handoff`](super::handoff)); with PostgreSQL, those this process accepted: the
+    /// worker reads what other processes accept from the database.
+    pub(crate) fn handoffs(&self, endpoint: &str) -> mpsc::Receiver<Handoff> {
+        dispatch!(self, o => o.tails().subscribe(endpoint))
     }
 
     fn depth_watch(&self) -> &watch::Sender<i64> {

@@ -108,6 +108,9 @@ pub struct Metrics {
     pub(crate) removed_endpoint_backlog: Family<EndpointLabel, Gauge>,
     /// Dead letters put back into the outbox by a redrive (the admin API), per endpoint.
     pub(crate) dead_letters_redriven: Family<EndpointLabel, Counter>,
+    /// Deliveries an endpoint's worker read back from the outbox rather than took in memory
+    /// as they were accepted, per endpoint.
+    pub(crate) outbox_read_back: Family<EndpointLabel, Counter>,
     /// Config reloads by result (`applied`, `rejected`).
     pub(crate) config_reloads: Family<Labels, Counter>,
     /// Run transitions by the path that reported them: `events`, `workflows` (derived from
@@ -183,6 +186,14 @@ impl Metrics {
             "dead_letters_redriven",
             "Dead letters put back into the outbox by a redrive, per endpoint",
             dead_letters_redriven.clone(),
+        );
+        let outbox_read_back = Family::default();
+        registry.register(
+            "outbox_read_back",
+            "Deliveries read back from the outbox rather than handed over in memory as they \
+             were accepted, per endpoint: after a restart, by an endpoint that fell behind, \
+             or accepted by another replica",
+            outbox_read_back.clone(),
         );
         let kube = KubeMetrics::register(&mut registry);
         let plugin_calls = Family::default();
@@ -262,6 +273,7 @@ impl Metrics {
             outbox_oldest_pending_age,
             removed_endpoint_backlog,
             dead_letters_redriven,
+            outbox_read_back,
             config_reloads,
             plugin_calls,
             plugin_call_seconds,

@@ -28,6 +28,9 @@ fn exported() -> BTreeSet<String> {
     m.dead_letters_redriven
         .get_or_create(&Metrics::endpoint("e"))
         .inc();
+    m.outbox_read_back
+        .get_or_create(&Metrics::endpoint("e"))
+        .inc();
     m.config_reloads
         .get_or_create(&vec![("result", "applied")])
         .inc();

@@ -38,6 +38,7 @@ use self::reader::{Job, Reader};
 use self::tls::DatabaseTls;
 use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
+use super::handoff::Tails;
 use super::outbox::{Backlog, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 use crate::model::secret::Secret;
@@ -91,6 +92,7 @@ pub(crate) struct Postgres {
     closing: CancellationToken,
     /// For the claims' connections (boxed: a connection config is large).
     link: Arc<Link>,
+    tails: Tails,
 }
 
 /// Where an opened database stands.
@@ -114,8 +116,10 @@ impl Postgres {
         opened.recv().map_err(|_| OutboxError::Stopped)?
     }
 
-    /// See [`Outbox::accept`](crate::state::Outbox::accept).
+    /// See [`Outbox::accept`](crate::state::Outbox::accept). Waits first, briefly, for a
+    /// worker with room for the hand-off (see [`Tails::room`]).
     pub(super) async fn accept(&self, batch: super::outbox::AcceptBatch) -> Result<()> {
+        self.tails.room().await;
         let (done, wait) = oneshot::channel();
         self.send(Write::Accept(batch, done))?;
         wait.await.map_err(|_| OutboxError::Stopped)
@@ -170,6 +174,12 @@ impl Postgres {
     /// [`claims`]).
     pub(super) fn claims(&self, owner: String, ttl: Duration) -> Claims {
         Claims::start(Link::clone(&self.link), owner, ttl)
+    }
+
+    /// Where the writer hands each endpoint's deliveries that this process accepted, once
+    /// committed.
+    pub(super) fn tails(&self) -> &Tails {
+        &self.tails
     }
 
     /// Commits what is queued (completions included), then deletes this replica's claims.
@@ -402,6 +412,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             depth: Arc::clone(&depth),
             closing: closing.clone(),
             link: Arc::new(link.clone()),
+            tails: Tails::default(),
         };
         let notifier = Arc::default();
         tokio::spawn(listen::run(
@@ -414,10 +425,11 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         ));
         let reader = Arc::new(Reader::new(link.clone(), closing.clone()));
         tokio::spawn(reader.run(job_queue));
+        let tails = handle.tails.clone();
         if ready.send(Ok(handle)).is_err() {
             return Vec::new();
         }
-        let replies = Writer::new(link, last_seq, depth, notifier, closing)
+        let replies = Writer::new(link, last_seq, depth, notifier, tails, closing)
             .run(queue)
             .await;
         stop.cancel();

@@ -3,13 +3,17 @@
 //! A step can be sent again after a failure: it owns its data.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use tokio_postgres::{Client, Statement, Transaction};
 
 use super::CHANNEL;
+use super::claims::BUCKET_OF;
 use super::dead_letters::RedriveLetter;
 use super::writer::Letter;
 use crate::model::clock::now_ms;
+use crate::model::event::RouterEvent;
+use crate::state::handoff::Committed;
 use crate::state::outbox::AcceptBatch;
 
 /// One statement's worth of a transaction, ready to be sent (again, after a failure).
@@ -46,6 +50,8 @@ pub(super) struct Accepted {
     keys: Vec<String>,
     /// Each event, as JSON.
     events: Vec<Vec<u8>>,
+    /// Each event, for the [hand-off](crate::state::handoff).
+    kept: Vec<Arc<RouterEvent>>,
     /// Each event's endpoints.
     endpoints: Vec<Vec<String>>,
     /// Workflows whose state is stored...
@@ -58,11 +64,41 @@ pub(super) struct Accepted {
     checkpoint: Option<(String, String)>,
 }
 
+impl Accepted {
+    /// No events yet, accepted now, with the source position after them.
+    fn new(checkpoint: Option<(String, String)>) -> Self {
+        Self {
+            accepted_ms: now_ms() as i64,
+            keys: Vec::new(),
+            events: Vec::new(),
+            kept: Vec::new(),
+            endpoints: Vec::new(),
+            stored_uids: Vec::new(),
+            stored_states: Vec::new(),
+            removed_uids: Vec::new(),
+            checkpoint,
+        }
+    }
+
+    /// Adds `event`, for `endpoints`.
+    fn push(&mut self, event: RouterEvent, endpoints: Vec<String>) {
+        self.keys.push(event.ordering_key());
+        self.events
+            .push(serde_json::to_vec(&event).expect("events serialise"));
+        self.kept.push(Arc::new(event));
+        self.endpoints.push(endpoints);
+    }
+}
+
 /// What a committed transaction changed.
-#[derive(Clone, Default)]
+#[derive(Default)]
 pub(super) struct Outcome {
     /// The highest sequence number given to an accepted event.
     pub(super) last_seq: Option<u64>,
+    /// The lowest sequence number given to an accepted event.
+    pub(super) first_seq: Option<u64>,
+    /// The accepted events, for the [hand-off](crate::state::handoff).
+    pub(super) committed: Vec<Committed>,
     /// How many pending deliveries were added (less those removed).
     pub(super) depth: i64,
     /// How many deliveries each purge removed, in order.
@@ -102,8 +138,11 @@ impl Sql {
             lock_meta: p("SELECT last_commit FROM meta WHERE id = 1 FOR UPDATE").await?,
             set_token: p("UPDATE meta SET last_commit = $1 WHERE id = 1").await?,
             next_seqs: p("SELECT nextval('event_seq') FROM generate_series(1, $1::bigint)").await?,
-            insert_events: p("INSERT INTO events (seq, accepted_ms, ordering_key, event) \
-                 SELECT s, $2, k, e FROM unnest($1::bigint[], $3::text[], $4::bytea[]) AS u(s, k, e)")
+            insert_events: p(&format!(
+                "INSERT INTO events AS e (seq, accepted_ms, ordering_key, event) \
+                 SELECT s, $2, k, v FROM unnest($1::bigint[], $3::text[], $4::bytea[]) AS u(s, k, v) \
+                 RETURNING e.seq, {BUCKET_OF}"
+            ))
             .await?,
             insert_pending: p("INSERT INTO pending (endpoint, seq) \
                  SELECT * FROM unnest($1::text[], $2::bigint[])")
@@ -141,22 +180,9 @@ impl Sql {
 /// Serialises an accept: events routed nowhere are left out, and of several states of one
 /// workflow the last counts.
 pub(super) fn serialise(batch: AcceptBatch) -> Accepted {
-    let mut accepted = Accepted {
-        accepted_ms: now_ms() as i64,
-        keys: Vec::new(),
-        events: Vec::new(),
-        endpoints: Vec::new(),
-        stored_uids: Vec::new(),
-        stored_states: Vec::new(),
-        removed_uids: Vec::new(),
-        checkpoint: batch.checkpoint.map(|c| (c.key, c.value)),
-    };
+    let mut accepted = Accepted::new(batch.checkpoint.map(|c| (c.key, c.value)));
     for accept in batch.events.into_iter().filter(|a| !a.endpoints.is_empty()) {
-        accepted.keys.push(accept.event.ordering_key());
-        accepted
-            .events
-            .push(serde_json::to_vec(&accept.event).expect("events serialise"));
-        accepted.endpoints.push(accept.endpoints);
+        accepted.push(accept.event, accept.endpoints);
     }
     let latest: HashMap<String, Option<Vec<u8>>> = batch.workflows.into_iter().collect();
     for (uid, state) in latest {
@@ -173,23 +199,10 @@ pub(super) fn serialise(batch: AcceptBatch) -> Accepted {
 
 /// Serialises a redrive: each letter's event becomes an accept for its endpoint alone.
 pub(super) fn redrive(letters: Vec<RedriveLetter>) -> Redrive {
-    let mut accepted = Accepted {
-        accepted_ms: now_ms() as i64,
-        keys: Vec::new(),
-        events: Vec::new(),
-        endpoints: Vec::new(),
-        stored_uids: Vec::new(),
-        stored_states: Vec::new(),
-        removed_uids: Vec::new(),
-        checkpoint: None,
-    };
+    let mut accepted = Accepted::new(None);
     let mut rows = Vec::with_capacity(letters.len());
     for letter in letters {
-        accepted.keys.push(letter.event.ordering_key());
-        accepted
-            .events
-            .push(serde_json::to_vec(&letter.event).expect("events serialise"));
-        accepted.endpoints.push(vec![letter.endpoint]);
+        accepted.push(letter.event, vec![letter.endpoint]);
         rows.push(letter.rows);
     }
     Redrive { rows, accepted }
@@ -221,6 +234,7 @@ async fn take_and_accept(
         accepted_ms: a.accepted_ms,
         keys: keep(&a.keys, pick),
         events: keep(&a.events, pick),
+        kept: keep(&a.kept, pick),
         endpoints: keep(&a.endpoints, pick),
         stored_uids: Vec::new(),
         stored_states: Vec::new(),
@@ -326,11 +340,18 @@ async fn accept(
             .await?;
         let mut seqs: Vec<i64> = rows.iter().map(|row| row.get(0)).collect();
         seqs.sort_unstable();
-        txn.execute(
-            &sql.insert_events,
-            &[&seqs, &a.accepted_ms, &a.keys, &a.events],
-        )
-        .await?;
+        let inserted = txn
+            .query(
+                &sql.insert_events,
+                &[&seqs, &a.accepted_ms, &a.keys, &a.events],
+            )
+            .await?;
+        // Each event's claim bucket, in the order of `seqs` (and so of the events).
+        let mut buckets: Vec<(i64, i32)> = inserted
+            .iter()
+            .map(|row| (row.get(0), row.get(1)))
+            .collect();
+        buckets.sort_unstable();
         let mut endpoints = Vec::new();
         let mut pending = Vec::new();
         for (seq, names) in seqs.iter().zip(&a.endpoints) {
@@ -342,7 +363,20 @@ async fn accept(
         txn.execute(&sql.insert_pending, &[&endpoints, &pending])
             .await?;
         outcome.depth += pending.len() as i64;
-        let last = *seqs.last().expect("events were numbered") as u64;
+        for (((seq, bucket), event), endpoints) in buckets.iter().zip(&a.kept).zip(&a.endpoints) {
+            outcome.committed.push(Committed {
+                seq: *seq as u64,
+                accepted_ms: a.accepted_ms as u64,
+                event: Arc::clone(event),
+                endpoints: endpoints.clone(),
+                bucket: *bucket as u32,
+            });
+        }
+        let (first, last) = (
+            seqs[0] as u64,
+            *seqs.last().expect("events were numbered") as u64,
+        );
+        outcome.first_seq = Some(outcome.first_seq.map_or(first, |f| f.min(first)));
         outcome.last_seq = Some(outcome.last_seq.map_or(last, |l| l.max(last)));
     }
     if let Some((key, value)) = &a.checkpoint {

@@ -16,6 +16,7 @@ use super::dead_letters::RedriveLetter;
 use super::link::{Backoff, Link, describe, is_transient};
 use super::steps::{Outcome, Sql, Step, execute, redrive, serialise};
 use super::{DEPTH_REFRESH, raise};
+use crate::state::handoff::Tails;
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 
 /// A queued write.
@@ -86,6 +87,8 @@ pub(super) struct Writer {
     /// The server process of the session that sent the last notification, for the listener
     /// to tell this process's own notifications apart.
     notifier: std::sync::Arc<std::sync::atomic::AtomicI32>,
+    /// The workers to hand this process's accepted deliveries to.
+    tails: Tails,
     /// Set by `close`: stop trying once a try fails.
     closing: CancellationToken,
     /// What the transaction whose commit was sent but not answered changed.
@@ -99,6 +102,7 @@ impl Writer {
         last_seq: std::sync::Arc<watch::Sender<u64>>,
         depth: std::sync::Arc<watch::Sender<i64>>,
         notifier: std::sync::Arc<std::sync::atomic::AtomicI32>,
+        tails: Tails,
         closing: CancellationToken,
     ) -> Self {
         Self {
@@ -107,6 +111,7 @@ impl Writer {
             last_seq,
             depth,
             notifier,
+            tails,
             closing,
             unconfirmed: None,
         }
@@ -143,8 +148,10 @@ impl Writer {
             let (steps, replies) = plan(batch);
             match self.commit(&steps, lazy).await {
                 Ok(outcome) => {
-                    if let Some(seq) = outcome.last_seq {
-                        raise(&self.last_seq, seq);
+                    if let (Some(first), Some(last)) = (outcome.first_seq, outcome.last_seq) {
+                        // Hand-offs first: a worker woken by the watch finds them queued.
+                        self.tails.publish(first - 1, last, &outcome.committed);
+                        raise(&self.last_seq, last);
                     }
                     if outcome.depth != 0 {
                         self.depth.send_modify(|d| *d += outcome.depth);
@@ -258,10 +265,9 @@ impl Writer {
             self.notifier
                 .store(sender, std::sync::atomic::Ordering::Release);
         }
-        self.unconfirmed = Some(outcome.clone());
+        self.unconfirmed = Some(outcome);
         txn.commit().await?;
-        self.unconfirmed = None;
-        Ok(outcome)
+        Ok(self.unconfirmed.take().expect("kept until committed"))
     }
 
     /// Sets the depth to the count of pending rows, which other processes may have changed.

@@ -239,6 +239,7 @@ impl Writer {
                                 accepted_ms,
                                 event,
                                 endpoints,
+                                bucket: 0,
                             });
                         }
                         if let Some(c) = checkpoint {
