@@ -1,5 +1,7 @@
 //! The writer: one task, one connection, every write. It commits whatever has queued up in
-//! one transaction (group commit); consecutive writes of a kind become one statement.
+//! one transaction (group commit); consecutive writes of a kind become one statement. Once an
+//! accept is committed, its deliveries go to the endpoints' workers in memory
+//! ([`handoff`](crate::state::handoff)), each with its claim bucket.
 //!
 //! A transaction that cannot commit because the connection is gone is tried again, with
 //! backoff, on a new connection, for as long as it takes: callers of `accept` wait, nothing is
