@@ -1,10 +1,12 @@
 //! `teams-card`: a kfp-event-router plugin that replaces the payload with a
 //! Microsoft Teams message carrying an Adaptive Card (1.4). See README.md.
 
-use kfp_event_router_sdk::serde_json::{self, Value, json};
+use std::borrow::Cow;
+
+use kfp_event_router_sdk::serde_json::{self, Value};
 use kfp_event_router_sdk::{Action, Config, Event, Outcome, Payload, Plugin, Template};
 use serde::de::IgnoredAny;
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize};
 
 /// Configuration.
 #[derive(Debug, Default, Deserialize)]
@@ -124,19 +126,19 @@ fn or<'a>(value: &'a str, fallback: Option<&'a str>) -> Option<&'a str> {
 
 impl TeamsCard {
     /// The whole Teams webhook body.
-    fn message(&self, event: &Event, extra: &Extra) -> Value {
-        json!({
-            "type": "message",
-            "attachments": [{
-                "contentType": "application/vnd.microsoft.card.adaptive",
-                "contentUrl": null,
-                "content": self.card(event, extra),
+    fn message<'a>(&'a self, event: &'a Event, extra: &'a Extra) -> Message<'a> {
+        Message {
+            kind: "message",
+            attachments: [Attachment {
+                content_type: "application/vnd.microsoft.card.adaptive",
+                content_url: (),
+                content: self.card(event, extra),
             }],
-        })
+        }
     }
 
     /// The Adaptive Card.
-    fn card(&self, event: &Event, extra: &Extra) -> Value {
+    fn card<'a>(&'a self, event: &'a Event, extra: &'a Extra) -> Card<'a> {
         let (style, color, icon, status) = match event.outcome() {
             Outcome::Failed => ("attention", "attention", "❌", "failed"),
             Outcome::Succeeded => ("good", "good", "✅", "succeeded"),
@@ -159,40 +161,36 @@ impl TeamsCard {
             format!("{icon} {subject} {status} ({})", event.reason)
         };
 
-        let mut body = vec![json!({
-            "type": "Container",
-            "style": style,
-            "bleed": true,
-            "items": [
-                {
-                    "type": "TextBlock",
-                    "text": format!("{}{name}", self.settings.title_prefix),
-                    "size": "Large",
-                    "weight": "Bolder",
-                    "wrap": true,
-                },
-                {
-                    "type": "TextBlock",
-                    "text": status_line,
-                    "color": color,
-                    "weight": "Bolder",
-                    "spacing": "None",
-                    "wrap": true,
-                },
+        let mut body = vec![Element::Container {
+            style,
+            bleed: true,
+            items: vec![
+                Element::TextBlock(TextBlock {
+                    size: Some("Large"),
+                    weight: Some("Bolder"),
+                    ..TextBlock::new(format!("{}{name}", self.settings.title_prefix))
+                }),
+                Element::TextBlock(TextBlock {
+                    color: Some(color),
+                    weight: Some("Bolder"),
+                    spacing: Some("None"),
+                    ..TextBlock::new(status_line)
+                }),
             ],
-        })];
+        }];
         if !event.message.is_empty() {
-            body.push(json!({"type": "TextBlock", "text": event.message, "wrap": true}));
+            body.push(Element::TextBlock(TextBlock::new(&event.message)));
         }
         if let Some(msg) = node.and_then(|n| n.message.as_deref())
             && msg != event.message
         {
-            body.push(json!({
-                "type": "TextBlock", "text": msg, "wrap": true, "isSubtle": true,
+            body.push(Element::TextBlock(TextBlock {
+                is_subtle: Some(true),
+                ..TextBlock::new(msg)
             }));
         }
 
-        let facts: Vec<Value> = [
+        let facts = [
             ("Run ID", or(&event.run_id, extra.kfp_run_id.as_deref())),
             (
                 "Workflow",
@@ -220,38 +218,148 @@ impl TeamsCard {
         .filter_map(|(title, value)| {
             value
                 .filter(|v| !v.is_empty())
-                .map(|v| json!({"title": title, "value": v}))
+                .map(|value| Fact { title, value })
         })
         .collect();
-        body.push(json!({"type": "FactSet", "facts": facts}));
+        body.push(Element::FactSet { facts });
 
-        let mut card = json!({
-            "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
-            "type": "AdaptiveCard",
-            "version": "1.4",
-            "msteams": {"width": "Full"},
-            "body": body,
-        });
-        if let Some(url) = self
+        let actions = self
             .settings
             .kfp_ui_url
             .as_ref()
             .and_then(|t| t.render_complete(event))
-        {
-            let title = self
-                .settings
-                .button_title
-                .as_deref()
-                .unwrap_or("Open run in Kubeflow");
-            card["actions"] = json!([{"type": "Action.OpenUrl", "title": title, "url": url}]);
+            .map(|url| {
+                let title = self
+                    .settings
+                    .button_title
+                    .as_deref()
+                    .unwrap_or("Open run in Kubeflow");
+                [OpenUrl {
+                    kind: "Action.OpenUrl",
+                    title,
+                    url,
+                }]
+            });
+        Card {
+            schema: "http://adaptivecards.io/schemas/adaptive-card.json",
+            kind: "AdaptiveCard",
+            version: "1.4",
+            msteams: MsTeams { width: "Full" },
+            body,
+            actions,
         }
-        card
     }
+}
+
+// The body's parts, borrowed from the event and serialised once, in the order Teams' samples
+// write their keys.
+
+/// A Teams webhook message with one attachment.
+#[derive(Serialize)]
+struct Message<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    attachments: [Attachment<'a>; 1],
+}
+
+/// The attachment carrying the card.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Attachment<'a> {
+    content_type: &'static str,
+    /// Always `null`.
+    content_url: (),
+    content: Card<'a>,
+}
+
+/// An Adaptive Card.
+#[derive(Serialize)]
+struct Card<'a> {
+    #[serde(rename = "$schema")]
+    schema: &'static str,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    version: &'static str,
+    msteams: MsTeams,
+    body: Vec<Element<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    actions: Option<[OpenUrl<'a>; 1]>,
+}
+
+/// Teams' own card options.
+#[derive(Serialize)]
+struct MsTeams {
+    width: &'static str,
+}
+
+/// An element of the card's body.
+#[derive(Serialize)]
+#[serde(tag = "type")]
+enum Element<'a> {
+    Container {
+        style: &'static str,
+        bleed: bool,
+        items: Vec<Element<'a>>,
+    },
+    TextBlock(TextBlock<'a>),
+    FactSet {
+        facts: Vec<Fact<'a>>,
+    },
+}
+
+/// A `TextBlock`'s text and the options it sets.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TextBlock<'a> {
+    text: Cow<'a, str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    size: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    color: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    weight: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    spacing: Option<&'static str>,
+    wrap: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    is_subtle: Option<bool>,
+}
+
+impl<'a> TextBlock<'a> {
+    /// A wrapping block of `text` with no other option.
+    fn new(text: impl Into<Cow<'a, str>>) -> Self {
+        Self {
+            text: text.into(),
+            size: None,
+            color: None,
+            weight: None,
+            spacing: None,
+            wrap: true,
+            is_subtle: None,
+        }
+    }
+}
+
+/// A row of the `FactSet`.
+#[derive(Serialize)]
+struct Fact<'a> {
+    title: &'static str,
+    value: &'a str,
+}
+
+/// The button opening the run.
+#[derive(Serialize)]
+struct OpenUrl<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    url: String,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kfp_event_router_sdk::serde_json::json;
 
     fn plugin(config: Value) -> TeamsCard {
         TeamsCard::init(Config::from(config)).unwrap()
@@ -410,5 +518,41 @@ mod tests {
             err.contains("at kfp_ui_url") && err.contains("{runid}"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_body_is_written_key_by_key_as_before() {
+        // Byte for byte what the plugin wrote when it built the card as a JSON tree: receivers
+        // that compare bodies, or sign them, see no change.
+        let p = plugin(json!({"button_title": "Go", "kfp_ui_url": "https://k/{run_id}"}));
+        let event = Event {
+            reason: "WorkflowNodeFailed".into(),
+            message: "m".into(),
+            node_name: "train-x7k2p-123".into(),
+            run_id: "r".into(),
+            phase: String::new(),
+            ..failed()
+        };
+        let payload = Payload::from_json(&json!({"specversion": "1.0", "data": {
+            "RunName": "nightly", "PipelineName": "training", "StartedAt": "s", "FinishedAt": "f",
+            "Node": {"DisplayName": "train", "Message": "OOMKilled"}}}));
+        let Action::Replace { body, .. } = p.handle(&event, payload).unwrap() else {
+            panic!("a card replaces the payload");
+        };
+        let expected = concat!(
+            "{\"type\":\"message\",\"attachments\":[{\"contentType\":\"application/vnd.microsoft.card.adaptive",
+            "\",\"contentUrl\":null,\"content\":{\"$schema\":\"http://adaptivecards.io/schemas/adaptive-card.",
+            "json\",\"type\":\"AdaptiveCard\",\"version\":\"1.4\",\"msteams\":{\"width\":\"Full\"},\"body\":[{\"type\":\"",
+            "Container\",\"style\":\"attention\",\"bleed\":true,\"items\":[{\"type\":\"TextBlock\",\"text\":\"nightly",
+            "\",\"size\":\"Large\",\"weight\":\"Bolder\",\"wrap\":true},{\"type\":\"TextBlock\",\"text\":\"❌ Step train",
+            " failed (WorkflowNodeFailed)\",\"color\":\"attention\",\"weight\":\"Bolder\",\"spacing\":\"None\",\"wr",
+            "ap\":true}]},{\"type\":\"TextBlock\",\"text\":\"m\",\"wrap\":true},{\"type\":\"TextBlock\",\"text\":\"OOMK",
+            "illed\",\"wrap\":true,\"isSubtle\":true},{\"type\":\"FactSet\",\"facts\":[{\"title\":\"Run ID\",\"value\"",
+            ":\"r\"},{\"title\":\"Workflow\",\"value\":\"train-x7k2p\"},{\"title\":\"Pipeline\",\"value\":\"training\"}",
+            ",{\"title\":\"Namespace\",\"value\":\"team-a\"},{\"title\":\"Node\",\"value\":\"train\"},{\"title\":\"Reaso",
+            "n\",\"value\":\"WorkflowNodeFailed\"},{\"title\":\"Started\",\"value\":\"s\"},{\"title\":\"Finished\",\"va",
+            "lue\":\"f\"}]}],\"actions\":[{\"type\":\"Action.OpenUrl\",\"title\":\"Go\",\"url\":\"https://k/r\"}]}}]}",
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
 }
