@@ -2,9 +2,9 @@
 //! Slack Block Kit message (incoming webhook or `chat.postMessage` body).
 //! See README.md.
 
-use kfp_event_router_sdk::serde_json::{Map, Value, json};
+use kfp_event_router_sdk::serde_json::{Map, Value};
 use kfp_event_router_sdk::{Action, Config, Event, Outcome, Payload, Plugin, Template};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Configuration.
 #[derive(Debug, Default, Deserialize)]
@@ -79,7 +79,7 @@ fn or<'a>(value: &'a str, fallback: Option<&'a str>) -> Option<&'a str> {
 }
 
 impl SlackMessage {
-    fn message(&self, event: &Event, extra: &Map<String, Value>) -> Value {
+    fn message<'a>(&'a self, event: &Event, extra: &Map<String, Value>) -> Message<'a> {
         let (emoji, status) = match event.outcome() {
             Outcome::Failed => (":x:", "failed"),
             Outcome::Succeeded => (":white_check_mark:", "succeeded"),
@@ -100,10 +100,12 @@ impl SlackMessage {
         };
         let title = format!("{}{name} {what}", self.settings.title_prefix);
 
-        let mut blocks = vec![json!({
-            "type": "header",
-            "text": {"type": "plain_text", "text": truncate(&format!("{emoji} {title}"), HEADER_MAX), "emoji": true},
-        })];
+        let mut blocks = vec![Block::Header {
+            text: Text::PlainText {
+                text: truncate(&format!("{emoji} {title}"), HEADER_MAX),
+                emoji: Some(true),
+            },
+        }];
         let mut message = escape(&event.message);
         if let Some(msg) = node.and_then(|n| extra_str(n, "Message"))
             && msg != event.message
@@ -111,36 +113,51 @@ impl SlackMessage {
             message = format!("{message}\n>{}", escape(msg));
         }
         if !message.trim().is_empty() {
-            blocks.push(json!({
-                "type": "section",
-                "text": {"type": "mrkdwn", "text": truncate(&message, SECTION_MAX)},
-            }));
+            blocks.push(Block::Section {
+                text: Text::Mrkdwn {
+                    text: truncate(&message, SECTION_MAX),
+                },
+            });
         }
-        let fields: Vec<Value> = [
-            ("Run ID", or(&event.run_id, extra_str(extra, "KfpRunId")), true),
+        let fields: Vec<Text> = [
+            (
+                "Run ID",
+                or(&event.run_id, extra_str(extra, "KfpRunId")),
+                true,
+            ),
             (
                 "Workflow",
                 run_name.and(Some(event.workflow_name.as_str())),
                 true,
             ),
             ("Pipeline", extra_str(extra, "PipelineName"), false),
-            ("Namespace", or(&event.namespace, extra_str(extra, "Namespace")), false),
+            (
+                "Namespace",
+                or(&event.namespace, extra_str(extra, "Namespace")),
+                false,
+            ),
             ("Node", node_name, false),
             ("Phase", or(&event.phase, extra_str(extra, "Phase")), false),
             ("Reason", or(&event.reason, None), false),
             ("Finished", extra_str(extra, "FinishedAt"), false),
-            ("Event time", or(&event.event_time, extra_str(extra, "EventTime")), false),
+            (
+                "Event time",
+                or(&event.event_time, extra_str(extra, "EventTime")),
+                false,
+            ),
         ]
         .into_iter()
         .filter_map(|(label, value, code)| {
             let value = escape(value.filter(|v| !v.is_empty())?);
             let value = if code { format!("`{value}`") } else { value };
-            Some(json!({"type": "mrkdwn", "text": truncate(&format!("*{label}*\n{value}"), FIELD_MAX)}))
+            Some(Text::Mrkdwn {
+                text: truncate(&format!("*{label}*\n{value}"), FIELD_MAX),
+            })
         })
         .take(10)
         .collect();
         if !fields.is_empty() {
-            blocks.push(json!({"type": "section", "fields": fields}));
+            blocks.push(Block::Fields { fields });
         }
         if let Some(url) = self
             .settings
@@ -148,35 +165,93 @@ impl SlackMessage {
             .as_ref()
             .and_then(|t| t.render_complete(event))
         {
-            let mut button = json!({
-                "type": "button",
-                "text": {"type": "plain_text", "text": "Open run in Kubeflow"},
-                "url": url,
-            });
-            if event.outcome() == Outcome::Failed {
-                button["style"] = "danger".into();
-            }
-            blocks.push(json!({"type": "actions", "elements": [button]}));
+            let button = Button {
+                kind: "button",
+                text: Text::PlainText {
+                    text: "Open run in Kubeflow".to_owned(),
+                    emoji: None,
+                },
+                url,
+                style: (event.outcome() == Outcome::Failed).then_some("danger"),
+            };
+            blocks.push(Block::Actions { elements: [button] });
         }
 
         let mut text = format!("{emoji} {title}");
         if !event.message.is_empty() {
             text = format!("{text}: {}", escape(&event.message));
         }
-        let mut out = json!({"text": truncate(&text, TEXT_MAX), "blocks": blocks});
-        if let Some(channel) = &self.settings.channel {
-            out["channel"] = channel.as_str().into();
+        Message {
+            text: truncate(&text, TEXT_MAX),
+            blocks,
+            channel: self.settings.channel.as_deref(),
+            username: self.settings.username.as_deref(),
         }
-        if let Some(username) = &self.settings.username {
-            out["username"] = username.as_str().into();
-        }
-        out
     }
+}
+
+// The message's parts, serialised once, keys in the order Slack's samples write them.
+
+/// A Block Kit message.
+#[derive(Serialize)]
+struct Message<'a> {
+    text: String,
+    blocks: Vec<Block>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    channel: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    username: Option<&'a str>,
+}
+
+/// A block of the message.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Block {
+    Header {
+        text: Text,
+    },
+    Section {
+        text: Text,
+    },
+    /// A section of fields.
+    #[serde(rename = "section")]
+    Fields {
+        fields: Vec<Text>,
+    },
+    Actions {
+        elements: [Button; 1],
+    },
+}
+
+/// A text object.
+#[derive(Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+enum Text {
+    PlainText {
+        text: String,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        emoji: Option<bool>,
+    },
+    Mrkdwn {
+        text: String,
+    },
+}
+
+/// The button opening the run.
+#[derive(Serialize)]
+struct Button {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    text: Text,
+    url: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    style: Option<&'static str>,
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kfp_event_router_sdk::serde_json::json;
 
     fn plugin(config: Value) -> SlackMessage {
         SlackMessage::init(Config::from(config)).unwrap()
@@ -273,5 +348,36 @@ mod tests {
         let header = body["blocks"][0]["text"]["text"].as_str().unwrap();
         assert_eq!(header.chars().count(), HEADER_MAX);
         assert!(header.ends_with('…'));
+    }
+
+    #[test]
+    fn the_body_is_written_key_by_key_as_before() {
+        // Byte for byte what the plugin wrote when it built the message as a JSON tree.
+        let p = plugin(
+            json!({"channel": "#c", "username": "u", "title_prefix": "[p] ",
+                              "kfp_ui_url": "https://k/{run_id}"}),
+        );
+        let event = Event {
+            message: "child <train> & \"x\"\n".into(),
+            run_id: "r1".into(),
+            event_time: "2025".into(),
+            ..failed()
+        };
+        let payload = Payload::from_json(&json!({"KfpRunId": "r1", "Message": "x"}));
+        let Action::Replace { body, .. } = p.handle(&event, payload).unwrap() else {
+            panic!("a message replaces the payload");
+        };
+        let expected = concat!(
+            "{\"text\":\":x: [p] train-x7k2p failed: child &lt;train&gt; &amp; \\\"x\\\"\\n\",\"blocks\"",
+            ":[{\"type\":\"header\",\"text\":{\"type\":\"plain_text\",\"text\":\":x: [p] train-x7k2p faile",
+            "d\",\"emoji\":true}},{\"type\":\"section\",\"text\":{\"type\":\"mrkdwn\",\"text\":\"child &lt;tr",
+            "ain&gt; &amp; \\\"x\\\"\\n\"}},{\"type\":\"section\",\"fields\":[{\"type\":\"mrkdwn\",\"text\":\"*R",
+            "un ID*\\n`r1`\"},{\"type\":\"mrkdwn\",\"text\":\"*Namespace*\\nteam-a\"},{\"type\":\"mrkdwn\",\"",
+            "text\":\"*Phase*\\nFailed\"},{\"type\":\"mrkdwn\",\"text\":\"*Reason*\\nWorkflowFailed\"},{\"t",
+            "ype\":\"mrkdwn\",\"text\":\"*Event time*\\n2025\"}]},{\"type\":\"actions\",\"elements\":[{\"typ",
+            "e\":\"button\",\"text\":{\"type\":\"plain_text\",\"text\":\"Open run in Kubeflow\"},\"url\":\"ht",
+            "tps://k/r1\",\"style\":\"danger\"}]}],\"channel\":\"#c\",\"username\":\"u\"}",
+        );
+        assert_eq!(String::from_utf8(body).unwrap(), expected);
     }
 }
