@@ -2,9 +2,9 @@
 //! a GitHub `repository_dispatch` request body, so KFP events can trigger
 //! GitHub Actions workflows. See README.md.
 
-use kfp_event_router_sdk::serde_json::{Map, Value, json};
+use kfp_event_router_sdk::serde_json::{Map, Value};
 use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, Template, log};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// The default `event_type` template: `WorkflowFailed` → `kfp-workflow-failed`.
 const DEFAULT_EVENT_TYPE: &str = "kfp-{reason_kebab}";
@@ -77,7 +77,11 @@ impl Plugin for GithubDispatch {
         }
 
         Action::json_with_headers(
-            &json!({"event_type": event_type, "client_payload": Value::Object(client)}),
+            // Moved in, not copied as `json!` would.
+            &Dispatch {
+                event_type,
+                client_payload: client,
+            },
             [
                 ("Accept", "application/vnd.github+json"),
                 ("X-GitHub-Api-Version", "2022-11-28"),
@@ -88,9 +92,17 @@ impl Plugin for GithubDispatch {
 
 kfp_event_router_sdk::export_plugin!(GithubDispatch);
 
+/// A `repository_dispatch` request body.
+#[derive(Serialize)]
+struct Dispatch {
+    event_type: String,
+    client_payload: Map<String, Value>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kfp_event_router_sdk::serde_json::json;
 
     fn event() -> Event {
         Event {
