@@ -80,7 +80,8 @@ fn or<'a>(value: &'a str, fallback: Option<&'a str>) -> Option<&'a str> {
 
 impl SlackMessage {
     fn message<'a>(&'a self, event: &Event, extra: &Map<String, Value>) -> Message<'a> {
-        let (emoji, status) = match event.outcome() {
+        let outcome = event.outcome();
+        let (emoji, status) = match outcome {
             Outcome::Failed => (":x:", "failed"),
             Outcome::Succeeded => (":white_check_mark:", "succeeded"),
             Outcome::Running => (":arrow_forward:", "running"),
@@ -172,7 +173,7 @@ impl SlackMessage {
                     emoji: None,
                 },
                 url,
-                style: (event.outcome() == Outcome::Failed).then_some("danger"),
+                style: (outcome == Outcome::Failed).then_some("danger"),
             };
             blocks.push(Block::Actions { elements: [button] });
         }
