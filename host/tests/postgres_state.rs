@@ -485,6 +485,8 @@ async fn a_database_of_a_newer_schema_is_refused() {
 /// transaction holds the outbox's lock: the server ends the idle transaction within seconds,
 /// so that the lock does not hold up another process's writes until the dead peer is noticed,
 /// hours later; once the network is back the router goes on, and every event is delivered once.
+/// The router learns of the ended session either as the server's `FATAL` reply to its next
+/// statement or as a closed connection, depending on timing: both are tried again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_router_stalled_mid_transaction_releases_the_outbox_lock_and_loses_nothing() {
     let server = PgServer::shared();
@@ -539,6 +541,14 @@ async fn a_router_stalled_mid_transaction_releases_the_outbox_lock_and_loses_not
 
     proxy.stall(false);
     router.expect_success().await;
+    // The server ended the stalled session: the write was tried again on a new one.
+    assert!(
+        router
+            .logs()
+            .contains("cannot write to PostgreSQL, trying again"),
+        "{}",
+        router.logs()
+    );
     let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
     eprintln!("{} events, {repeats} repeated", generated.events());
     assert!(!router.logs().contains(PASSWORD), "{}", router.logs());

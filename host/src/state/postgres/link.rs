@@ -156,14 +156,27 @@ pub(super) fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Whether `e` may clear by itself: the connection was lost (the server restarted, the
-/// network failed) or the server asked to try again. Anything else is a real error.
+/// network failed, the server ended the session) or the server asked to try again. Anything
+/// else is a real error.
 pub(super) fn is_transient(e: &tokio_postgres::Error, client: &Client) -> bool {
     if let Some(db) = e.as_db_error() {
-        // connection exception, transaction rollback, insufficient resources, operator
-        // intervention (shutdown, restart), system error.
-        return matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58");
+        return ends_the_session(db)
+            // connection exception, transaction rollback, insufficient resources, operator
+            // intervention (shutdown, restart), system error.
+            || matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58");
     }
     client.is_closed() || e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// Whether the server ended the session with `db` (severity `FATAL`, e.g. a transaction left
+/// idle past `idle_in_transaction_session_timeout` while the network stalled): its transaction
+/// was rolled back, and a new session may do what this one could not.
+fn ends_the_session(db: &tokio_postgres::error::DbError) -> bool {
+    use tokio_postgres::error::Severity;
+    matches!(
+        db.parsed_severity(),
+        Some(Severity::Fatal | Severity::Panic)
+    )
 }
 
 /// `e` with its causes, e.g. `error connecting to server: Connection refused (os error 111)`
