@@ -573,3 +573,43 @@ async fn wait_for_router_session(client: &tokio_postgres::Client, condition: &st
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A database that bounds lock waits (`lock_timeout`, often set per role on shared servers):
+/// while another process holds the outbox's lock longer than that, the router's writes are
+/// cut short by the server and tried again, and every event is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_wait_the_server_cuts_short_is_tried_again() {
+    let server = PgServer::shared();
+    let url = server.database().await;
+    let backend = Backend::Postgres(format!("{url}&options=-c%20lock_timeout%3D100ms"));
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(20, 30);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    // Paced, so that events are still being accepted while the lock is held.
+    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
+    let mut router = backend.start(&config);
+    wait_for_distinct(&sink, 50, &router).await;
+
+    let mut admin = server.connect(&url).await;
+    let holder = admin.transaction().await.unwrap();
+    holder
+        .query_one("SELECT last_commit FROM meta WHERE id = 1 FOR UPDATE", &[])
+        .await
+        .unwrap();
+    let observer = server.connect(&url).await;
+    // The router's writes wait, are cut short, and wait again.
+    wait_for_router_session(&observer, "state = 'active' AND wait_event_type = 'Lock'").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    holder.commit().await.unwrap();
+
+    router.expect_success().await;
+    assert!(
+        router.logs().contains("lock timeout"),
+        "the server cut a wait short: {}",
+        router.logs()
+    );
+    every_event_once_by_id(&sink.received(), &generated.event_uids);
+    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+}

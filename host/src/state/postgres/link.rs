@@ -156,14 +156,18 @@ pub(super) fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Whether `e` may clear by itself: the connection was lost (the server restarted, the
-/// network failed, the server ended the session) or the server asked to try again. Anything
-/// else is a real error.
+/// network failed, the server ended the session), a wait was cut short, or the server asked
+/// to try again. Anything else is a real error.
 pub(super) fn is_transient(e: &tokio_postgres::Error, client: &Client) -> bool {
     if let Some(db) = e.as_db_error() {
+        let code = db.code().code();
         return ends_the_session(db)
+            // A lock wait cut short by `lock_timeout`, which shared servers often set per role:
+            // whoever held the lock lets go.
+            || code == "55P03"
             // connection exception, transaction rollback, insufficient resources, operator
-            // intervention (shutdown, restart), system error.
-            || matches!(&db.code().code()[..2], "08" | "40" | "53" | "57" | "58");
+            // intervention (shutdown, restart, a statement cancelled), system error.
+            || matches!(&code[..2], "08" | "40" | "53" | "57" | "58");
     }
     client.is_closed() || e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>())
 }
