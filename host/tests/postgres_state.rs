@@ -613,3 +613,56 @@ async fn a_lock_wait_the_server_cuts_short_is_tried_again() {
     every_event_once_by_id(&sink.received(), &generated.event_uids);
     assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
 }
+
+/// The server turns read-only for a while, as a primary does while a failover demotes it:
+/// the router's writes are refused, it waits and tries again on new sessions (which, behind a
+/// failover's address, reach the new primary), and once writes are taken again every event
+/// is delivered once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_read_only_for_a_while_is_waited_for() {
+    let server = PgServer::start();
+    let url = server.database().await;
+    let backend = Backend::Postgres(url.clone());
+    let scratch = Scratch::new();
+    let generated = recording::interleaved(20, 30);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let sink = Sink::start().await;
+    // Paced, so that events are still being accepted while the server refuses writes.
+    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
+    let mut router = backend.start(&config);
+    wait_for_distinct(&sink, 50, &router).await;
+
+    let admin = server.connect(&url).await;
+    admin
+        .batch_execute("SET default_transaction_read_only = off")
+        .await
+        .unwrap();
+    // For every session whose setting is the server's: the router's, and its new ones.
+    let read_only = |on: bool| {
+        let admin = &admin;
+        async move {
+            let set = format!("ALTER SYSTEM SET default_transaction_read_only = {on}");
+            admin.batch_execute(&set).await.unwrap();
+            admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+        }
+    };
+    read_only(true).await;
+    let refused = Instant::now() + PATIENCE;
+    while !router.logs().contains("read-only transaction") {
+        assert!(Instant::now() < refused, "{}", router.logs());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let during = distinct_ids(&sink);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(router.is_running(), "{}", router.logs());
+    read_only(false).await;
+
+    router.expect_success().await;
+    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
+    eprintln!(
+        "{} events, {repeats} repeated; {during} delivered when writes were refused",
+        generated.events()
+    );
+    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+}

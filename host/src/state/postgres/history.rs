@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use tokio_postgres::Client;
 
-use super::link::{Backoff, Link, describe, is_transient};
+use super::link::{Backoff, Link, describe, is_transient, needs_new_session};
 use super::{Postgres, QUICK_PATIENCE};
 use crate::state::history::{Record, Write, take_batch};
 use crate::state::outbox::Result;
@@ -112,7 +112,12 @@ async fn write_retrying(
             let connected = client.as_mut().expect("connected");
             match write(connected, records, keep).await {
                 Ok(()) => return Ok(()),
-                Err(e) if is_transient(&e, connected) => last_error = describe(&e),
+                Err(e) if is_transient(&e, connected) => {
+                    if needs_new_session(&e) {
+                        *client = None;
+                    }
+                    last_error = describe(&e);
+                }
                 Err(e) => return Err(describe(&e)),
             }
             tokio::time::sleep(backoff.next()).await;

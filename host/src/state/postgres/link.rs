@@ -156,8 +156,8 @@ pub(super) fn is_tls_refusal(e: &tokio_postgres::Error) -> bool {
 }
 
 /// Whether `e` may clear by itself: the connection was lost (the server restarted, the
-/// network failed, the server ended the session), a wait was cut short, or the server asked
-/// to try again. Anything else is a real error.
+/// network failed, the server ended the session), a wait was cut short, the server is
+/// read-only for now, or the server asked to try again. Anything else is a real error.
 pub(super) fn is_transient(e: &tokio_postgres::Error, client: &Client) -> bool {
     if let Some(db) = e.as_db_error() {
         let code = db.code().code();
@@ -165,11 +165,20 @@ pub(super) fn is_transient(e: &tokio_postgres::Error, client: &Client) -> bool {
             // A lock wait cut short by `lock_timeout`, which shared servers often set per role:
             // whoever held the lock lets go.
             || code == "55P03"
+            || needs_new_session(e)
             // connection exception, transaction rollback, insufficient resources, operator
             // intervention (shutdown, restart, a statement cancelled), system error.
             || matches!(&code[..2], "08" | "40" | "53" | "57" | "58");
     }
     client.is_closed() || e.is_closed() || e.source().is_some_and(|s| s.is::<std::io::Error>())
+}
+
+/// Whether `e` is one this session will go on answering, though a new one may not: the
+/// server is read-only (a standby, or a primary demoted during a failover, whose address then
+/// leads to the new primary). The caller drops the connection before it tries again.
+pub(super) fn needs_new_session(e: &tokio_postgres::Error) -> bool {
+    e.as_db_error()
+        .is_some_and(|db| db.code().code() == "25006")
 }
 
 /// Whether the server ended the session with `db` (severity `FATAL`, e.g. a transaction left

@@ -9,7 +9,7 @@ use tokio::sync::mpsc;
 use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
-use super::link::{Backoff, Link, describe, is_transient};
+use super::link::{Backoff, Link, describe, is_transient, needs_new_session};
 use crate::state::outbox::{OutboxError, Result};
 
 /// A read to run: called with the reader, it answers its caller itself.
@@ -62,6 +62,9 @@ impl Reader {
                 };
                 if !transient {
                     return Err(OutboxError::from(error));
+                }
+                if needs_new_session(&error) {
+                    *self.client.lock().await = None;
                 }
                 *last_error.lock().unwrap_or_else(|e| e.into_inner()) = describe(&error);
                 tokio::time::sleep(backoff.next()).await;

@@ -15,7 +15,7 @@ use tokio_postgres::Client;
 use tokio_util::sync::CancellationToken;
 
 use super::dead_letters::RedriveLetter;
-use super::link::{Backoff, Link, describe, is_transient};
+use super::link::{Backoff, Link, describe, is_transient, needs_new_session};
 use super::steps::{Outcome, Sql, Step, execute, redrive, serialise};
 use super::{DEPTH_REFRESH, raise};
 use crate::state::handoff::Tails;
@@ -212,6 +212,9 @@ impl Writer {
             };
             if !transient || self.closing.is_cancelled() {
                 return Err(error);
+            }
+            if needs_new_session(&error) {
+                self.connection = None;
             }
             failures += 1;
             let wait = backoff.next();
