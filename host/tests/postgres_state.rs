@@ -492,16 +492,7 @@ async fn a_router_stalled_mid_transaction_releases_the_outbox_lock_and_loses_not
     let server = PgServer::shared();
     let url = server.database().await;
     let proxy = Proxy::start(&url).await;
-    let backend = Backend::Postgres(proxy.url.clone());
-    let scratch = Scratch::new();
-    let generated = recording::interleaved(20, 30);
-    let path = scratch.path("recording.jsonl");
-    generated.recording.write(&path);
-    let sink = Sink::start().await;
-    // Paced, so that events are still being accepted when the lock is taken.
-    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
-    let mut router = backend.start(&config);
-    wait_for_distinct(&sink, 50, &router).await;
+    let run = PacedRun::start(proxy.url.clone()).await;
 
     // Hold the router's next write: its transaction takes the outbox's lock (the `meta` row)
     // and then waits for `events`.
@@ -540,18 +531,52 @@ async fn a_router_stalled_mid_transaction_releases_the_outbox_lock_and_loses_not
     writer.rollback().await.unwrap();
 
     proxy.stall(false);
-    router.expect_success().await;
+    let logs = run.finish().await;
     // The server ended the stalled session: the write was tried again on a new one.
     assert!(
-        router
-            .logs()
-            .contains("cannot write to PostgreSQL, trying again"),
-        "{}",
-        router.logs()
+        logs.contains("cannot write to PostgreSQL, trying again"),
+        "{logs}"
     );
-    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
-    eprintln!("{} events, {repeats} repeated", generated.events());
-    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+}
+
+/// A router on the database at `url` replaying 600 events at 100 a second, so that events are
+/// still being accepted while a test meddles with the database; started once 50 arrived.
+struct PacedRun {
+    _scratch: Scratch,
+    generated: recording::Generated,
+    sink: Sink,
+    router: RouterProcess,
+}
+
+impl PacedRun {
+    async fn start(url: String) -> Self {
+        let backend = Backend::Postgres(url);
+        let scratch = Scratch::new();
+        let generated = recording::interleaved(20, 30);
+        let path = scratch.path("recording.jsonl");
+        generated.recording.write(&path);
+        let sink = Sink::start().await;
+        let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
+        let router = backend.start(&config);
+        wait_for_distinct(&sink, 50, &router).await;
+        Self {
+            _scratch: scratch,
+            generated,
+            sink,
+            router,
+        }
+    }
+
+    /// Waits for the router to finish, checks that every event arrived once and that the
+    /// URL's password was never printed; returns the router's logs.
+    async fn finish(mut self) -> String {
+        self.router.expect_success().await;
+        let repeats = every_event_once_by_id(&self.sink.received(), &self.generated.event_uids);
+        eprintln!("{} events, {repeats} repeated", self.generated.events());
+        let logs = self.router.logs();
+        assert!(!logs.contains(PASSWORD), "{logs}");
+        logs
+    }
 }
 
 /// Waits until a session of the router meets `condition` (on `pg_stat_activity`).
@@ -581,16 +606,7 @@ async fn wait_for_router_session(client: &tokio_postgres::Client, condition: &st
 async fn a_lock_wait_the_server_cuts_short_is_tried_again() {
     let server = PgServer::shared();
     let url = server.database().await;
-    let backend = Backend::Postgres(format!("{url}&options=-c%20lock_timeout%3D100ms"));
-    let scratch = Scratch::new();
-    let generated = recording::interleaved(20, 30);
-    let path = scratch.path("recording.jsonl");
-    generated.recording.write(&path);
-    let sink = Sink::start().await;
-    // Paced, so that events are still being accepted while the lock is held.
-    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
-    let mut router = backend.start(&config);
-    wait_for_distinct(&sink, 50, &router).await;
+    let run = PacedRun::start(format!("{url}&options=-c%20lock_timeout%3D100ms")).await;
 
     let mut admin = server.connect(&url).await;
     let holder = admin.transaction().await.unwrap();
@@ -604,14 +620,11 @@ async fn a_lock_wait_the_server_cuts_short_is_tried_again() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     holder.commit().await.unwrap();
 
-    router.expect_success().await;
+    let logs = run.finish().await;
     assert!(
-        router.logs().contains("lock timeout"),
-        "the server cut a wait short: {}",
-        router.logs()
+        logs.contains("lock timeout"),
+        "the server cut a wait short: {logs}"
     );
-    every_event_once_by_id(&sink.received(), &generated.event_uids);
-    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
 }
 
 /// The server turns read-only for a while, as a primary does while a failover demotes it:
@@ -622,16 +635,7 @@ async fn a_lock_wait_the_server_cuts_short_is_tried_again() {
 async fn a_server_read_only_for_a_while_is_waited_for() {
     let server = PgServer::start();
     let url = server.database().await;
-    let backend = Backend::Postgres(url.clone());
-    let scratch = Scratch::new();
-    let generated = recording::interleaved(20, 30);
-    let path = scratch.path("recording.jsonl");
-    generated.recording.write(&path);
-    let sink = Sink::start().await;
-    // Paced, so that events are still being accepted while the server refuses writes.
-    let config = config(&scratch, &backend, "state", &path, Some(100.0), &sink);
-    let mut router = backend.start(&config);
-    wait_for_distinct(&sink, 50, &router).await;
+    let mut run = PacedRun::start(url.clone()).await;
 
     let admin = server.connect(&url).await;
     admin
@@ -644,25 +648,24 @@ async fn a_server_read_only_for_a_while_is_waited_for() {
         async move {
             let set = format!("ALTER SYSTEM SET default_transaction_read_only = {on}");
             admin.batch_execute(&set).await.unwrap();
-            admin.batch_execute("SELECT pg_reload_conf()").await.unwrap();
+            admin
+                .batch_execute("SELECT pg_reload_conf()")
+                .await
+                .unwrap();
         }
     };
     read_only(true).await;
     let refused = Instant::now() + PATIENCE;
-    while !router.logs().contains("read-only transaction") {
-        assert!(Instant::now() < refused, "{}", router.logs());
+    while !run.router.logs().contains("read-only transaction") {
+        assert!(Instant::now() < refused, "{}", run.router.logs());
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let during = distinct_ids(&sink);
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    assert!(router.is_running(), "{}", router.logs());
-    read_only(false).await;
-
-    router.expect_success().await;
-    let repeats = every_event_once_by_id(&sink.received(), &generated.event_uids);
     eprintln!(
-        "{} events, {repeats} repeated; {during} delivered when writes were refused",
-        generated.events()
+        "{} delivered when writes were refused",
+        distinct_ids(&run.sink)
     );
-    assert!(!router.logs().contains(PASSWORD), "{}", router.logs());
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(run.router.is_running(), "{}", run.router.logs());
+    read_only(false).await;
+    run.finish().await;
 }
