@@ -3,9 +3,10 @@
 //! accept is committed, its deliveries go to the endpoints' workers in memory
 //! ([`handoff`](crate::state::handoff)), each with its claim bucket.
 //!
-//! A transaction that cannot commit because the connection is gone is tried again, with
-//! backoff, on a new connection, for as long as it takes: callers of `accept` wait, nothing is
-//! lost. Each transaction first locks the `meta` row and stores a random token in it, so that
+//! A transaction that fails for a reason that passes (the connection is gone, a lock wait was
+//! cut short, the server is read-only for now: [`is_transient`]) is tried again, with backoff,
+//! on a new connection where the old one cannot do it, for as long as it takes: callers of
+//! `accept` wait, nothing is lost. Each transaction first locks the `meta` row and stores a random token in it, so that
 //! when a commit's reply is lost, the next try sees whether it went through, and does not
 //! store the same events twice.
 
