@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::model::pace;
+
 /// When the endpoint's next attempt may start.
 #[derive(Debug)]
 pub(super) struct Pacer {
@@ -27,16 +29,15 @@ impl Pacer {
             return;
         };
         let spacing = Duration::from_secs_f64(1.0 / rate);
-        let slot = {
-            let mut next = self
+        let slot = pace::take_slot(
+            &mut self
                 .next
                 .lock()
-                .expect("the pacer's lock is never poisoned");
-            let slot = (*next).max(Instant::now());
-            *next = slot + spacing;
-            slot
-        };
-        tokio::time::sleep_until(slot).await;
+                .expect("the pacer's lock is never poisoned"),
+            spacing,
+            Duration::ZERO,
+        );
+        pace::wait_for(slot).await;
     }
 }
 

@@ -24,7 +24,13 @@ use tokio::sync::mpsc;
 use super::occurrence::{Occurrences, REMEMBERED};
 use crate::model::argo::is_workflow_event;
 use crate::model::item::{Checkpoint, SourceItem};
+use crate::model::pace;
 use crate::model::workflow::Workflow;
+
+/// How far a paced replay that fell behind (the pipeline stalled, the timer woke late) may
+/// catch up at once: at `rate = 12500`, 125 events. Past that, it resumes at its rate instead
+/// of sending everything it missed in one burst.
+const PACE_SLACK: Duration = Duration::from_millis(10);
 
 /// A recording to replay.
 #[derive(Clone, Debug)]
@@ -51,7 +57,8 @@ enum Object {
 }
 
 impl Replay {
-    /// Replays `path`, at most `rate` events per second when given.
+    /// Replays `path`, at most `rate` events per second when given (evenly spaced; after a
+    /// stall, it catches up by at most [`PACE_SLACK`]).
     pub(crate) fn new(path: impl Into<PathBuf>, rate: Option<f64>) -> Self {
         Self {
             path: path.into(),
@@ -76,11 +83,8 @@ impl Replay {
             .await
             .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", self.path.display())))?;
         let mut reader = tokio::io::BufReader::with_capacity(1 << 16, file);
-        let mut pace = self.rate.map(|rate| {
-            let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate));
-            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
-            tick
-        });
+        let spacing = self.rate.map(|rate| Duration::from_secs_f64(1.0 / rate));
+        let mut next_slot = tokio::time::Instant::now();
         let key = self.checkpoint_key();
         let resume = resume.map(Resume::parse).unwrap_or_default();
         let mut seen = Occurrences::new(REMEMBERED);
@@ -143,8 +147,8 @@ impl Replay {
                     .count() as u64;
             for (index, mut item) in items.into_iter().enumerate() {
                 if let SourceItem::Event { checkpoint, .. } = &mut item {
-                    if let Some(pace) = &mut pace {
-                        pace.tick().await;
+                    if let Some(spacing) = spacing {
+                        pace::wait_for(pace::take_slot(&mut next_slot, spacing, PACE_SLACK)).await;
                     }
                     summary.events += 1;
                     position += 1;
@@ -384,5 +388,45 @@ mod tests {
             }
             assert_eq!(checkpoints, checkpoints_then, "resuming after {resume:?}");
         }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_paced_replay_held_up_resumes_at_its_rate_not_in_one_burst() {
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        for n in 0..400 {
+            writeln!(file, "{}", event_line(&format!("e{n}"))).unwrap();
+        }
+        file.flush().unwrap();
+        let (tx, mut rx) = mpsc::channel(1);
+        let replay = tokio::spawn(Replay::new(file.path(), Some(1000.0)).run(None, tx));
+        let start = tokio::time::Instant::now();
+        for _ in 0..50 {
+            rx.recv().await.unwrap();
+        }
+        assert!(
+            start.elapsed() >= Duration::from_millis(48),
+            "paced at 1 ms"
+        );
+
+        // Downstream holds the replay up for 200 ms: 200 slots go by.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let resumed = tokio::time::Instant::now();
+        let mut at_once: u64 = 0;
+        while rx.recv().await.is_some() && tokio::time::Instant::now() == resumed {
+            at_once += 1;
+        }
+        // The one in the channel, the one being sent, then 10 ms of slack and the slot due.
+        assert!(at_once <= 13, "{at_once} events at once after the stall");
+        let mut rest: u64 = 1;
+        while rx.recv().await.is_some() {
+            rest += 1;
+        }
+        let after = resumed.elapsed();
+        assert_eq!(50 + at_once + rest, 400);
+        assert!(
+            after >= Duration::from_millis(rest - 12),
+            "{rest} events in {after:?}: back at 1 ms each"
+        );
+        assert_eq!(replay.await.unwrap().unwrap().events, 400);
     }
 }
