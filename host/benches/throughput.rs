@@ -7,7 +7,8 @@
 //!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
 //! - the ratio (b)/(a), the router's CPU time per event (user and system, from `/proc`) and
 //!   peak RSS, and its delivery latency (acceptance to 2xx, from its own histogram) in a run
-//!   paced at half (b)'s rate, next to the raw client's request latency;
+//!   paced at half (b)'s rate, over the whole run and without its first second, next to the
+//!   raw client's request latency;
 //! - (c) the same replay in the `extended` format, without plugins and then through the
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), the
 //!   ratio of the two, and the CPU time per event of each;
@@ -171,11 +172,16 @@ async fn paced(dir: &std::path::Path, sink: &CountingSink, rate: f64) {
         rate: Some(rate),
         ..Setup::default()
     };
-    let latency = in_background(dir, &recording, sink, paced).await;
-    let (p50, p99) = latency.latency_ms.expect("scraped the latency histogram");
+    let run = in_background(dir, &recording, sink, paced).await;
+    let (p50, p99) = run.latency_ms.expect("scraped the latency histogram");
+    // A run shorter than the warm-up has no steady part.
+    let steady = match run.steady_latency_ms {
+        Some((p50, p99)) => format!("p50 ~{p50:.2} ms  p99 ~{p99:.2} ms"),
+        None => "n/a (the run was shorter)".into(),
+    };
     println!(
         "paced at {rate:.0} ev/s ({events} events): router delivery latency p50 ~{p50:.2} ms  \
-         p99 ~{p99:.2} ms (acceptance to 2xx)"
+         p99 ~{p99:.2} ms (acceptance to 2xx); after the first second: {steady}"
     );
 }
 
@@ -365,9 +371,15 @@ struct RouterRun {
     /// CPU time the router used per event delivered, user and system, in microseconds.
     cpu_us_per_event: f64,
     peak_rss_kib: u64,
+    /// p50 and p99 delivery latency over the whole run, in a paced run.
     latency_ms: Option<(f64, f64)>,
+    /// The same without the first [`WARM_UP`], while connections open and queues first fill.
+    steady_latency_ms: Option<(f64, f64)>,
     samples: Vec<Sample>,
 }
+
+/// The start of a paced run that its steady-state latency leaves out.
+const WARM_UP: Duration = Duration::from_secs(1);
 
 /// The router's resident set and the sink's count at one moment of a run.
 struct Sample {
@@ -435,7 +447,7 @@ fn run_router(
         .expect("starting the router");
     let mut peak_rss_kib = 0;
     let mut cpu_ticks = 0;
-    let mut latency_ms = None;
+    let (mut latency, mut at_warm_up) = (None, None);
     let mut last_scrape = Instant::now();
     let mut samples = Vec::new();
     loop {
@@ -455,7 +467,12 @@ fn run_router(
         }
         cpu_ticks = cpu_ticks_of(child.id()).unwrap_or(cpu_ticks);
         if rate.is_some() && last_scrape.elapsed() > Duration::from_millis(200) {
-            latency_ms = scrape_latency(metrics_port).or(latency_ms);
+            if let Some(buckets) = latency_buckets(metrics_port) {
+                if at_warm_up.is_none() && started.elapsed() >= WARM_UP {
+                    at_warm_up = Some(buckets.clone());
+                }
+                latency = Some(buckets);
+            }
             last_scrape = Instant::now();
         }
         if let Some(status) = child.try_wait().unwrap() {
@@ -471,7 +488,10 @@ fn run_router(
         rate: delivered as f64 / elapsed,
         cpu_us_per_event: cpu_ticks as f64 * 1e6 / CLOCK_TICKS_PER_SECOND / delivered as f64,
         peak_rss_kib,
-        latency_ms,
+        latency_ms: latency.as_deref().and_then(quantiles),
+        steady_latency_ms: latency
+            .zip(at_warm_up)
+            .and_then(|(end, start)| quantiles(&since(&end, &start))),
         samples,
     }
 }
@@ -489,8 +509,8 @@ fn cpu_ticks_of(pid: u32) -> Option<u64> {
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
 }
 
-/// p50 and p99 of `kfp_event_router_delivery_latency_seconds`, interpolated within buckets.
-fn scrape_latency(port: u16) -> Option<(f64, f64)> {
+/// The cumulative buckets of `kfp_event_router_delivery_latency_seconds`: (upper bound, count).
+fn latency_buckets(port: u16) -> Option<Vec<(f64, f64)>> {
     let text = fetch_metrics(port)?;
     let mut buckets: Vec<(f64, f64)> = text
         .lines()
@@ -507,6 +527,19 @@ fn scrape_latency(port: u16) -> Option<(f64, f64)> {
         })
         .collect();
     buckets.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some(buckets)
+}
+
+/// The deliveries counted in `end`'s buckets and not yet in `start`'s.
+fn since(end: &[(f64, f64)], start: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    end.iter()
+        .zip(start)
+        .map(|(&(le, total), &(_, before))| (le, total - before))
+        .collect()
+}
+
+/// p50 and p99 of cumulative `buckets`, interpolated within a bucket, in milliseconds.
+fn quantiles(buckets: &[(f64, f64)]) -> Option<(f64, f64)> {
     let total = buckets.last()?.1;
     if total == 0.0 {
         return None;
@@ -514,7 +547,7 @@ fn scrape_latency(port: u16) -> Option<(f64, f64)> {
     let quantile = |q: f64| {
         let target = total * q;
         let mut lower = (0.0, 0.0);
-        for &(le, count) in &buckets {
+        for &(le, count) in buckets {
             if count >= target {
                 let upper = if le.is_finite() { le } else { lower.0 };
                 let span = (count - lower.1).max(1.0);
