@@ -6,9 +6,9 @@
 //! A transaction that fails for a reason that passes (the connection is gone, a lock wait was
 //! cut short, the server is read-only for now: [`is_transient`]) is tried again, with backoff,
 //! on a new connection where the old one cannot do it, for as long as it takes: callers of
-//! `accept` wait, nothing is lost. Each transaction first locks the `meta` row and stores a random token in it, so that
-//! when a commit's reply is lost, the next try sees whether it went through, and does not
-//! store the same events twice.
+//! `accept` wait, nothing is lost. Each transaction first locks the `meta` row and stores a
+//! random token in it, so that when a commit's reply is lost, the next try sees whether it went
+//! through, and does not store the same events twice.
 
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::Instant;
