@@ -26,7 +26,7 @@ use super::Delivery;
 use super::http::{Failure, HttpSender};
 use super::pace::Pacer;
 use super::record;
-use crate::model::clock::now_ms;
+use crate::model::clock::{now_ms, now_us};
 use crate::model::request::{Render, Request, Verdict};
 use crate::state::History;
 use crate::state::dead_letter::{DeadLetter, DeadLetters};
@@ -504,7 +504,7 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
         }
         let failure = match outcome {
             Ok(_) => {
-                let latency = now_ms().saturating_sub(delivery.accepted_ms) as f64 / 1000.0;
+                let latency = now_us().saturating_sub(delivery.accepted_us) as f64 / 1e6;
                 shared.metrics.delivery.delivered(&shared.name, latency);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return End::Done;

@@ -59,7 +59,7 @@ pub(crate) struct Handoff {
 /// event, its endpoints and its claim bucket (0 without claims).
 pub(super) struct Committed {
     pub(super) seq: u64,
-    pub(super) accepted_ms: u64,
+    pub(super) accepted_us: u64,
     pub(super) event: Arc<RouterEvent>,
     pub(super) endpoints: Vec<String>,
     pub(super) bucket: u32,
@@ -95,7 +95,7 @@ impl Tails {
                     seq: c.seq,
                     attempts: 0,
                     first_attempt_ms: 0,
-                    accepted_ms: c.accepted_ms,
+                    accepted_us: c.accepted_us,
                     bucket: c.bucket,
                     event: Arc::clone(&c.event),
                 })
@@ -137,7 +137,7 @@ mod tests {
     fn committed(seq: u64, endpoints: &[&str]) -> Committed {
         Committed {
             seq,
-            accepted_ms: 7,
+            accepted_us: 7,
             event: Arc::new(RouterEvent::bare(
                 format!("e{seq}"),
                 crate::model::event::EventFacts::default(),
@@ -164,7 +164,7 @@ mod tests {
         let seqs = |h: &Handoff| h.deliveries.iter().map(|d| d.seq).collect::<Vec<_>>();
         assert_eq!(seqs(&a), [4, 5]);
         assert_eq!(seqs(&b), [5, 6]);
-        assert_eq!(a.deliveries[0].accepted_ms, 7);
+        assert_eq!(a.deliveries[0].accepted_us, 7);
         // One event, shared by the endpoints that want it.
         assert!(Arc::ptr_eq(&a.deliveries[1].event, &b.deliveries[0].event));
     }

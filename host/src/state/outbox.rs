@@ -61,8 +61,9 @@ pub(crate) struct PendingDelivery {
     pub(crate) attempts: u32,
     /// When the first attempt was made (Unix ms), or 0 when none was.
     pub(crate) first_attempt_ms: u64,
-    /// When the event was accepted (Unix ms).
-    pub(crate) accepted_ms: u64,
+    /// When the event was accepted (Unix µs). The outbox stores whole milliseconds, so a
+    /// delivery read back from it, rather than handed over in memory, is that precise.
+    pub(crate) accepted_us: u64,
     /// The claim bucket of its workflow (see [`Claims`]); 0 with redb, which has no claims.
     pub(crate) bucket: u32,
     /// The event.

@@ -291,7 +291,7 @@ impl Postgres {
                 seq,
                 attempts: row.get::<_, i32>(1) as u32,
                 first_attempt_ms: row.get::<_, i64>(2) as u64,
-                accepted_ms: row.get::<_, i64>(3) as u64,
+                accepted_us: row.get::<_, i64>(3) as u64 * 1000,
                 bucket: row.get::<_, i32>(5) as u32,
                 event: Arc::new(event),
             });

@@ -11,7 +11,7 @@ use super::CHANNEL;
 use super::claims::BUCKET_OF;
 use super::dead_letters::RedriveLetter;
 use super::writer::Letter;
-use crate::model::clock::now_ms;
+use crate::model::clock::now_us;
 use crate::model::event::RouterEvent;
 use crate::state::handoff::Committed;
 use crate::state::outbox::AcceptBatch;
@@ -44,8 +44,8 @@ pub(super) struct Redrive {
 
 /// An [`AcceptBatch`], serialised: the events as parallel columns.
 pub(super) struct Accepted {
-    /// When it was accepted (Unix ms).
-    accepted_ms: i64,
+    /// When it was accepted (Unix µs; stored in whole milliseconds).
+    accepted_us: u64,
     /// Each event's ordering key.
     keys: Vec<String>,
     /// Each event, as JSON.
@@ -68,7 +68,7 @@ impl Accepted {
     /// No events yet, accepted now, with the source position after them.
     fn new(checkpoint: Option<(String, String)>) -> Self {
         Self {
-            accepted_ms: now_ms() as i64,
+            accepted_us: now_us(),
             keys: Vec::new(),
             events: Vec::new(),
             kept: Vec::new(),
@@ -231,7 +231,7 @@ async fn take_and_accept(
     let a = &r.accepted;
     let pick = |i: usize| taken[i];
     let accepted = Accepted {
-        accepted_ms: a.accepted_ms,
+        accepted_us: a.accepted_us,
         keys: keep(&a.keys, pick),
         events: keep(&a.events, pick),
         kept: keep(&a.kept, pick),
@@ -343,7 +343,7 @@ async fn accept(
         let inserted = txn
             .query(
                 &sql.insert_events,
-                &[&seqs, &a.accepted_ms, &a.keys, &a.events],
+                &[&seqs, &((a.accepted_us / 1000) as i64), &a.keys, &a.events],
             )
             .await?;
         // Each event's claim bucket, in the order of `seqs` (and so of the events).
@@ -366,7 +366,7 @@ async fn accept(
         for (((seq, bucket), event), endpoints) in buckets.iter().zip(&a.kept).zip(&a.endpoints) {
             outcome.committed.push(Committed {
                 seq: *seq as u64,
-                accepted_ms: a.accepted_ms as u64,
+                accepted_us: a.accepted_us,
                 event: Arc::clone(event),
                 endpoints: endpoints.clone(),
                 bucket: *bucket as u32,

@@ -237,7 +237,7 @@ impl Redb {
                 seq,
                 attempts,
                 first_attempt_ms,
-                accepted_ms: stored.accepted_ms,
+                accepted_us: stored.accepted_ms * 1000,
                 bucket: 0,
                 event: Arc::new(stored.event),
             });
@@ -446,6 +446,29 @@ mod tests {
         assert!(read.open_table(REMAINING).unwrap().is_empty().unwrap());
         assert!(read.open_table(EVENTS).unwrap().is_empty().unwrap());
         drop(read);
+        outbox.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_hand_off_carries_its_acceptance_in_microseconds_and_the_file_in_milliseconds() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Redb::open(&dir.path().join("outbox.redb")).unwrap();
+        let mut handoffs = outbox.tails.subscribe("hook");
+        let before = crate::model::clock::now_us();
+        outbox.accept(batch(0, 1)).await.unwrap();
+        let after = crate::model::clock::now_us();
+        let handed = handoffs.recv().await.unwrap().deliveries[0].accepted_us;
+        // Whole milliseconds would fall before `before` 999 times in 1000.
+        assert!(
+            (before..=after).contains(&handed),
+            "{before} <= {handed} <= {after}"
+        );
+        let read = outbox.pending("hook", 0, 10).unwrap()[0].accepted_us;
+        assert_eq!(
+            read,
+            handed / 1000 * 1000,
+            "read back: the stored milliseconds"
+        );
         outbox.close().await.unwrap();
     }
 

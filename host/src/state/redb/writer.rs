@@ -15,7 +15,7 @@ use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
 use super::{CHECKPOINTS, EVENTS, PENDING, REMAINING, Stored, WORKFLOWS};
-use crate::model::clock::now_ms;
+use crate::model::clock::now_us;
 use crate::model::event::RouterEvent;
 use crate::model::item::Checkpoint;
 use crate::state::handoff::{Committed, Tails};
@@ -24,7 +24,7 @@ use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 /// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
 /// time writing), and kept, for the [hand-off](crate::state::handoff).
 pub(super) struct Serialised {
-    accepted_ms: u64,
+    accepted_us: u64,
     events: Vec<(Vec<u8>, Arc<RouterEvent>, Vec<String>)>,
     checkpoint: Option<Checkpoint>,
     workflows: Vec<(String, Option<Vec<u8>>)>,
@@ -33,14 +33,14 @@ pub(super) struct Serialised {
 impl Serialised {
     /// Serialises `batch`, leaving out the events routed nowhere.
     pub(super) fn new(batch: AcceptBatch) -> Self {
-        let accepted_ms = now_ms();
+        let accepted_us = now_us();
         let events = batch
             .events
             .into_iter()
             .filter(|a| !a.endpoints.is_empty())
             .map(|a| {
                 let stored = Stored {
-                    accepted_ms,
+                    accepted_ms: accepted_us / 1000,
                     event: &a.event,
                 };
                 let bytes = serde_json::to_vec(&stored).expect("events serialise");
@@ -48,7 +48,7 @@ impl Serialised {
             })
             .collect();
         Self {
-            accepted_ms,
+            accepted_us,
             events,
             checkpoint: batch.checkpoint,
             workflows: batch.workflows,
@@ -211,7 +211,7 @@ impl Writer {
                 match write {
                     Write::Accept(accepted, done) => {
                         let Serialised {
-                            accepted_ms,
+                            accepted_us,
                             events: accepts,
                             checkpoint,
                             workflows: states,
@@ -236,7 +236,7 @@ impl Writer {
                             depth += endpoints.len() as i64;
                             replies.committed.push(Committed {
                                 seq,
-                                accepted_ms,
+                                accepted_us,
                                 event,
                                 endpoints,
                                 bucket: 0,
