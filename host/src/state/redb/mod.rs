@@ -473,6 +473,80 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn completions_far_apart_and_repeated_remove_exactly_their_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let outbox = Redb::open(&dir.path().join("outbox.redb")).unwrap();
+        let small = |from: usize, n: usize, endpoints: &[&str]| AcceptBatch {
+            events: (from..from + n)
+                .map(|i| Accept {
+                    event: event(i, 10),
+                    endpoints: endpoints.iter().map(|e| e.to_string()).collect(),
+                })
+                .collect(),
+            ..AcceptBatch::default()
+        };
+        // Seqs 1..=500 go to `hook`; 501..=510 to `hook` and `other`.
+        outbox.accept(small(0, 500, &["hook"])).await.unwrap();
+        outbox
+            .accept(small(500, 10, &["hook", "other"]))
+            .await
+            .unwrap();
+        let done: Vec<u64> = (1..=10)
+            .chain([12, 100, 101, 300])
+            .chain(150..=160)
+            .chain(501..=505)
+            .collect();
+        // Out of order, one twice, and one of an endpoint that does not have it.
+        for &seq in done.iter().rev().chain([&5]) {
+            outbox.complete("hook", seq);
+        }
+        outbox.complete("other", 7);
+        outbox.complete("other", 505);
+        flush(&outbox).await;
+
+        let left: Vec<u64> = outbox
+            .pending("hook", 0, 1000)
+            .unwrap()
+            .iter()
+            .map(|d| d.seq)
+            .collect();
+        let expected: Vec<u64> = (1..=510).filter(|s| !done.contains(s)).collect();
+        assert_eq!(left, expected);
+        assert_eq!(
+            *outbox.depth.borrow(),
+            expected.len() as i64 + 9,
+            "`other` lost 505"
+        );
+        let read = outbox.db.begin_read().unwrap();
+        let stored: Vec<u64> = read
+            .open_table(EVENTS)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|row| row.unwrap().0.value())
+            .collect();
+        // 501..=504 still wait for `other`; 505 was the last of both.
+        let kept: Vec<u64> = (1..=510)
+            .filter(|s| !done.contains(s) || (501..=504).contains(s))
+            .collect();
+        assert_eq!(stored, kept);
+        let counts: Vec<(u64, u32)> = read
+            .open_table(REMAINING)
+            .unwrap()
+            .iter()
+            .unwrap()
+            .map(|row| row.map(|(k, v)| (k.value(), v.value())).unwrap())
+            .collect();
+        let expected_counts: Vec<(u64, u32)> = (501..=510)
+            .filter(|&s| s != 505)
+            .map(|s| (s, if s <= 504 { 1 } else { 2 }))
+            .collect();
+        assert_eq!(counts, expected_counts);
+        drop(read);
+        outbox.close().await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_file_with_a_live_backlog_is_left_as_it_is() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.redb");

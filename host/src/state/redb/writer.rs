@@ -256,11 +256,9 @@ impl Writer {
                             )?
                             .map(|row| row.map(|(k, _)| k.value().1))
                             .collect::<Result<_, _>>()?;
-                        for &seq in &seqs {
-                            release(&mut events, &mut remaining, seq)?;
-                        }
                         depth -= seqs.len() as i64;
                         replies.purged.push((done, seqs.len() as u64));
+                        release(&mut events, &mut remaining, seqs)?;
                     }
                     Write::ClearCheckpoint(key, done) => {
                         checkpoints.remove(key.as_str())?;
@@ -270,6 +268,7 @@ impl Writer {
                 }
             }
             // After the queued writes: a completion always follows its event's acceptance.
+            let mut completed = Vec::new();
             for write in lazy {
                 match write {
                     LazyWrite::Attempted {
@@ -282,14 +281,10 @@ impl Writer {
                             pending.insert((endpoint.as_str(), seq), (attempts, first_ms))?;
                         }
                     }
-                    LazyWrite::Complete { endpoint, seq } => {
-                        if pending.remove((endpoint.as_str(), seq))?.is_some() {
-                            depth -= 1;
-                            release(&mut events, &mut remaining, seq)?;
-                        }
-                    }
+                    LazyWrite::Complete { endpoint, seq } => completed.push((endpoint, seq)),
                 }
             }
+            depth -= complete(&mut pending, &mut events, &mut remaining, completed)?;
         }
         txn.commit()?;
         if depth != 0 {
@@ -338,25 +333,74 @@ fn gather(
     Some((batch, lazy.take()))
 }
 
-/// One endpoint is done with `seq`: drop the event when it was the last. An event without a
-/// count in `remaining` had one endpoint.
+/// How far apart two sequence numbers may be and still be removed in one pass over a table:
+/// a pass visits the rows between them that stay, a new pass starts from the root.
+const RUN_GAP: u64 = 64;
+
+/// Removes the pending rows of the `completed` deliveries, and [releases](release) their
+/// events; returns how many rows there were (a delivery completed twice, or purged, has none).
+///
+/// Deliveries complete mostly in order, so the rows go in a few passes over runs of nearby
+/// keys, each rewriting a leaf once, rather than in a descent from the root per row.
+fn complete(
+    pending: &mut redb::Table<(&str, u64), (u32, u64)>,
+    events: &mut redb::Table<u64, &[u8]>,
+    remaining: &mut redb::Table<u64, u32>,
+    mut completed: Vec<(String, u64)>,
+) -> Result<i64, redb::Error> {
+    completed.sort_unstable();
+    completed.dedup();
+    let mut released = Vec::with_capacity(completed.len());
+    for of_endpoint in completed.chunk_by(|a, b| a.0 == b.0) {
+        let endpoint = of_endpoint[0].0.as_str();
+        let seqs: Vec<u64> = of_endpoint.iter().map(|(_, seq)| *seq).collect();
+        for run in runs(&seqs) {
+            let (first, last) = (run[0], run[run.len() - 1]);
+            pending.retain_in((endpoint, first)..=(endpoint, last), |(_, seq), _| {
+                let done = run.binary_search(&seq).is_ok();
+                if done {
+                    released.push(seq);
+                }
+                !done
+            })?;
+        }
+    }
+    let removed = released.len() as i64;
+    release(events, remaining, released)?;
+    Ok(removed)
+}
+
+/// Endpoints are done with `released` (a sequence number once per endpoint): drops each event
+/// whose last endpoint that was. An event without a count in `remaining` had one endpoint.
 fn release(
     events: &mut redb::Table<u64, &[u8]>,
     remaining: &mut redb::Table<u64, u32>,
-    seq: u64,
+    mut released: Vec<u64>,
 ) -> Result<(), redb::Error> {
-    let left = remaining.get(seq)?.map(|v| v.value());
-    match left {
-        Some(left) if left > 1 => {
-            remaining.insert(seq, left - 1)?;
-        }
-        Some(_) => {
-            remaining.remove(seq)?;
-            events.remove(seq)?;
-        }
-        None => {
-            events.remove(seq)?;
+    released.sort_unstable();
+    let mut gone = Vec::with_capacity(released.len());
+    for same in released.chunk_by(|a, b| a == b) {
+        let (seq, done) = (same[0], same.len() as u32);
+        let left = remaining.get(seq)?.map(|v| v.value());
+        match left {
+            Some(left) if left > done => {
+                remaining.insert(seq, left - done)?;
+            }
+            Some(_) => {
+                remaining.remove(seq)?;
+                gone.push(seq);
+            }
+            None => gone.push(seq),
         }
     }
+    for run in runs(&gone) {
+        let (first, last) = (run[0], run[run.len() - 1]);
+        events.retain_in(first..=last, |seq, _| run.binary_search(&seq).is_err())?;
+    }
     Ok(())
+}
+
+/// `seqs` (sorted) cut where two are more than [`RUN_GAP`] apart.
+fn runs(seqs: &[u64]) -> impl Iterator<Item = &[u64]> {
+    seqs.chunk_by(|a, b| b - a <= RUN_GAP)
 }
