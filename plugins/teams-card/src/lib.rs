@@ -2,10 +2,13 @@
 //! Microsoft Teams message carrying an Adaptive Card (1.4). See README.md.
 
 use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
 
 use kfp_event_router_sdk::serde_json::{self, Value};
 use kfp_event_router_sdk::{Action, Config, Event, Outcome, Payload, Plugin, Template};
-use serde::de::IgnoredAny;
+use serde::de::value::MapAccessDeserializer;
+use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
 /// Configuration.
@@ -47,23 +50,23 @@ kfp_event_router_sdk::export_plugin!(TeamsCard);
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct Extra {
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     run_name: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     kfp_run_id: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     pipeline_name: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     namespace: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     phase: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     started_at: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     finished_at: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     event_time: Option<String>,
-    #[serde(deserialize_with = "node")]
+    #[serde(deserialize_with = "lenient")]
     node: Option<ExtraNode>,
     /// A CloudEvents envelope's marks: `specversion`, and the event object in `data`.
     #[serde(rename = "specversion")]
@@ -76,26 +79,86 @@ struct Extra {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, rename_all = "PascalCase")]
 struct ExtraNode {
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     display_name: Option<String>,
-    #[serde(deserialize_with = "text")]
+    #[serde(deserialize_with = "lenient")]
     message: Option<String>,
 }
 
-/// A string value, when it is a non-empty one.
-fn text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        Value::String(s) if !s.is_empty() => Some(s),
-        _ => None,
-    })
+/// What [`lenient`] keeps of a field's JSON value; by default nothing.
+trait Keep<'de>: Sized {
+    /// The value is the string `s`.
+    fn string(_s: &str) -> Option<Self> {
+        None
+    }
+
+    /// The value is an object.
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        IgnoredAny.visit_map(map).map(|_| None)
+    }
 }
 
-/// An object value, read as a [`ExtraNode`].
-fn node<'de, D: Deserializer<'de>>(d: D) -> Result<Option<ExtraNode>, D::Error> {
-    Ok(match Value::deserialize(d)? {
-        node @ Value::Object(_) => serde_json::from_value(node).ok(),
-        _ => None,
-    })
+/// A non-empty string.
+impl Keep<'_> for String {
+    fn string(s: &str) -> Option<Self> {
+        Some(s.to_owned()).filter(|s| !s.is_empty())
+    }
+}
+
+/// An object, read as a node.
+impl<'de> Keep<'de> for ExtraNode {
+    fn object<A: MapAccess<'de>>(map: A) -> Result<Option<Self>, A::Error> {
+        ExtraNode::deserialize(MapAccessDeserializer::new(map)).map(Some)
+    }
+}
+
+/// Reads a field as `T` when its value has the type `T` is read from, and as nothing
+/// otherwise: values of other types are read past without being built.
+fn lenient<'de, D: Deserializer<'de>, T: Keep<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    d.deserialize_any(Lenient(PhantomData))
+}
+
+/// The [`Visitor`] of [`lenient`].
+struct Lenient<T>(PhantomData<T>);
+
+impl<'de, T: Keep<'de>> Visitor<'de> for Lenient<T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Self::Value, E> {
+        Ok(T::string(s))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        T::object(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Self::Value, A::Error> {
+        IgnoredAny.visit_seq(seq).map(|_| None)
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
 }
 
 impl Extra {
