@@ -336,9 +336,12 @@ impl LoadedPlugin {
             return;
         }
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let pool = pools.entry(endpoint.to_owned()).or_default();
-        if pool.len() < POOL {
-            pool.push(instance);
+        match pools.get_mut(endpoint) {
+            Some(pool) if pool.len() < POOL => pool.push(instance),
+            Some(_) => {}
+            None => {
+                pools.insert(endpoint.to_owned(), vec![instance]);
+            }
         }
     }
 
