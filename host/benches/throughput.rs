@@ -1,7 +1,8 @@
 //! Router throughput against a raw HTTP client, in one run on one machine.
 //!
 //! `cargo bench -p kfp-event-router --bench throughput` (set `BENCH_EVENTS` to change the
-//! recording size, default 200 000) prints:
+//! recording size, default 200 000) prints, with (a) and (b), and the two runs of (c), measured
+//! [`rounds`] times, alternating, and each ratio the median round's:
 //! - (a) a raw reqwest client posting 1 KB bodies with 64 in flight to a local sink;
 //! - (b) the router replaying a generated recording of the same number of events (~1 KB
 //!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
@@ -55,29 +56,34 @@ fn main() {
             return;
         }
 
-        let raw = raw_client(&sink, events).await;
-        println!(
-            "(a) raw reqwest:  {:>9.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms   bodies {} B",
-            raw.rate,
-            raw.p50_ms,
-            raw.p99_ms,
-            sink.bytes() / events
-        );
-
         let dir = tempfile::tempdir().unwrap();
         let recording = dir.path().join("recording.jsonl");
         generate(&recording, events, 2_000);
-        let (before, bytes_before) = (sink.count(), sink.bytes());
-        let router = in_background(dir.path(), &recording, &sink, Setup::default()).await;
-        assert_eq!(sink.count() - before, events, "every event reached the sink");
+        let rounds = rounds();
+        let mut pairs = Vec::new();
+        for _ in 0..rounds {
+            let raw_from = sink.bytes();
+            let raw = raw_client(&sink, events).await;
+            let raw_body = (sink.bytes() - raw_from) / events;
+            let (before, bytes_before) = (sink.count(), sink.bytes());
+            let router = in_background(dir.path(), &recording, &sink, Setup::default()).await;
+            assert_eq!(sink.count() - before, events, "every event reached the sink");
+            let body = (sink.bytes() - bytes_before) / events;
+            pairs.push((raw, raw_body, router, body));
+        }
+        let (ratios, (raw, raw_body, router, body)) =
+            median_by(pairs, |(raw, _, router, _)| router.rate / raw.rate);
         println!(
-            "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {} B",
+            "(a) raw reqwest:  {:>9.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms   bodies {raw_body} B",
+            raw.rate, raw.p50_ms, raw.p99_ms,
+        );
+        println!(
+            "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {body} B",
             router.rate,
             router.cpu_us_per_event,
             router.peak_rss_kib as f64 / 1024.0,
-            (sink.bytes() - bytes_before) / events
         );
-        println!("ratio (b)/(a):    {:.2}", router.rate / raw.rate);
+        println!("ratio (b)/(a):    {:.2}{}", router.rate / raw.rate, spread(&ratios));
 
         let console = Setup {
             console: true,
@@ -91,21 +97,31 @@ fn main() {
             console.rate / router.rate
         );
 
-        let extended = Setup {
-            plugins: Some(String::new()),
-            ..Setup::default()
-        };
-        let extended = in_background(dir.path(), &recording, &sink, extended).await;
-        let chain = Setup {
-            plugins: Some(plugin_chain(dir.path())),
-            ..Setup::default()
-        };
-        let chained = in_background(dir.path(), &recording, &sink, chain).await;
+        let mut pairs = Vec::new();
+        for _ in 0..rounds {
+            let extended = Setup {
+                plugins: Some(String::new()),
+                ..Setup::default()
+            };
+            let extended = in_background(dir.path(), &recording, &sink, extended).await;
+            let chain = Setup {
+                plugins: Some(plugin_chain(dir.path())),
+                ..Setup::default()
+            };
+            let chained = in_background(dir.path(), &recording, &sink, chain).await;
+            pairs.push((extended, chained));
+        }
+        let (ratios, (extended, chained)) =
+            median_by(pairs, |(extended, chained)| chained.rate / extended.rate);
         println!(
             "(c) `extended`, no plugins: {:>7.0} ev/s, CPU {:.0} µs/event;  with event-filter -> redact -> teams-card: {:.0} ev/s, CPU {:.0} µs/event",
             extended.rate, extended.cpu_us_per_event, chained.rate, chained.cpu_us_per_event
         );
-        println!("ratio chain / no plugins: {:.2}", chained.rate / extended.rate);
+        println!(
+            "ratio chain / no plugins: {:.2}{}",
+            chained.rate / extended.rate,
+            spread(&ratios)
+        );
         // Half the measured maximum: the load a router should carry with room to spare. Run
         // before (f), whose PostgreSQL server leaves disk writes behind that would blur it.
         paced(dir.path(), &sink, (router.rate / 2.0).round()).await;
@@ -136,6 +152,34 @@ fn main() {
         let series = write_series(&runs);
         println!("series: {} (plot: python3 host/benches/plot.py)", series.display());
     });
+}
+
+/// How many times (a) and (b), and the two runs of (c), are measured, alternating:
+/// `BENCH_ROUNDS`, default 3. Each ratio is the median round's, so that one round slowed by
+/// a busy host does not make the figure.
+fn rounds() -> usize {
+    std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(3)
+        .max(1)
+}
+
+/// The round whose `ratio` is the median, and every round's ratio, in ascending order.
+fn median_by<T>(mut rounds: Vec<T>, ratio: impl Fn(&T) -> f64) -> (Vec<f64>, T) {
+    rounds.sort_by(|a, b| ratio(a).total_cmp(&ratio(b)));
+    let ratios = rounds.iter().map(&ratio).collect();
+    let median = rounds.swap_remove(rounds.len() / 2);
+    (ratios, median)
+}
+
+/// `ratios` of every round, to print after the median's; nothing for one round.
+fn spread(ratios: &[f64]) -> String {
+    if ratios.len() < 2 {
+        return String::new();
+    }
+    let all: Vec<String> = ratios.iter().map(|r| format!("{r:.2}")).collect();
+    format!("   (median of {} rounds: {})", ratios.len(), all.join(", "))
 }
 
 /// (f): the replay of (b) on the shared PostgreSQL outbox, on a server of its own.
