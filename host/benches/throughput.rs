@@ -97,6 +97,7 @@ fn main() {
             console.rate / router.rate
         );
 
+        let plugins = plugin_chain(dir.path());
         let mut pairs = Vec::new();
         for _ in 0..rounds {
             let extended = Setup {
@@ -105,7 +106,7 @@ fn main() {
             };
             let extended = in_background(dir.path(), &recording, &sink, extended).await;
             let chain = Setup {
-                plugins: Some(plugin_chain(dir.path())),
+                plugins: Some(plugins.clone()),
                 ..Setup::default()
             };
             let chained = in_background(dir.path(), &recording, &sink, chain).await;
