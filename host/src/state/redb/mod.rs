@@ -1,7 +1,7 @@
 //! The redb backend: the outbox as one [redb] file, `state.dir/outbox.redb`.
 //!
 //! Tables:
-//! - `events`: sequence number -> the stored event (JSON);
+//! - `events`: sequence number -> the stored event (a binary record: [`stored`]);
 //! - `remaining`: sequence number -> endpoints still to deliver it, for an event routed to
 //!   more than one (no row: one);
 //! - `pending`: (endpoint, sequence number) -> attempts made and when the first was;
@@ -23,18 +23,18 @@ use std::sync::mpsc::Sender;
 use std::time::Instant;
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
-use serde::de::IgnoredAny;
-use serde::{Deserialize, Serialize};
 use tokio::sync::{oneshot, watch};
 
+mod migrate;
+mod stored;
 mod writer;
 
+use self::stored::StoredEvent;
 use self::writer::{Lazy, LazyWrite, Serialised, Write};
 use super::handoff::Tails;
 use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
-use crate::model::event::RouterEvent;
 
-const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
+const EVENTS: TableDefinition<u64, StoredEvent> = TableDefinition::new("events");
 const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
 const PENDING: TableDefinition<(&str, u64), (u32, u64)> = TableDefinition::new("pending");
 const CHECKPOINTS: TableDefinition<&str, &str> = TableDefinition::new("checkpoints");
@@ -47,14 +47,6 @@ const CACHE_BYTES: usize = 4 << 20;
 
 /// A file smaller than this is never compacted: it is not worth the wait.
 pub(super) const COMPACT_ABOVE: u64 = 8 << 20;
-
-/// An event as stored: what was accepted, and when (`E` is a [`RouterEvent`], or a reference
-/// to one).
-#[derive(Debug, Serialize, Deserialize)]
-struct Stored<E> {
-    accepted_ms: u64,
-    event: E,
-}
 
 /// A handle to the redb outbox; cheap to clone.
 #[derive(Clone)]
@@ -78,6 +70,7 @@ impl Redb {
         let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
+        migrate::events_from_json(&db)?;
         let txn = db.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(REMAINING)?;
@@ -226,7 +219,7 @@ impl Redb {
             let Some(bytes) = events.get(seq)? else {
                 continue;
             };
-            let stored: Stored<RouterEvent> = match serde_json::from_slice(bytes.value()) {
+            let (accepted_ms, event) = match stored::decode(bytes.value()) {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::error!(seq, "outbox entry unreadable, skipped: {e}");
@@ -237,9 +230,9 @@ impl Redb {
                 seq,
                 attempts,
                 first_attempt_ms,
-                accepted_us: stored.accepted_ms * 1000,
+                accepted_us: accepted_ms * 1000,
                 bucket: 0,
-                event: Arc::new(stored.event),
+                event: Arc::new(event),
             });
         }
         Ok(out)
@@ -288,10 +281,7 @@ impl Redb {
                 // Rows are in (endpoint, seq) order: an endpoint's first is its oldest.
                 let oldest_ms = events
                     .get(seq)?
-                    .and_then(|bytes| {
-                        serde_json::from_slice::<Stored<IgnoredAny>>(bytes.value()).ok()
-                    })
-                    .map(|stored| stored.accepted_ms);
+                    .and_then(|bytes| stored::accepted_ms(bytes.value()).ok());
                 backlog.insert(
                     endpoint.to_owned(),
                     Backlog {
@@ -339,7 +329,7 @@ fn compact_if_mostly_free(db: &mut Database, path: &Path, live: u64) -> Result<(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::event::EventFacts;
+    use crate::model::event::{EventFacts, RouterEvent};
     use crate::state::outbox::Accept;
 
     /// An event with a message of `size` bytes, so that a test can fill the file quickly.
@@ -375,18 +365,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.redb");
         let outbox = Redb::open(&path).unwrap();
-        for i in 0..3 {
+        for i in 0..4 {
             outbox.accept(batch(i * 1000, 1000)).await.unwrap();
         }
         // A fresh outbox numbers its events from 1.
-        for seq in 1..=3000 {
+        for seq in 1..=4000 {
             outbox.complete("hook", seq);
         }
         let mut depth = outbox.depth.subscribe();
         depth.wait_for(|d| *d == 0).await.unwrap();
         outbox.close().await.unwrap();
         let full = std::fs::metadata(&path).unwrap().len();
-        assert!(full > COMPACT_ABOVE, "{full} bytes after 12 MB of events");
+        assert!(full > COMPACT_ABOVE, "{full} bytes after 16 MB of events");
 
         let outbox = Redb::open(&path).unwrap();
         let compacted = std::fs::metadata(&path).unwrap().len();
@@ -543,6 +533,95 @@ mod tests {
             .collect();
         assert_eq!(counts, expected_counts);
         drop(read);
+        outbox.close().await.unwrap();
+    }
+
+    /// Writes, as releases before the binary records did, events `seqs` in JSON to `table`,
+    /// each pending for `hook` and accepted at its seq in ms.
+    fn write_json_events(db: &Database, table: &str, seqs: std::ops::RangeInclusive<u64>) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn
+                .open_table(TableDefinition::<u64, &[u8]>::new(table))
+                .unwrap();
+            let mut pending = txn.open_table(PENDING).unwrap();
+            for seq in seqs {
+                let json = serde_json::json!({
+                    "accepted_ms": seq,
+                    "event": event(seq as usize, 10),
+                });
+                events
+                    .insert(seq, serde_json::to_vec(&json).unwrap().as_slice())
+                    .unwrap();
+                pending.insert(("hook", seq), (0, 0)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
+    /// Checks that `hook` has events `1..=n` pending, each as written, and numbers the next
+    /// event `n + 1`.
+    async fn assert_every_event_readable(outbox: &Redb, n: u64) {
+        let pending = outbox.pending("hook", 0, usize::MAX).unwrap();
+        assert_eq!(pending.len() as u64, n);
+        for (delivery, seq) in pending.iter().zip(1..) {
+            assert_eq!(delivery.seq, seq);
+            assert_eq!(*delivery.event, event(seq as usize, 10));
+            assert_eq!(delivery.accepted_us, seq * 1000);
+        }
+        let mut accepted = outbox.accepted();
+        outbox.accept(batch(0, 1)).await.unwrap();
+        accepted.wait_for(|last| *last == n + 1).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_of_json_events_is_rewritten_when_opened_and_refused_by_older_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        write_json_events(&Database::create(&path).unwrap(), "events", 1..=2500);
+
+        let outbox = Redb::open(&path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_every_event_readable(&outbox, 2500).await;
+        assert_eq!(outbox.backlog().unwrap()["hook"].oldest_ms, Some(1));
+        outbox.close().await.unwrap();
+
+        // A release before the records opens `events` as JSON: it is refused, not skipped.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let old = txn.open_table(TableDefinition::<u64, &[u8]>::new("events"));
+        assert!(
+            matches!(old, Err(redb::TableError::TableTypeMismatch { .. })),
+            "{old:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_cut_short_by_a_kill_carries_on_when_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        // What a kill after the first chunk's commit leaves: 1..=1000 rewritten, the rest set
+        // aside, still in JSON.
+        {
+            let db = Database::create(&path).unwrap();
+            write_json_events(&db, "events_json", 1001..=2500);
+            let txn = db.begin_write().unwrap();
+            {
+                let mut events = txn.open_table(EVENTS).unwrap();
+                let mut pending = txn.open_table(PENDING).unwrap();
+                let mut record = Vec::new();
+                for seq in 1..=1000 {
+                    record.clear();
+                    stored::encode(seq, &event(seq as usize, 10), &mut record);
+                    events.insert(seq, record.as_slice()).unwrap();
+                    pending.insert(("hook", seq), (0, 0)).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let outbox = Redb::open(&path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_every_event_readable(&outbox, 2500).await;
         outbox.close().await.unwrap();
     }
 

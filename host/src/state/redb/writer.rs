@@ -14,12 +14,16 @@ use std::time::Instant;
 use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
-use super::{CHECKPOINTS, EVENTS, PENDING, REMAINING, Stored, WORKFLOWS};
+use super::stored::{self, StoredEvent};
+use super::{CHECKPOINTS, EVENTS, PENDING, REMAINING, WORKFLOWS};
 use crate::model::clock::now_us;
 use crate::model::event::RouterEvent;
 use crate::model::item::Checkpoint;
 use crate::state::handoff::{Committed, Tails};
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
+
+/// Room a record starts with: most events' fit, so that encoding one allocates once.
+const RECORD_CAPACITY: usize = 2048;
 
 /// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
 /// time writing), and kept, for the [hand-off](crate::state::handoff).
@@ -39,11 +43,8 @@ impl Serialised {
             .into_iter()
             .filter(|a| !a.endpoints.is_empty())
             .map(|a| {
-                let stored = Stored {
-                    accepted_ms: accepted_us / 1000,
-                    event: &a.event,
-                };
-                let bytes = serde_json::to_vec(&stored).expect("events serialise");
+                let mut bytes = Vec::with_capacity(RECORD_CAPACITY);
+                stored::encode(accepted_us / 1000, &a.event, &mut bytes);
                 (bytes, Arc::new(a.event), a.endpoints)
             })
             .collect();
@@ -344,7 +345,7 @@ const RUN_GAP: u64 = 64;
 /// keys, each rewriting a leaf once, rather than in a descent from the root per row.
 fn complete(
     pending: &mut redb::Table<(&str, u64), (u32, u64)>,
-    events: &mut redb::Table<u64, &[u8]>,
+    events: &mut redb::Table<u64, StoredEvent>,
     remaining: &mut redb::Table<u64, u32>,
     mut completed: Vec<(String, u64)>,
 ) -> Result<i64, redb::Error> {
@@ -373,7 +374,7 @@ fn complete(
 /// Endpoints are done with `released` (a sequence number once per endpoint): drops each event
 /// whose last endpoint that was. An event without a count in `remaining` had one endpoint.
 fn release(
-    events: &mut redb::Table<u64, &[u8]>,
+    events: &mut redb::Table<u64, StoredEvent>,
     remaining: &mut redb::Table<u64, u32>,
     mut released: Vec<u64>,
 ) -> Result<(), redb::Error> {
