@@ -101,3 +101,45 @@ fn a_full_queue_drops_and_counts_what_overflows() {
     }
     assert_eq!(metrics.console_history_dropped.get(), 3);
 }
+
+#[tokio::test]
+async fn a_batch_past_keep_trims_the_older_records_it_changed() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
+    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
+    for n in 1..=3 {
+        history.append(record("a", n, Outcome::Delivered));
+    }
+    history.flush().await;
+    // msg_2 changes again, then three newer deliveries push it out, with msg_1 and msg_3.
+    for n in [2, 4, 5, 6] {
+        history.append(record("a", n, Outcome::Delivered));
+    }
+    history.flush().await;
+    let all = history.all().await.unwrap();
+    assert_eq!(ids(&all, "a"), ["msg_6", "msg_5", "msg_4"]);
+}
+
+#[tokio::test]
+async fn what_is_written_is_on_disk_within_a_second_without_a_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
+    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
+    history.append(record("a", 1, Outcome::Delivered));
+    // A copy of the file is what a router killed at that moment would leave: the commits made
+    // durable, and none since.
+    let copies = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = Vec::new();
+    for attempt in 0.. {
+        let copy = copies.path().join(format!("{attempt}.redb"));
+        std::fs::copy(dir.path().join(FILE_NAME), &copy).unwrap();
+        seen = store::Store::open(&copy).unwrap().all().unwrap();
+        if !seen.is_empty() || started.elapsed() > std::time::Duration::from_secs(10) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(ids(&seen, "a"), ["msg_1"]);
+    drop(history);
+}
