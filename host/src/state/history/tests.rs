@@ -28,6 +28,14 @@ fn record(endpoint: &str, n: u32, outcome: Outcome) -> Record {
     }
 }
 
+/// A redb outbox and its history, keeping `keep` records per endpoint, in a new folder.
+fn open_keeping(keep: usize) -> (tempfile::TempDir, Outbox, History) {
+    let dir = tempfile::tempdir().unwrap();
+    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
+    let history = History::open(dir.path(), &outbox, keep, Arc::new(Metrics::new())).unwrap();
+    (dir, outbox, history)
+}
+
 fn ids(records: &[Record], endpoint: &str) -> Vec<String> {
     records
         .iter()
@@ -38,9 +46,7 @@ fn ids(records: &[Record], endpoint: &str) -> Vec<String> {
 
 #[tokio::test]
 async fn keeps_the_newest_per_endpoint_and_survives_a_reopen() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
-    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
+    let (dir, outbox, history) = open_keeping(3);
     for n in 1..=5 {
         history.append(record("a", n, Outcome::Delivered));
     }
@@ -104,9 +110,7 @@ fn a_full_queue_drops_and_counts_what_overflows() {
 
 #[tokio::test]
 async fn a_batch_past_keep_trims_the_older_records_it_changed() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
-    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
+    let (_dir, _outbox, history) = open_keeping(3);
     for n in 1..=3 {
         history.append(record("a", n, Outcome::Delivered));
     }
@@ -122,9 +126,7 @@ async fn a_batch_past_keep_trims_the_older_records_it_changed() {
 
 #[tokio::test]
 async fn what_is_written_is_on_disk_within_a_second_without_a_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let outbox = Outbox::open_redb(&dir.path().join("outbox.redb")).unwrap();
-    let history = History::open(dir.path(), &outbox, 3, Arc::new(Metrics::new())).unwrap();
+    let (dir, _outbox, history) = open_keeping(3);
     history.append(record("a", 1, Outcome::Delivered));
     // A copy of the file is what a router killed at that moment would leave: the commits made
     // durable, and none since.
