@@ -30,8 +30,8 @@ struct JsonStored {
     event: RouterEvent,
 }
 
-/// Rewrites the events of `db` still stored as JSON; returns how many it rewrote.
-pub(super) fn events_from_json(db: &Database) -> Result<u64, redb::Error> {
+/// Rewrites the events of `db` still stored as JSON, and logs how many it rewrote.
+pub(super) fn events_from_json(db: &Database) -> Result<(), redb::Error> {
     set_aside(db)?;
     let mut moved = 0;
     loop {
@@ -80,7 +80,7 @@ pub(super) fn events_from_json(db: &Database) -> Result<u64, redb::Error> {
             "rewrote the outbox's events in the binary layout"
         );
     }
-    Ok(moved)
+    Ok(())
 }
 
 /// Renames a JSON `events` table to [`MOVING`], and creates the new one, when the file has

@@ -22,7 +22,7 @@ use crate::model::item::Checkpoint;
 use crate::state::handoff::{Committed, Tails};
 use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
 
-/// Room a record starts with: most events' fit, so that encoding one allocates once.
+/// Room a record starts with: most records fit in it, so that encoding one allocates once.
 const RECORD_CAPACITY: usize = 2048;
 
 /// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
