@@ -33,7 +33,7 @@ struct JsonStored {
 /// Rewrites the events of `db` still stored as JSON, and logs how many it rewrote.
 pub(super) fn events_from_json(db: &Database) -> Result<(), redb::Error> {
     set_aside(db)?;
-    let mut moved = 0;
+    let mut moved = 0u64;
     loop {
         let txn = db.begin_write()?;
         let done = {
@@ -55,6 +55,7 @@ pub(super) fn events_from_json(db: &Database) -> Result<(), redb::Error> {
                         record.clear();
                         stored::encode(accepted_ms, &event, &mut record);
                         to.insert(*seq, record.as_slice())?;
+                        moved += 1;
                     }
                     // Releases before skipped it on every read: it could not be delivered.
                     Err(e) => tracing::error!(seq, "outbox entry unreadable, dropped: {e}"),
@@ -63,7 +64,6 @@ pub(super) fn events_from_json(db: &Database) -> Result<(), redb::Error> {
             if let (Some((first, _)), Some((last, _))) = (chunk.first(), chunk.last()) {
                 from.retain_in(*first..=*last, |_, _| false)?;
             }
-            moved += chunk.len() as u64;
             chunk.len() < CHUNK
         };
         if done {
