@@ -19,7 +19,9 @@ use kfp_event_router::payload::plugins::cache::content_hash;
 use kfp_event_router::payload::plugins::event::wit_event;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
 use kfp_event_router::payload::plugins::runtime::Runtime;
-use kfp_event_router::payload::plugins::settings::{DEFAULT_MAX_TOTAL_MEMORY, PluginSettings};
+use kfp_event_router::payload::plugins::settings::{
+    DEFAULT_MAX_TOTAL_MEMORY, PluginSettings, Profiler,
+};
 
 /// (language, plugin, configuration).
 const PLUGINS: [(&str, &str, &str); 3] = [
@@ -64,7 +66,12 @@ fn main() {
         let bytes = std::fs::read(wasm.join(format!("{name}.wasm"))).unwrap();
         let cache = tempfile::tempdir().unwrap();
         let runtime = Arc::new(
-            Runtime::new(Some(cache.path().to_owned()), DEFAULT_MAX_TOTAL_MEMORY).unwrap(),
+            Runtime::new(
+                Some(cache.path().to_owned()),
+                DEFAULT_MAX_TOTAL_MEMORY,
+                Profiler::None,
+            )
+            .unwrap(),
         );
         let started = Instant::now();
         let (_, cached) = runtime.compile(&bytes).unwrap();

@@ -28,7 +28,9 @@ use kfp_event_router::payload::plugins::event::wit_event;
 use kfp_event_router::payload::plugins::health::PluginHealth;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
 use kfp_event_router::payload::plugins::runtime::Runtime;
-use kfp_event_router::payload::plugins::settings::{DEFAULT_MAX_TOTAL_MEMORY, PluginSettings};
+use kfp_event_router::payload::plugins::settings::{
+    DEFAULT_MAX_TOTAL_MEMORY, PluginSettings, Profiler,
+};
 use kfp_event_router::telemetry::Metrics;
 use kfp_event_router_sdk::Plugin as _;
 
@@ -43,7 +45,7 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let runtime = Arc::new(Runtime::new(None, DEFAULT_MAX_TOTAL_MEMORY).unwrap());
+    let runtime = Arc::new(Runtime::new(None, DEFAULT_MAX_TOTAL_MEMORY, Profiler::None).unwrap());
     let load = |name: &str, config: &str| {
         let bytes = std::fs::read(wasm.join(format!("{name}.wasm"))).unwrap();
         let content = content_hash(&bytes);
@@ -256,8 +258,14 @@ async fn whole_stage(wasm: &Path, event: &RouterEvent) {
 /// Compiling each bundled plugin vs loading it from the cache, and instantiating it.
 async fn cold_and_cached(wasm: &Path) {
     let dir = tempfile::tempdir().unwrap();
-    let runtime =
-        Arc::new(Runtime::new(Some(dir.path().to_owned()), DEFAULT_MAX_TOTAL_MEMORY).unwrap());
+    let runtime = Arc::new(
+        Runtime::new(
+            Some(dir.path().to_owned()),
+            DEFAULT_MAX_TOTAL_MEMORY,
+            Profiler::None,
+        )
+        .unwrap(),
+    );
     let (mut compile, mut cached, mut instantiate) =
         (Duration::ZERO, Duration::ZERO, Duration::ZERO);
     let names = [

@@ -12,6 +12,7 @@
 //! - `languages`: the Python and JavaScript bundled plugins, built with pinned toolchains;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;
 //! - `cli`: `kfp-event-router plugin test`, `check` and `diff`, and escaped plugin logs;
+//! - `profiler`: `plugins.profiler = "perfmap"` names plugin code for Linux `perf`;
 //! - `template`: `examples/plugin-template` and `plugin new` projects (Rust, Python, JS) test,
 //!   build, and run in the router.
 
@@ -29,6 +30,8 @@ mod compat;
 mod golden;
 #[path = "plugin_tests/languages.rs"]
 mod languages;
+#[path = "plugin_tests/profiler.rs"]
+mod profiler;
 #[path = "plugin_tests/reload.rs"]
 mod reload;
 #[path = "plugin_tests/sandbox.rs"]

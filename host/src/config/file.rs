@@ -15,7 +15,7 @@ use toml::Spanned;
 use crate::deliver::Delivery;
 use crate::deliver::retry::RetryPolicy;
 use crate::model::secret::SecretSource;
-use crate::payload::plugins::settings::{OnError, PluginSettings};
+use crate::payload::plugins::settings::{OnError, PluginSettings, Profiler};
 
 /// The whole `router.toml`.
 #[derive(Debug, Deserialize)]
@@ -484,6 +484,11 @@ pub(crate) struct PluginsSection {
     /// `"1MiB"`; a larger output fails the call.
     #[serde(default = "default_max_output", deserialize_with = "byte_size")]
     pub(crate) max_output: u64,
+    /// `perfmap` makes the plugins' compiled functions, by name, visible to Linux `perf`
+    /// (`perf top`, `perf record` then `perf report`): their addresses are appended to
+    /// `/tmp/perf-<pid>.map`, which must be writable. `none` by default. Read at start.
+    #[serde(default)]
+    pub(crate) profiler: Profiler,
     /// `[plugins.config.<name>]`: each plugin's configuration, handed to its `init` as JSON
     /// (`{}` when absent). Changing it in a running router re-initialises that plugin.
     #[serde(default)]

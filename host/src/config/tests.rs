@@ -1012,3 +1012,28 @@ fn a_claim_ttl_defaults_to_15s_and_is_at_least_3s() {
         "{problems:?}"
     );
 }
+
+#[test]
+fn the_plugin_profiler_is_none_or_perfmap() {
+    use crate::payload::plugins::settings::Profiler;
+    let files = Files::new();
+    let plugins = |lines: &str| format!("{}\n[plugins]\n{lines}", files.source());
+    assert_eq!(
+        files.parse(&plugins("")).unwrap().plugins.profiler,
+        Profiler::None
+    );
+    let text = plugins("profiler = \"perfmap\"\n");
+    assert_eq!(
+        files.parse(&text).unwrap().plugins.profiler,
+        Profiler::Perfmap
+    );
+    let text = plugins("profiler = \"none\"\n");
+    assert_eq!(files.parse(&text).unwrap().plugins.profiler, Profiler::None);
+    let text = plugins("profiler = \"jitdump\"\n");
+    assert_at(
+        &files.problems(&text)[0],
+        &text,
+        "\"jitdump\"",
+        "unknown variant `jitdump`, expected `none` or `perfmap`",
+    );
+}

@@ -102,7 +102,8 @@ impl PayloadStage {
                 active: None,
             });
         };
-        let runtime = Runtime::new(cache_dir, settings.plugins.max_total_memory)
+        let plugins = &settings.plugins;
+        let runtime = Runtime::new(cache_dir, plugins.max_total_memory, plugins.profiler)
             .map_err(|e| anyhow::anyhow!("{e:#}"))?;
         let runtime = Arc::new(runtime);
         let registry = Arc::new(Registry::new(runtime, metrics, Arc::clone(&settings)));

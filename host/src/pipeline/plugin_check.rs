@@ -19,7 +19,7 @@ pub async fn run(
 ) -> anyhow::Result<bool> {
     let name = plugin_load::plugin_name(path)?;
     let setup = PluginSetup::read(config.map(PathBuf::as_path), &name)?;
-    let compiled = plugin_load::compile(path).await?;
+    let compiled = plugin_load::compile(path, setup.profiler).await?;
     writeln!(
         out,
         "file:     {} ({:.1} KB)",

@@ -15,7 +15,7 @@ use crate::model::event::RouterEvent;
 use crate::payload::plugins::cache::{ContentHash, content_hash};
 use crate::payload::plugins::plugin::{LoadError, LoadedPlugin};
 use crate::payload::plugins::runtime::Runtime;
-use crate::payload::plugins::settings::{DEFAULT_MAX_TOTAL_MEMORY, PluginSettings};
+use crate::payload::plugins::settings::{DEFAULT_MAX_TOTAL_MEMORY, PluginSettings, Profiler};
 use crate::source::replay::Replay;
 use crate::telemetry::Metrics;
 
@@ -26,6 +26,8 @@ pub(crate) struct PluginSetup {
     pub(crate) config: String,
     /// Limits and failure policy.
     pub(crate) settings: PluginSettings,
+    /// The profiler the router config names (`plugins.profiler`).
+    pub(crate) profiler: Profiler,
 }
 
 impl PluginSetup {
@@ -44,6 +46,7 @@ impl PluginSetup {
             return Ok(Self {
                 config: "{}".to_owned(),
                 settings: PluginSettings::default(),
+                profiler: Profiler::None,
             });
         };
         let text = std::fs::read_to_string(file)
@@ -54,6 +57,7 @@ impl PluginSetup {
             return Ok(Self {
                 config: serde_json::to_value(table)?.to_string(),
                 settings: PluginSettings::default(),
+                profiler: Profiler::None,
             });
         }
         let plugins = table
@@ -76,6 +80,7 @@ impl PluginSetup {
         Ok(Self {
             config,
             settings: section.settings_of(name),
+            profiler: section.profiler,
         })
     }
 }
@@ -99,12 +104,13 @@ pub(crate) struct Compiled {
     pub(crate) size: usize,
 }
 
-/// Compiles the plugin at `path` (without the compilation cache).
-pub(crate) async fn compile(path: &Path) -> anyhow::Result<Compiled> {
+/// Compiles the plugin at `path` (without the compilation cache), its code made visible to
+/// `profiler`.
+pub(crate) async fn compile(path: &Path, profiler: Profiler) -> anyhow::Result<Compiled> {
     let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let runtime = Arc::new(
-        Runtime::new(None, DEFAULT_MAX_TOTAL_MEMORY).map_err(|e| anyhow::anyhow!("{e:#}"))?,
-    );
+    let runtime = Runtime::new(None, DEFAULT_MAX_TOTAL_MEMORY, profiler)
+        .map_err(|e| anyhow::anyhow!("{e:#}"))?;
+    let runtime = Arc::new(runtime);
     let compiling = Arc::clone(&runtime);
     let (component, content, size) = tokio::task::spawn_blocking(move || {
         let component = compiling
@@ -129,7 +135,7 @@ pub(crate) async fn load(
     name: &str,
     setup: &PluginSetup,
 ) -> anyhow::Result<Result<LoadedPlugin, LoadError>> {
-    let compiled = compile(path).await?;
+    let compiled = compile(path, setup.profiler).await?;
     let component = match compiled.component {
         Ok(component) => component,
         Err(e) => return Ok(Err(e)),

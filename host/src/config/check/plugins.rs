@@ -39,6 +39,7 @@ impl Checker<'_> {
             settings,
             config,
             max_total_memory: usize::try_from(section.max_total_memory).unwrap_or(usize::MAX),
+            profiler: section.profiler,
         }
     }
 

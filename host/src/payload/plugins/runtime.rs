@@ -20,7 +20,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use super::bindings::{v0_1, v0_2};
 use super::limits::{Exceeded, Limiter, MemoryBudget};
 use super::log::LogBudget;
-use super::settings::PluginSettings;
+use super::settings::{PluginSettings, Profiler};
 
 /// How often the engine's epoch advances: the granularity of call timeouts.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
@@ -36,14 +36,28 @@ pub struct Runtime {
 }
 
 impl Runtime {
-    /// An engine whose compiled components are cached in `cache_dir`, when given, and whose
-    /// instances hold `max_total_memory` bytes together at most.
-    pub fn new(cache_dir: Option<PathBuf>, max_total_memory: usize) -> wasmtime::Result<Self> {
+    /// An engine whose compiled components are cached in `cache_dir`, when given, whose
+    /// instances hold `max_total_memory` bytes together at most, and whose compiled code is
+    /// made visible to `profiler`.
+    pub fn new(
+        cache_dir: Option<PathBuf>,
+        max_total_memory: usize,
+        profiler: Profiler,
+    ) -> wasmtime::Result<Self> {
         let mut config = wasmtime::Config::new();
         config.epoch_interruption(true);
+        if profiler == Profiler::Perfmap {
+            config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+        }
         let cache = cache_dir.map(super::cache::in_folder).transpose()?;
         config.cache(cache.clone());
-        let engine = Engine::new(&config)?;
+        let engine = Engine::new(&config).map_err(|e| match profiler {
+            Profiler::Perfmap => e.context(format!(
+                "plugins.profiler = \"perfmap\": cannot open /tmp/perf-{}.map",
+                std::process::id()
+            )),
+            Profiler::None => e,
+        })?;
         let mut linker = Linker::new(&engine);
         // All of WASI 0.2, as guest standard libraries import it; what it can reach is
         // decided by each store's `WasiCtx`, which grants nothing.

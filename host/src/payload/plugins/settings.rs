@@ -17,6 +17,18 @@ pub enum OnError {
     DeadLetter,
 }
 
+/// Which profiler the plugins' compiled code is made visible to (`plugins.profiler`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profiler {
+    /// None: plugin code shows in profiles as anonymous memory.
+    #[default]
+    None,
+    /// Linux `perf`: each compiled function's address and name are appended to
+    /// `/tmp/perf-<pid>.map`, which `perf report` and `perf top` read.
+    Perfmap,
+}
+
 /// The limits and failure policy of one plugin.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct PluginSettings {
@@ -57,6 +69,8 @@ pub struct PluginsSettings {
     pub config: BTreeMap<String, serde_json::Value>,
     /// Bytes all instances of all plugins may hold together.
     pub max_total_memory: usize,
+    /// The profiler plugin code is made visible to; read once, at start.
+    pub profiler: Profiler,
 }
 
 /// The default of `plugins.max_total_memory`: 1 GiB.
@@ -71,6 +85,7 @@ impl Default for PluginsSettings {
             settings: BTreeMap::new(),
             config: BTreeMap::new(),
             max_total_memory: DEFAULT_MAX_TOTAL_MEMORY,
+            profiler: Profiler::None,
         }
     }
 }
