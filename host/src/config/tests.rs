@@ -1037,3 +1037,30 @@ fn the_plugin_profiler_is_none_or_perfmap() {
         "unknown variant `jitdump`, expected `none` or `perfmap`",
     );
 }
+
+#[test]
+fn a_reload_names_the_changes_that_wait_for_a_restart() {
+    let files = Files::new();
+    let config = |plugins: &str, router: &str| {
+        let text = format!(
+            "{}\n[router]\n{router}\n[plugins]\n{plugins}",
+            files.source()
+        );
+        files.parse(&text).unwrap()
+    };
+    let base = config("", "");
+    let changes = |new: &Config| super::watch::restart_only_changes(&base, new);
+    assert!(changes(&config("", "")).is_empty());
+    assert!(changes(&config("timeout = \"1s\"\n", "")).is_empty());
+    let plugins =
+        ["changes to plugins.max_total_memory and plugins.profiler take effect on the next start"];
+    assert_eq!(changes(&config("profiler = \"perfmap\"\n", "")), plugins);
+    assert_eq!(
+        changes(&config("max_total_memory = \"2GiB\"\n", "")),
+        plugins
+    );
+    assert_eq!(
+        changes(&config("", "cluster = \"eu-1\"\n")),
+        ["changes to [source], [state], [server] and [router] take effect on the next start"]
+    );
+}

@@ -82,13 +82,30 @@ fn watch_folders(files: &mut Debounced, paths: &BTreeSet<PathBuf>) {
 }
 
 fn warn_about_restart_only_changes(old: &Config, new: &Config) {
+    for message in restart_only_changes(old, new) {
+        tracing::warn!("{message}");
+    }
+}
+
+/// What changed from `old` to `new` that a running router does not apply, as log messages.
+pub(super) fn restart_only_changes(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut messages = Vec::new();
     if old.source != new.source
         || old.state != new.state
         || old.listen != new.listen
         || old.cluster != new.cluster
     {
-        tracing::warn!(
-            "changes to [source], [state], [server] and [router] take effect on the next start"
+        messages.push(
+            "changes to [source], [state], [server] and [router] take effect on the next start",
         );
     }
+    // Both are settings of the plugin runtime, which is made once.
+    if old.plugins.max_total_memory != new.plugins.max_total_memory
+        || old.plugins.profiler != new.plugins.profiler
+    {
+        messages.push(
+            "changes to plugins.max_total_memory and plugins.profiler take effect on the next start",
+        );
+    }
+    messages
 }
