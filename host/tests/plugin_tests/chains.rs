@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::common::{config, plugin_dir};
+use crate::common::{config, plugin_dir, replay_to_end};
 use crate::support;
 use crate::support::router::{Scratch, toml_path};
 use crate::support::sink::Sink;
@@ -113,13 +113,7 @@ async fn plugins_see_the_cluster_the_router_names() {
         dir = toml_path(&dir),
         url = sink.url("/github"),
     );
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        kfp_event_router::pipeline::run(config(&scratch, &text), CancellationToken::new()),
-    )
-    .await
-    .expect("the replay finishes")
-    .expect("the router runs");
+    replay_to_end(&scratch, &text).await;
     let received = sink.received_on("/github");
     assert_eq!(received.len(), 25);
     for request in received {

@@ -7,6 +7,7 @@ use kfp_event_router::config::Config;
 use kfp_event_router::model::event::{EventFacts, RouterEvent, WorkflowFacts};
 use kfp_event_router::payload::PayloadStage;
 use kfp_event_router::telemetry::Metrics;
+use tokio_util::sync::CancellationToken;
 
 use crate::support;
 use crate::support::router::{Scratch, toml_path};
@@ -40,6 +41,17 @@ pub fn config_text(scratch: &Scratch, dir: &Path, plugins: &str, rest: &str) -> 
 pub fn config(scratch: &Scratch, text: &str) -> Config {
     let path = scratch.write("router.toml", text);
     Config::load(&path).unwrap_or_else(|e| panic!("invalid test config:\n{e}\n{text}"))
+}
+
+/// Runs a router with config `text` until its replay ends (within a minute).
+pub async fn replay_to_end(scratch: &Scratch, text: &str) {
+    tokio::time::timeout(
+        std::time::Duration::from_secs(60),
+        kfp_event_router::pipeline::run(config(scratch, text), CancellationToken::new()),
+    )
+    .await
+    .expect("the replay finishes")
+    .expect("the router runs");
 }
 
 /// An endpoint section posting nowhere in particular, with its own plugins.

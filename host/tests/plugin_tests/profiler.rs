@@ -3,11 +3,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Duration;
 
-use tokio_util::sync::CancellationToken;
-
-use crate::common::{built, config, plugin_dir};
+use crate::common::{built, plugin_dir, replay_to_end};
 use crate::support;
 use crate::support::router::{Scratch, toml_path};
 use crate::support::sink::Sink;
@@ -44,13 +41,7 @@ async fn the_router_writes_plugin_functions_to_the_perf_map() {
         dir = toml_path(&dir),
         url = sink.url("/teams"),
     );
-    tokio::time::timeout(
-        Duration::from_secs(60),
-        kfp_event_router::pipeline::run(config(&scratch, &text), CancellationToken::new()),
-    )
-    .await
-    .expect("the replay finishes")
-    .expect("the router runs");
+    replay_to_end(&scratch, &text).await;
     let received = sink.received_on("/teams");
     assert_eq!(received.len(), 25, "profiling changes nothing delivered");
     assert_eq!(received[0].json()["type"], "message");
