@@ -669,3 +669,89 @@ async fn a_server_read_only_for_a_while_is_waited_for() {
     read_only(false).await;
     run.finish().await;
 }
+
+/// The database refuses one event for good (a trigger raises an error, as a constraint or a
+/// privilege taken away would): the router stops with the error, and the replay's stored
+/// position is before the refused event, so that a restart tries it again rather than skipping
+/// it; once the database takes it, a restart delivers every event. No later batch may commit
+/// once one has failed: it would move the position past the refused event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_accept_the_database_refuses_stops_the_router_before_its_position() {
+    let backend = Backend::postgres().await;
+    let Backend::Postgres(url) = &backend else {
+        unreachable!("a PostgreSQL backend")
+    };
+    let scratch = Scratch::new();
+    let sink = Sink::start().await;
+    sink.always("/hook", Reply::status(200));
+    // A first run creates the tables, for the trigger to go on.
+    let first = config(
+        &scratch,
+        &backend,
+        "first",
+        &support::quickstart_recording(),
+        None,
+        &sink,
+    );
+    backend.start(&first).expect_success().await;
+
+    let generated = recording::interleaved(20, 100);
+    let path = scratch.path("recording.jsonl");
+    generated.recording.write(&path);
+    let refused = &generated.event_uids[1500];
+    let client = PgServer::shared().connect(url).await;
+    client
+        .batch_execute(&format!(
+            "CREATE FUNCTION refuse() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN \
+               IF position(convert_to('{refused}', 'UTF8') in NEW.event) > 0 THEN \
+                 RAISE EXCEPTION 'refused by the test'; \
+               END IF; \
+               RETURN NEW; \
+             END $$; \
+             CREATE TRIGGER refuse BEFORE INSERT ON events FOR EACH ROW EXECUTE FUNCTION refuse()"
+        ))
+        .await
+        .unwrap();
+    let config = config(&scratch, &backend, "state", &path, None, &sink);
+    let mut router = backend.start(&config);
+    let code = router.exit_code(PATIENCE).await;
+    let logs = router.logs();
+    assert_ne!(code, 0, "{logs}");
+    assert!(logs.contains("refused by the test"), "{logs}");
+
+    // The 1-based line of the refused event, and the lines the stored position says are done.
+    let text = std::fs::read_to_string(&path).unwrap();
+    let refused_line = 1 + text
+        .lines()
+        .position(|l| l.contains(refused.as_str()))
+        .unwrap();
+    let key = format!("replay:{}", path.canonicalize().unwrap().display());
+    let position: String = client
+        .query_opt("SELECT value FROM checkpoints WHERE key = $1", &[&key])
+        .await
+        .unwrap()
+        .unwrap_or_else(|| panic!("the replay's position is stored; logs:\n{logs}"))
+        .get(0);
+    let done: usize = position.split(':').next().unwrap().parse().unwrap();
+    assert!(
+        done > 0 && done < refused_line,
+        "earlier batches are stored, the refused event's line is not done: position {position}, \
+         the event is on line {refused_line}"
+    );
+
+    client
+        .batch_execute("DROP TRIGGER refuse ON events")
+        .await
+        .unwrap();
+    backend.start(&config).expect_success().await;
+    let received = sink.received();
+    let ours: Vec<Received> = received
+        .into_iter()
+        .filter(|r| {
+            r.json()["EventUid"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("uid-wf-"))
+        })
+        .collect();
+    every_event_once_by_id(&ours, &generated.event_uids);
+}
