@@ -6,6 +6,8 @@
 //! - (a) a raw reqwest client posting 1 KB bodies with 64 in flight to a local sink;
 //! - (b) the router replaying a generated recording of the same number of events (~1 KB
 //!   `kfp` payloads, 2 000 workflows) to the same sink with no plugins, 64 in flight;
+//! - the CPU time per request of (a) (client and sink, this process) and of the sink alone
+//!   during (b), so that the raw client's own cost is their difference;
 //! - the ratio (b)/(a), the router's CPU time per event (user and system, from `/proc`) and
 //!   peak RSS, and its delivery latency (acceptance to 2xx, from its own histogram) in a run
 //!   paced at half (b)'s rate, over the whole run and without its first second, next to the
@@ -62,23 +64,25 @@ fn main() {
         let rounds = rounds();
         let mut pairs = Vec::new();
         for _ in 0..rounds {
-            let raw_from = sink.bytes();
+            let (raw_from, raw_cpu) = (sink.bytes(), own_cpu_us());
             let raw = raw_client(&sink, events).await;
+            let raw_cpu = (own_cpu_us() - raw_cpu) / events as f64;
             let raw_body = (sink.bytes() - raw_from) / events;
-            let (before, bytes_before) = (sink.count(), sink.bytes());
+            let (before, bytes_before, sink_cpu) = (sink.count(), sink.bytes(), own_cpu_us());
             let router = in_background(dir.path(), &recording, &sink, Setup::default()).await;
             assert_eq!(sink.count() - before, events, "every event reached the sink");
+            let sink_cpu = (own_cpu_us() - sink_cpu) / events as f64;
             let body = (sink.bytes() - bytes_before) / events;
-            pairs.push((raw, raw_body, router, body));
+            pairs.push((raw, raw_cpu, raw_body, router, sink_cpu, body));
         }
-        let (ratios, (raw, raw_body, router, body)) =
-            median_by(pairs, |(raw, _, router, _)| router.rate / raw.rate);
+        let (ratios, (raw, raw_cpu, raw_body, router, sink_cpu, body)) =
+            median_by(pairs, |(raw, _, _, router, _, _)| router.rate / raw.rate);
         println!(
-            "(a) raw reqwest:  {:>9.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms   bodies {raw_body} B",
+            "(a) raw reqwest:  {:>9.0} req/s   latency p50 {:>6.2} ms  p99 {:>6.2} ms   bodies {raw_body} B   CPU {raw_cpu:.0} µs/request (client and sink)",
             raw.rate, raw.p50_ms, raw.p99_ms,
         );
         println!(
-            "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {body} B",
+            "(b) router:       {:>9.0} ev/s    CPU {:.0} µs/event   peak RSS {:.1} MiB   bodies {body} B   (sink: CPU {sink_cpu:.0} µs/event)",
             router.rate,
             router.cpu_us_per_event,
             router.peak_rss_kib as f64 / 1024.0,
@@ -552,6 +556,12 @@ fn cpu_ticks_of(pid: u32) -> Option<u64> {
     // the 12th and stime the 13th.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+/// CPU time this process (the sink, and the raw client while it runs) has used so far, user
+/// and system, in microseconds.
+fn own_cpu_us() -> f64 {
+    cpu_ticks_of(std::process::id()).unwrap_or(0) as f64 * 1e6 / CLOCK_TICKS_PER_SECOND
 }
 
 /// The cumulative buckets of `kfp_event_router_delivery_latency_seconds`: (upper bound, count).
