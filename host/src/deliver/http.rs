@@ -18,6 +18,14 @@ const RESERVED: [&str; 4] = [
     "webhook-signature",
 ];
 
+/// The Standard Webhooks headers, named once rather than per request.
+const WEBHOOK_ID: HeaderName = HeaderName::from_static("webhook-id");
+const WEBHOOK_TIMESTAMP: HeaderName = HeaderName::from_static("webhook-timestamp");
+const WEBHOOK_SIGNATURE: HeaderName = HeaderName::from_static("webhook-signature");
+
+/// The content type of every built-in format.
+const JSON: &str = "application/json";
+
 /// Characters of a response body quoted in an error.
 const EXCERPT_CHARS: usize = 200;
 
@@ -77,7 +85,8 @@ fn class(status: u16) -> &'static str {
 }
 
 /// A shared HTTP client: keep-alive pools per host, TLS verified, redirects not followed (a
-/// redirected POST would lose its body).
+/// redirected POST would lose its body), and no retries of its own: every attempt the router
+/// counts, records and spaces out is one request.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSender {
     client: reqwest::Client,
@@ -97,6 +106,8 @@ pub(super) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("kfp-event-router/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
+        // Without retries the client keeps no copy of each request to send again.
+        .retry(reqwest::retry::never().max_retries_per_request(0))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
 }
@@ -143,12 +154,17 @@ impl HttpSender {
             }
         }
         let header = |s: &str| HeaderValue::from_str(s).expect("ids and signatures are ASCII");
-        headers.insert(CONTENT_TYPE, header(&request.payload.content_type));
-        headers.insert("webhook-id", header(webhook_id));
-        headers.insert("webhook-timestamp", header(&timestamp.to_string()));
+        let content_type = match request.payload.content_type.as_str() {
+            JSON => HeaderValue::from_static(JSON),
+            // Plugins' content types are checked when they return them.
+            other => header(other),
+        };
+        headers.insert(CONTENT_TYPE, content_type);
+        headers.insert(WEBHOOK_ID, header(webhook_id));
+        headers.insert(WEBHOOK_TIMESTAMP, HeaderValue::from(timestamp));
         if let Some(key) = &endpoint.signing_key {
             headers.insert(
-                "webhook-signature",
+                WEBHOOK_SIGNATURE,
                 header(&key.sign(webhook_id, timestamp, &body)),
             );
         }
