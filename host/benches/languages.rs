@@ -135,17 +135,20 @@ fn failed_run() -> RouterEvent {
             workflow_uid: Some("wf-uid".into()),
         },
         node: None,
-        workflow: Some(WorkflowFacts {
-            name: "tacos-vs-burritos-vw8g9".into(),
-            namespace: "kubeflow".into(),
-            uid: "wf-uid".into(),
-            labels: [("pipeline/runid".to_owned(), "ee1c3f1f".to_owned())].into(),
-            phase: Some("Failed".into()),
-            run_name: Some("tacos vs burritos (nightly)".into()),
-            pipeline_name: Some("tacos-vs-burritos".into()),
-            parameters: [("epochs".to_owned(), "12".to_owned())].into(),
-            ..WorkflowFacts::default()
-        }),
+        workflow: Some(
+            WorkflowFacts {
+                name: "tacos-vs-burritos-vw8g9".into(),
+                namespace: "kubeflow".into(),
+                uid: "wf-uid".into(),
+                labels: [("pipeline/runid".to_owned(), "ee1c3f1f".to_owned())].into(),
+                phase: Some("Failed".into()),
+                run_name: Some("tacos vs burritos (nightly)".into()),
+                pipeline_name: Some("tacos-vs-burritos".into()),
+                parameters: [("epochs".to_owned(), "12".to_owned())].into(),
+                ..WorkflowFacts::default()
+            }
+            .into(),
+        ),
         synthesized: false,
         task: None,
         plumbing: false,

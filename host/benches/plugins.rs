@@ -409,24 +409,27 @@ fn sample_event() -> RouterEvent {
             workflow_uid: Some("wf-uid".into()),
         },
         node: None,
-        workflow: Some(WorkflowFacts {
-            name: "tacos-vs-burritos-vw8g9".into(),
-            namespace: "kubeflow".into(),
-            uid: "wf-uid".into(),
-            labels: [(
-                "pipeline/runid".to_owned(),
-                "ee1c3f1f-031b-49e9-a7ff-2f7a54c11b95".to_owned(),
-            )]
+        workflow: Some(
+            WorkflowFacts {
+                name: "tacos-vs-burritos-vw8g9".into(),
+                namespace: "kubeflow".into(),
+                uid: "wf-uid".into(),
+                labels: [(
+                    "pipeline/runid".to_owned(),
+                    "ee1c3f1f-031b-49e9-a7ff-2f7a54c11b95".to_owned(),
+                )]
+                .into(),
+                phase: Some("Failed".into()),
+                run_name: Some("tacos vs burritos (nightly)".into()),
+                parameters: [
+                    ("learning_rate".to_owned(), "0.001".to_owned()),
+                    ("epochs".to_owned(), "12".to_owned()),
+                ]
+                .into(),
+                ..WorkflowFacts::default()
+            }
             .into(),
-            phase: Some("Failed".into()),
-            run_name: Some("tacos vs burritos (nightly)".into()),
-            parameters: [
-                ("learning_rate".to_owned(), "0.001".to_owned()),
-                ("epochs".to_owned(), "12".to_owned()),
-            ]
-            .into(),
-            ..WorkflowFacts::default()
-        }),
+        ),
         synthesized: false,
         task: None,
         plumbing: false,

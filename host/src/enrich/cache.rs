@@ -15,8 +15,8 @@ const DELETED_KEPT: usize = 1024;
 pub(crate) struct Cached {
     /// The object.
     pub(crate) workflow: Workflow,
-    /// Its facts.
-    pub(crate) facts: WorkflowFacts,
+    /// Its facts, shared by the events read while it is current.
+    pub(crate) facts: Arc<WorkflowFacts>,
     /// Whether KFP 2.x compiled it.
     pub(crate) kfp_v2: bool,
     /// The KFP task of each node (KFP 2.x runs only).
@@ -40,7 +40,7 @@ impl Cached {
             tasks: TaskMap::of(&workflow),
             kfp_v2,
             workflow,
-            facts,
+            facts: Arc::new(facts),
         }
     }
 }

@@ -109,8 +109,12 @@ impl Enricher {
         let (Some(_), SourceItem::Event { event, .. }) = (&self.fallback, item) else {
             return None;
         };
-        let facts = super::event_facts(event);
-        let key = (facts.namespace, facts.workflow_name, facts.workflow_uid);
+        let (namespace, name, uid) = super::workflow_of(event);
+        let key = (
+            namespace.to_owned(),
+            name.to_owned(),
+            uid.map(str::to_owned),
+        );
         (!key.1.is_empty() && !self.caches(&key)).then_some(key)
     }
 

@@ -12,15 +12,17 @@ mod prune;
 mod task;
 mod transitions;
 
+use std::cell::OnceCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Event;
 use k8s_openapi::jiff::Timestamp;
+use prometheus_client::metrics::counter::Counter;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 
-use crate::model::event::{EventFacts, NodeFacts, RouterEvent};
+use crate::model::event::{EventFacts, NodeFacts, RouterEvent, WorkflowFacts};
 use crate::model::item::{Intake, SeenState, SourceItem, WorkflowLookup};
 use crate::model::workflow::Workflow;
 use crate::telemetry::Metrics;
@@ -58,6 +60,8 @@ pub struct Enricher {
     sightings: Sightings,
     /// The cluster's name, given to every event.
     cluster: Option<String>,
+    /// The `events` path's transition counter, counted once per event: looked up once.
+    events_counter: OnceCell<Counter>,
 }
 
 impl Enricher {
@@ -73,6 +77,7 @@ impl Enricher {
             offloaded: HashSet::new(),
             sightings: Sightings::default(),
             cluster: None,
+            events_counter: OnceCell::new(),
         }
     }
 
@@ -144,7 +149,7 @@ impl Enricher {
                 ..Intake::default()
             }],
             SourceItem::Event { event, checkpoint } => {
-                let enriched = self.enrich(&event);
+                let enriched = self.enrich(*event);
                 let (event, seen) = self.report(enriched);
                 vec![Intake {
                     event,
@@ -342,6 +347,14 @@ impl Enricher {
     }
 
     fn count(&self, path: &'static str) {
+        if path == "events" {
+            let counter = self.events_counter.get_or_init(|| {
+                let transitions = &self.metrics.transitions;
+                transitions.get_or_create(&vec![("path", path)]).clone()
+            });
+            counter.inc();
+            return;
+        }
         self.metrics
             .transitions
             .get_or_create(&vec![("path", path)])
@@ -349,15 +362,17 @@ impl Enricher {
     }
 
     /// Builds the router event for `event` from it and its cached Workflow.
-    pub(crate) fn enrich(&self, event: &Event) -> RouterEvent {
+    pub(crate) fn enrich(&self, event: Event) -> RouterEvent {
+        let id = occurrence_id(&event);
+        let node_ref = node::node_ref(&event);
         let facts = event_facts(event);
-        let event_reason = facts.reason.clone();
+        let event_reason = facts.reason.as_str();
         let cached = self.workflows.get(
             &facts.namespace,
             &facts.workflow_name,
             facts.workflow_uid.as_deref(),
         );
-        let node = node::node_ref(event).map(|r| {
+        let node = node_ref.map(|r| {
             let status = cached.as_ref().and_then(|c| {
                 let nodes = &c.workflow.status.as_ref()?.nodes;
                 match &r.id {
@@ -394,13 +409,9 @@ impl Enricher {
             ),
             _ => None,
         };
-        let workflow = cached.map(|c| {
-            let mut facts = c.facts.clone();
-            facts.phase = phase_at(&event_reason, facts.phase.take());
-            facts
-        });
+        let workflow = cached.map(|c| at_phase(&c.facts, event_reason));
         let mut event = RouterEvent {
-            id: occurrence_id(event),
+            id,
             node,
             workflow,
             event: facts,
@@ -487,8 +498,7 @@ fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
         (Some(id), true) => cached.tasks.role(Some(id), "").cloned(),
         _ => None,
     };
-    let mut workflow = wf.clone();
-    workflow.phase = phase_at(&t.reason, workflow.phase.take());
+    let workflow = at_phase(wf, &t.reason);
     let mut event = RouterEvent {
         id,
         event: EventFacts {
@@ -514,69 +524,89 @@ fn synthesize(cached: &Cached, t: Transition, attempt: u32) -> RouterEvent {
     event
 }
 
-fn event_facts(event: &Event) -> EventFacts {
+/// Where `event`'s Workflow is: its namespace, name and uid. An Event about the Workflow names
+/// it as its object; one about a Pod of it carries the controller's annotations.
+fn workflow_of(event: &Event) -> (&str, &str, Option<&str>) {
     let involved = &event.involved_object;
-    let is_workflow = involved.kind.as_deref() == Some("Workflow");
-    let annotation = |key| {
-        event
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get(key))
-            .cloned()
-    };
-    let workflow_name = match is_workflow {
-        true => involved.name.clone(),
-        false => annotation(crate::model::argo::WORKFLOW_NAME),
-    };
-    let workflow_uid = match is_workflow {
-        true => involved.uid.clone(),
-        false => annotation(crate::model::argo::WORKFLOW_UID),
-    };
-    let time = event
-        .last_timestamp
+    let namespace = event
+        .metadata
+        .namespace
         .as_ref()
+        .or(involved.namespace.as_ref());
+    let (name, uid) = match involved.kind.as_deref() == Some("Workflow") {
+        true => (involved.name.as_deref(), involved.uid.as_deref()),
+        false => {
+            let annotation = |key| {
+                let annotations = event.metadata.annotations.as_ref();
+                annotations.and_then(|a| a.get(key)).map(String::as_str)
+            };
+            (
+                annotation(crate::model::argo::WORKFLOW_NAME),
+                annotation(crate::model::argo::WORKFLOW_UID),
+            )
+        }
+    };
+    (
+        namespace.map_or("", String::as_str),
+        name.unwrap_or_default(),
+        uid,
+    )
+}
+
+/// The facts of `event`, taken from it rather than copied.
+fn event_facts(event: Event) -> EventFacts {
+    let (namespace, workflow_name, workflow_uid) = workflow_of(&event);
+    let (namespace, workflow_name) = (namespace.to_owned(), workflow_name.to_owned());
+    let workflow_uid = workflow_uid.map(str::to_owned);
+    let Event {
+        metadata,
+        reason,
+        message,
+        type_,
+        count,
+        last_timestamp,
+        event_time,
+        first_timestamp,
+        ..
+    } = event;
+    let time = last_timestamp
         .map(|t| t.0.to_string())
-        .or_else(|| event.event_time.as_ref().map(|t| t.0.to_string()))
-        .or_else(|| event.first_timestamp.as_ref().map(|t| t.0.to_string()))
-        .or_else(|| {
-            event
-                .metadata
-                .creation_timestamp
-                .as_ref()
-                .map(|t| t.0.to_string())
-        });
+        .or_else(|| event_time.map(|t| t.0.to_string()))
+        .or_else(|| first_timestamp.map(|t| t.0.to_string()))
+        .or_else(|| metadata.creation_timestamp.map(|t| t.0.to_string()));
     EventFacts {
-        uid: event.metadata.uid.clone().unwrap_or_default(),
-        namespace: event
-            .metadata
-            .namespace
-            .clone()
-            .or_else(|| involved.namespace.clone())
-            .unwrap_or_default(),
-        reason: event.reason.clone().unwrap_or_default(),
-        message: event.message.clone().unwrap_or_default(),
-        severity: event.type_.clone().unwrap_or_else(|| "Normal".into()),
-        count: event.count.unwrap_or(1),
+        uid: metadata.uid.unwrap_or_default(),
+        namespace,
+        reason: reason.unwrap_or_default(),
+        message: message.unwrap_or_default(),
+        severity: type_.unwrap_or_else(|| "Normal".into()),
+        count: count.unwrap_or(1),
         time,
-        workflow_name: workflow_name.unwrap_or_default(),
+        workflow_name,
         workflow_uid,
     }
 }
 
-/// The workflow phase when the event happened. The controller records a workflow's last Event
-/// before it writes the final status back, so a cached phase can lag behind the reason.
-fn phase_at(reason: &str, cached: Option<String>) -> Option<String> {
+/// The workflow phase when an event of `reason` happened, when it is not the `cached` one. The
+/// controller records a workflow's last Event before it writes the final status back, so a
+/// cached phase can lag behind the reason.
+fn phase_at(reason: &str, cached: Option<&str>) -> Option<&'static str> {
     let terminal = |p: &str| matches!(p, "Succeeded" | "Failed" | "Error");
     let implied = match reason {
         "WorkflowSucceeded" => "Succeeded",
         "WorkflowFailed" | "WorkflowTimedOut" => "Failed",
-        _ => return cached,
+        _ => return None,
     };
-    match cached {
-        Some(phase) if terminal(&phase) => Some(phase),
-        _ => Some(implied.to_owned()),
+    (!cached.is_some_and(terminal)).then_some(implied)
+}
+
+/// The workflow's facts `facts` as of an event of `reason`: shared, unless the phase differs.
+fn at_phase(facts: &Arc<WorkflowFacts>, reason: &str) -> Arc<WorkflowFacts> {
+    let mut facts = Arc::clone(facts);
+    if let Some(phase) = phase_at(reason, facts.phase.as_deref()) {
+        Arc::make_mut(&mut facts).phase = Some(phase.to_owned());
     }
+    facts
 }
 
 /// The id of the transition `reason` of node `node_id` (empty for the workflow itself) in run

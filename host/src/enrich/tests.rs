@@ -69,7 +69,7 @@ fn the_node_annotation_wins_over_the_message() {
             "workflows.argoproj.io/node-start-time": "1795166102000000000"
         }),
     );
-    let out = enricher().enrich(&e);
+    let out = enricher().enrich(e.clone());
     let node = out.node.as_ref().unwrap();
     assert_eq!(node.full_name, "wf-abc.dag.train");
     assert_eq!(out.node_name(), "train");
@@ -95,7 +95,7 @@ fn without_annotations_the_message_names_the_node() {
         Some("Failed node wf-abc.train: Error (exit code 1)"),
         json!(null),
     );
-    let out = enricher().enrich(&e);
+    let out = enricher().enrich(e.clone());
     let node = out.node.as_ref().unwrap();
     assert_eq!(out.node_name(), "train");
     assert_eq!(node.full_name, "wf-abc.train");
@@ -112,7 +112,10 @@ fn roll_ups_root_nodes_and_workflow_events() {
         Some("(combined from similar events): Running node wf-abc.for-loop-2(1:b)"),
         json!(null),
     );
-    assert_eq!(enricher().enrich(&rollup).node_name(), "for-loop-2(1:b)");
+    assert_eq!(
+        enricher().enrich(rollup.clone()).node_name(),
+        "for-loop-2(1:b)"
+    );
 
     let root = event(
         "e4",
@@ -120,7 +123,7 @@ fn roll_ups_root_nodes_and_workflow_events() {
         Some("Failed node wf-abc"),
         json!(null),
     );
-    let out = enricher().enrich(&root);
+    let out = enricher().enrich(root.clone());
     assert_eq!(
         out.node.as_ref().unwrap().full_name,
         WF,
@@ -134,12 +137,12 @@ fn roll_ups_root_nodes_and_workflow_events() {
         Some("Workflow Running"),
         json!(null),
     );
-    let out = enricher().enrich(&running);
+    let out = enricher().enrich(running.clone());
     assert_eq!(out.node, None);
     assert_eq!(out.node_name(), "");
 
     let failed = event("e6", "WorkflowFailed", None, json!(null));
-    let out = enricher().enrich(&failed);
+    let out = enricher().enrich(failed.clone());
     assert_eq!(out.node, None);
     assert_eq!(out.event.message, "");
     assert_eq!(out.event.reason, "WorkflowFailed");
@@ -158,7 +161,7 @@ fn the_cached_workflow_gives_run_id_and_node_status() {
         Some("Failed node wf-abc.train: Error (exit code 1)"),
         json!({"workflows.argoproj.io/node-name": "wf-abc.train", "workflows.argoproj.io/node-id": "wf-abc-111"}),
     );
-    let out = enricher.enrich(&e);
+    let out = enricher.enrich(e.clone());
     assert_eq!(out.run_id(), format!("run-of-{WF_UID}"));
     let wf = out.workflow.as_ref().unwrap();
     assert_eq!(wf.uid, WF_UID);
@@ -185,7 +188,7 @@ fn the_cached_workflow_gives_run_id_and_node_status() {
         json!(null),
     );
     assert_eq!(
-        enricher.enrich(&e).node.unwrap().id.as_deref(),
+        enricher.enrich(e.clone()).node.unwrap().id.as_deref(),
         Some("wf-abc-111")
     );
 }
@@ -215,7 +218,7 @@ fn pod_events_sent_as_pod_join_their_workflow_by_annotation() {
     }))
     .unwrap();
     assert!(crate::model::argo::is_workflow_event(&pod_event));
-    let out = enricher.enrich(&pod_event);
+    let out = enricher.enrich(pod_event.clone());
     assert_eq!(
         out.event.workflow_name, WF,
         "from the annotation, not the Pod's name"
@@ -242,7 +245,7 @@ fn a_deleted_workflow_still_enriches_late_events() {
         SourceItem::WorkflowApplied(Box::new(wf.clone())),
     );
     apply(&mut enricher, SourceItem::WorkflowDeleted(Box::new(wf)));
-    let out = enricher.enrich(&event(
+    let out = enricher.enrich(event(
         "e9",
         "WorkflowSucceeded",
         Some("Workflow completed"),
@@ -269,7 +272,7 @@ fn a_recreated_workflow_of_the_same_name_is_told_apart_by_uid() {
         &mut enricher,
         SourceItem::WorkflowApplied(Box::new(workflow("Running", "uid-new"))),
     );
-    let late = enricher.enrich(&event("e10", "WorkflowFailed", None, json!(null)));
+    let late = enricher.enrich(event("e10", "WorkflowFailed", None, json!(null)));
     assert_eq!(
         late.run_id(),
         format!("run-of-{WF_UID}"),
@@ -282,7 +285,7 @@ fn a_recreated_workflow_of_the_same_name_is_told_apart_by_uid() {
         json!(null),
     );
     new.involved_object.uid = Some("uid-new".into());
-    assert_eq!(enricher.enrich(&new).run_id(), "run-of-uid-new");
+    assert_eq!(enricher.enrich(new.clone()).run_id(), "run-of-uid-new");
 }
 
 #[test]
@@ -326,10 +329,11 @@ fn the_phase_follows_a_final_reason_when_the_cache_lags() {
     );
     let phase = |enricher: &Enricher, reason: &str| {
         enricher
-            .enrich(&event("e13", reason, None, json!(null)))
+            .enrich(event("e13", reason, None, json!(null)))
             .workflow
             .unwrap()
             .phase
+            .clone()
     };
     assert_eq!(
         phase(&enricher, "WorkflowFailed").as_deref(),
@@ -357,10 +361,12 @@ fn the_phase_follows_a_final_reason_when_the_cache_lags() {
         Some("Error"),
         "a final cached phase stays"
     );
+    assert_eq!(phase_at("WorkflowSucceeded", None), Some("Succeeded"));
     assert_eq!(
-        phase_at("WorkflowSucceeded", None).as_deref(),
+        phase_at("WorkflowSucceeded", Some("Running")),
         Some("Succeeded")
     );
+    assert_eq!(phase_at("WorkflowSucceeded", Some("Failed")), None);
     assert_eq!(phase_at("WorkflowRunning", None), None);
 }
 
@@ -378,7 +384,7 @@ fn occurrence_ids_are_stable_and_differ_per_count() {
         occurrence_id(&e.clone()),
         "the same occurrence, the same id"
     );
-    assert_eq!(enricher().enrich(&e).id, id);
+    assert_eq!(enricher().enrich(e.clone()).id, id);
     let mut repeat = e.clone();
     repeat.count = Some(2);
     assert_ne!(

@@ -4,6 +4,7 @@
 //! keeps plain, owned, serialisable facts rather than Kubernetes API types.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -17,8 +18,9 @@ pub struct RouterEvent {
     pub event: EventFacts,
     /// The node the event is about, when it is a node event.
     pub node: Option<NodeFacts>,
-    /// The Workflow the event belongs to, when it was found.
-    pub workflow: Option<WorkflowFacts>,
+    /// The Workflow the event belongs to, when it was found: shared with the other events of
+    /// the same Workflow version.
+    pub workflow: Option<Arc<WorkflowFacts>>,
     /// True when the router derived this event itself rather than reading a Kubernetes Event.
     #[serde(default)]
     pub synthesized: bool,

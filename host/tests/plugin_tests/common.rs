@@ -103,15 +103,18 @@ pub fn event(reason: &str) -> RouterEvent {
             workflow_uid: Some("wf-uid".into()),
         },
         node: None,
-        workflow: Some(WorkflowFacts {
-            name: "train-x7k2p".into(),
-            namespace: "team-a".into(),
-            uid: "wf-uid".into(),
-            labels: [("pipeline/runid".to_owned(), "run-1".to_owned())].into(),
-            phase: Some("Running".into()),
-            run_name: Some("nightly".into()),
-            ..WorkflowFacts::default()
-        }),
+        workflow: Some(
+            WorkflowFacts {
+                name: "train-x7k2p".into(),
+                namespace: "team-a".into(),
+                uid: "wf-uid".into(),
+                labels: [("pipeline/runid".to_owned(), "run-1".to_owned())].into(),
+                phase: Some("Running".into()),
+                run_name: Some("nightly".into()),
+                ..WorkflowFacts::default()
+            }
+            .into(),
+        ),
         synthesized: false,
         task: None,
         plumbing: false,

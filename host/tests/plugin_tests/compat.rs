@@ -47,7 +47,7 @@ async fn a_0_2_plugin_sees_every_fact_whatever_the_format() {
     let (stage, _) = stage(config).await;
     let mut failed = event("WorkflowNodeFailed");
     failed.attempt = 2;
-    let workflow = failed.workflow.as_mut().unwrap();
+    let workflow = std::sync::Arc::make_mut(failed.workflow.as_mut().unwrap());
     workflow.pipeline_name = Some("train-pipeline".into());
     workflow.parameters = [("epochs".to_owned(), "12".to_owned())].into();
     failed.task = Some(TaskFacts {

@@ -50,7 +50,7 @@ fn event(
             message: Some("Error (exit code 1)".into()),
             ..NodeFacts::default()
         }),
-        workflow,
+        workflow: workflow.map(Into::into),
         synthesized: false,
         task: None,
         plumbing: false,

@@ -16,6 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::sync::Arc;
 
 use redb::{TypeName, Value};
 
@@ -111,7 +112,7 @@ impl Out<'_> {
         self.str(id);
         self.facts(event);
         self.option(node.as_ref(), Self::node);
-        self.option(workflow.as_ref(), Self::workflow);
+        self.option(workflow.as_deref(), Self::workflow);
         self.bool(*synthesized);
         self.option(task.as_ref(), Self::task);
         self.bool(*plumbing);
@@ -275,7 +276,7 @@ impl<'a> In<'a> {
             id: self.string()?,
             event: self.facts()?,
             node: self.option(Self::node)?,
-            workflow: self.option(Self::workflow)?,
+            workflow: self.option(Self::workflow)?.map(Arc::new),
             synthesized: self.bool()?,
             task: self.option(Self::task)?,
             plumbing: self.bool()?,
@@ -457,21 +458,24 @@ mod tests {
                 started_at: Some("a".into()),
                 finished_at: Some("b".into()),
             }),
-            workflow: Some(WorkflowFacts {
-                name: "wf".into(),
-                namespace: "kubeflow".into(),
-                uid: "wf-uid".into(),
-                labels: map("label"),
-                annotations: map("annotation"),
-                phase: Some("Running".into()),
-                started_at: Some("c".into()),
-                finished_at: Some("d".into()),
-                message: Some("m".into()),
-                parameters: map("parameter"),
-                run_name: Some("run".into()),
-                pipeline_name: Some("pipeline".into()),
-                recurring_run_name: Some("nightly".into()),
-            }),
+            workflow: Some(
+                WorkflowFacts {
+                    name: "wf".into(),
+                    namespace: "kubeflow".into(),
+                    uid: "wf-uid".into(),
+                    labels: map("label"),
+                    annotations: map("annotation"),
+                    phase: Some("Running".into()),
+                    started_at: Some("c".into()),
+                    finished_at: Some("d".into()),
+                    message: Some("m".into()),
+                    parameters: map("parameter"),
+                    run_name: Some("run".into()),
+                    pipeline_name: Some("pipeline".into()),
+                    recurring_run_name: Some("nightly".into()),
+                }
+                .into(),
+            ),
             synthesized: true,
             task: Some(TaskFacts {
                 name: "train".into(),
