@@ -215,6 +215,7 @@ impl Deliverer {
             stop: stop.clone(),
             history: self.context.history.clone(),
             claims: self.context.claims.clone(),
+            succeeded: std::sync::OnceLock::new(),
         };
         let abort = self.context.abort.clone();
         let task = tokio::spawn(async move {

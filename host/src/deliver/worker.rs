@@ -12,7 +12,7 @@
 //! other workflows.
 
 use std::collections::{HashMap, HashSet, VecDeque};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
@@ -32,6 +32,7 @@ use crate::state::History;
 use crate::state::dead_letter::{DeadLetter, DeadLetters};
 use crate::state::outbox::{Outbox, PendingDelivery};
 use crate::telemetry::Metrics;
+use crate::telemetry::delivery::Succeeded;
 
 /// Deliveries held in memory per endpoint at most.
 pub(crate) const LOADED: usize = 1024;
@@ -67,6 +68,8 @@ pub(super) struct Shared {
     /// With a shared outbox: the claim buckets whose workflows this replica delivers now.
     /// `None`: every workflow.
     pub(crate) claims: Option<watch::Receiver<u64>>,
+    /// The metrics of this endpoint's successful deliveries, once there was one.
+    pub(crate) succeeded: OnceLock<Succeeded>,
 }
 
 /// How one delivery ended.
@@ -462,7 +465,7 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
         if shared.stop.is_cancelled() {
             return End::Left;
         }
-        let outcome = {
+        let (outcome, seconds) = {
             let _slot = match slot.take() {
                 Some(slot) => slot,
                 None => match shared.slots.acquire().await {
@@ -481,7 +484,6 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
             let (outcome, exchange) = (shared.http)
                 .post(&endpoint, &request, &webhook_id, keep)
                 .await;
-            let result = outcome.as_ref().map_or_else(Failure::class, |_| "2xx");
             let took = sent.elapsed();
             record::attempted(
                 &shared,
@@ -492,11 +494,11 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
                 exchange,
             );
             let seconds = took.as_secs_f64();
-            shared
-                .metrics
-                .delivery
-                .attempt(&shared.name, result, seconds);
-            outcome
+            if let Err(failure) = &outcome {
+                let delivery_metrics = &shared.metrics.delivery;
+                delivery_metrics.attempt(&shared.name, failure.class(), seconds);
+            }
+            (outcome, seconds)
         };
         delivery.attempts += 1;
         if delivery.first_attempt_ms == 0 {
@@ -505,7 +507,10 @@ async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
         let failure = match outcome {
             Ok(_) => {
                 let latency = now_us().saturating_sub(delivery.accepted_us) as f64 / 1e6;
-                shared.metrics.delivery.delivered(&shared.name, latency);
+                let succeeded = shared
+                    .succeeded
+                    .get_or_init(|| shared.metrics.delivery.succeeded(&shared.name));
+                succeeded.count(seconds, latency);
                 shared.outbox.complete(&shared.name, delivery.seq);
                 return End::Done;
             }

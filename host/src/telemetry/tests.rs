@@ -10,8 +10,7 @@ use super::*;
 fn exported() -> BTreeSet<String> {
     let m = Metrics::new();
     m.events_received.inc();
-    m.delivery.attempt("e", "2xx", 0.01);
-    m.delivery.delivered("e", 0.01);
+    m.delivery.succeeded("e").count(0.01, 0.01);
     m.delivery.retried("e");
     m.delivery.dead_lettered("e");
     m.delivery.dropped("e", "p".into());
