@@ -35,19 +35,21 @@ impl Format {
 
     /// Renders `event` in this format, naming nodes as `view` says.
     pub fn render_as(self, event: &RouterEvent, view: NodeView) -> Payload {
-        let (body, content_type) = match self {
-            Self::Kfp => (
-                to_json(&kfp::KfpPayload::new(event, view)),
-                "application/json",
-            ),
-            Self::Extended => (
-                to_json(&extended::ExtendedPayload::new(event, view)),
-                "application/json",
-            ),
-            Self::Cloudevents => (
-                to_json(&cloudevents::CloudEvent::new(event, view)),
-                cloudevents::CONTENT_TYPE,
-            ),
+        // The message is most of a body: room for it and the other keys, grown only for more.
+        let mut body = Vec::with_capacity(event.event.message.len() + BODY_ROOM);
+        let content_type = match self {
+            Self::Kfp => {
+                to_json(&mut body, &kfp::KfpPayload::new(event, view));
+                "application/json"
+            }
+            Self::Extended => {
+                to_json(&mut body, &extended::ExtendedPayload::new(event, view));
+                "application/json"
+            }
+            Self::Cloudevents => {
+                to_json(&mut body, &cloudevents::CloudEvent::new(event, view));
+                cloudevents::CONTENT_TYPE
+            }
         };
         Payload {
             body: Bytes::from(body),
@@ -64,9 +66,12 @@ pub(crate) fn node_name(event: &RouterEvent, view: NodeView) -> &str {
     }
 }
 
-/// Serialises straight from the struct, so keys keep their declared order.
-fn to_json(payload: &impl serde::Serialize) -> Vec<u8> {
-    serde_json::to_vec(payload).expect("payloads are plain data and always serialise")
+/// Bytes a body is given beyond its event's message before it is written.
+const BODY_ROOM: usize = 512;
+
+/// Serialises straight from the struct into `body`, so keys keep their declared order.
+fn to_json(body: &mut Vec<u8>, payload: &impl serde::Serialize) {
+    serde_json::to_writer(body, payload).expect("payloads are plain data and always serialise");
 }
 
 #[cfg(test)]
