@@ -84,20 +84,32 @@ fn class(status: u16) -> &'static str {
     }
 }
 
-/// A shared HTTP client: keep-alive pools per host, TLS verified, redirects not followed (a
-/// redirected POST would lose its body), and no retries of its own: every attempt the router
-/// counts, records and spaces out is one request.
+/// The shared HTTP clients: keep-alive pools per host, TLS verified, redirects not followed (a
+/// redirected POST would lose its body).
+///
+/// Over HTTPS the client may speak HTTP/2, and sends a request again at once, on a new
+/// connection, when the server refused it unprocessed (a graceful `GOAWAY`, `REFUSED_STREAM`),
+/// which servers do routinely. For that it keeps a copy of every request. Plain `http://`
+/// endpoints speak HTTP/1.1 only, where that never happens: their client keeps no copy.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSender {
     client: reqwest::Client,
+    plain: reqwest::Client,
 }
 
 impl Default for HttpSender {
     fn default() -> Self {
-        let client = client_builder()
-            .build()
-            .expect("the HTTP client's settings are valid");
-        Self { client }
+        let build = |builder: reqwest::ClientBuilder| {
+            builder
+                .build()
+                .expect("the HTTP client's settings are valid")
+        };
+        Self {
+            client: build(client_builder()),
+            plain: build(
+                client_builder().retry(reqwest::retry::never().max_retries_per_request(0)),
+            ),
+        }
     }
 }
 
@@ -106,8 +118,6 @@ pub(super) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
         .user_agent(concat!("kfp-event-router/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none())
-        // Without retries the client keeps no copy of each request to send again.
-        .retry(reqwest::retry::never().max_retries_per_request(0))
         .pool_idle_timeout(Duration::from_secs(90))
         .tcp_nodelay(true)
 }
@@ -172,10 +182,11 @@ impl HttpSender {
             exchange.sent = headers.clone();
             exchange.body = body.clone();
         }
-        let client = endpoint
-            .tls
-            .as_ref()
-            .map_or(&self.client, |tls| tls.client());
+        let client = match &endpoint.tls {
+            Some(tls) => tls.client(),
+            None if endpoint.url.scheme() == "http" => &self.plain,
+            None => &self.client,
+        };
         let response = client
             .post(endpoint.url.clone())
             .timeout(endpoint.timeout)
