@@ -12,7 +12,7 @@ mod prune;
 mod task;
 mod transitions;
 
-use std::cell::OnceCell;
+use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
@@ -60,8 +60,8 @@ pub struct Enricher {
     sightings: Sightings,
     /// The cluster's name, given to every event.
     cluster: Option<String>,
-    /// The `events` path's transition counter, counted once per event: looked up once.
-    events_counter: OnceCell<Counter>,
+    /// The transition counters by path, each looked up once: one is counted per event.
+    counters: RefCell<Vec<(&'static str, Counter)>>,
 }
 
 impl Enricher {
@@ -77,7 +77,7 @@ impl Enricher {
             offloaded: HashSet::new(),
             sightings: Sightings::default(),
             cluster: None,
-            events_counter: OnceCell::new(),
+            counters: RefCell::default(),
         }
     }
 
@@ -347,18 +347,17 @@ impl Enricher {
     }
 
     fn count(&self, path: &'static str) {
-        if path == "events" {
-            let counter = self.events_counter.get_or_init(|| {
-                let transitions = &self.metrics.transitions;
-                transitions.get_or_create(&vec![("path", path)]).clone()
-            });
+        let mut counters = self.counters.borrow_mut();
+        if let Some((_, counter)) = counters.iter().find(|(p, _)| *p == path) {
             counter.inc();
             return;
         }
-        self.metrics
+        let counter = self
+            .metrics
             .transitions
-            .get_or_create(&vec![("path", path)])
-            .inc();
+            .get_or_create(&vec![("path", path)]);
+        counter.inc();
+        counters.push((path, counter.clone()));
     }
 
     /// Builds the router event for `event` from it and its cached Workflow.
