@@ -1,5 +1,6 @@
-//! Per-endpoint options: a private CA and mutual TLS against a real TLS server (certificates
-//! made for the test, served by rustls and hyper), and a request rate limit.
+//! How endpoints are reached: a private CA and mutual TLS against a real TLS server
+//! (certificates made for the test, served by rustls and hyper), a request rate limit, and the
+//! environment's proxy settings.
 
 mod support;
 
@@ -16,7 +17,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose,
 };
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use support::router::{PATIENCE, RouterProcess, Scratch, toml_path, toml_str};
+use support::router::{PATIENCE, RouterProcess, Scratch, run_command, toml_path, toml_str};
 use support::sink::{Reply, Sink};
 
 /// A CA, a server certificate for 127.0.0.1 and a client certificate, all signed by the CA.
@@ -214,4 +215,62 @@ async fn a_rate_spaces_the_requests_to_an_endpoint() {
     // machine's speed).
     let span = got.last().unwrap().at - got.first().unwrap().at;
     assert!(span >= Duration::from_millis(24 * 50 - 30), "{span:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plain_endpoints_honour_the_proxy_settings_of_the_environment() {
+    let scratch = Scratch::new();
+    // The sink stands in for a forward proxy too: it records the requests sent to it in
+    // absolute form by their path, and their `host` header names where they were going.
+    let sink = Sink::start().await;
+    sink.always("/via-proxy", Reply::status(200));
+    sink.always("/direct", Reply::status(200));
+    let config = scratch.write(
+        "router.toml",
+        &format!(
+            "{}[[endpoints]]\nname = \"proxied\"\nurl = {}\n\
+             [[endpoints]]\nname = \"direct\"\nurl = {}\n",
+            scratch.tables(&support::quickstart_recording(), None),
+            // Unresolvable: only the proxy can deliver it.
+            toml_str("http://receiver.invalid:8080/via-proxy?token=abc"),
+            toml_str(&sink.url("/direct")),
+        ),
+    );
+    let mut command = run_command(&config);
+    for name in [
+        "ALL_PROXY",
+        "all_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "http_proxy",
+        "no_proxy",
+    ] {
+        command.env_remove(name);
+    }
+    command
+        .env("HTTP_PROXY", format!("http://{}", sink.addr))
+        .env("NO_PROXY", "127.0.0.1");
+    let mut router = RouterProcess::spawn(command);
+    router.expect_success().await;
+
+    let proxied = sink.received_on("/via-proxy");
+    let direct = sink.received_on("/direct");
+    assert_eq!(proxied.len(), 25, "{}", router.logs());
+    assert_eq!(direct.len(), 25);
+    for request in &proxied {
+        assert_eq!(request.header("host"), "receiver.invalid:8080");
+    }
+    for request in &direct {
+        assert_eq!(request.header("host"), sink.addr.to_string());
+    }
+    let ids = |got: &[support::sink::Received]| -> Vec<String> {
+        got.iter()
+            .map(|r| r.header("webhook-id").to_owned())
+            .collect()
+    };
+    assert_eq!(
+        ids(&proxied),
+        ids(&direct),
+        "the same events, in the same order"
+    );
 }

@@ -2,10 +2,12 @@
 
 use std::time::Duration;
 
-use reqwest::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use bytes::Bytes;
+use reqwest::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
 use url::Url;
 
 use super::Delivery;
+use super::lean::{AGENT, Answer, IDLE, Lean, NoAnswer, describe};
 use super::record::Exchange;
 use super::retry::retry_after;
 use crate::model::request::Request;
@@ -90,11 +92,13 @@ fn class(status: u16) -> &'static str {
 /// Over HTTPS the client may speak HTTP/2, and sends a request again at once, on a new
 /// connection, when the server refused it unprocessed (a graceful `GOAWAY`, `REFUSED_STREAM`),
 /// which servers do routinely. For that it keeps a copy of every request. Plain `http://`
-/// endpoints speak HTTP/1.1 only, where that never happens: their client keeps no copy.
+/// endpoints speak HTTP/1.1 only, where that never happens: they go through the [`Lean`]
+/// client, or, when a proxy setting covers them, a reqwest client that keeps no copy.
 #[derive(Clone, Debug)]
 pub(crate) struct HttpSender {
     client: reqwest::Client,
     plain: reqwest::Client,
+    lean: Lean,
 }
 
 impl Default for HttpSender {
@@ -109,6 +113,7 @@ impl Default for HttpSender {
             plain: build(
                 client_builder().retry(reqwest::retry::never().max_retries_per_request(0)),
             ),
+            lean: Lean::default(),
         }
     }
 }
@@ -116,9 +121,9 @@ impl Default for HttpSender {
 /// How every HTTP client of the router is set up, before an endpoint's own TLS settings.
 pub(super) fn client_builder() -> reqwest::ClientBuilder {
     reqwest::Client::builder()
-        .user_agent(concat!("kfp-event-router/", env!("CARGO_PKG_VERSION")))
+        .user_agent(AGENT)
         .redirect(reqwest::redirect::Policy::none())
-        .pool_idle_timeout(Duration::from_secs(90))
+        .pool_idle_timeout(IDLE)
         .tcp_nodelay(true)
 }
 
@@ -182,32 +187,31 @@ impl HttpSender {
             exchange.sent = headers.clone();
             exchange.body = body.clone();
         }
-        let client = match &endpoint.tls {
-            Some(tls) => tls.client(),
-            None if endpoint.url.scheme() == "http" => &self.plain,
-            None => &self.client,
+        let answer = match (&endpoint.tls, &endpoint.lean) {
+            (None, Some(uri)) => self.lean.post(uri, headers, body, endpoint.timeout).await,
+            (Some(tls), _) => through(tls.client(), endpoint, headers, body).await,
+            (None, None) if endpoint.url.scheme() == "http" => {
+                through(&self.plain, endpoint, headers, body).await
+            }
+            (None, None) => through(&self.client, endpoint, headers, body).await,
         };
-        let response = client
-            .post(endpoint.url.clone())
-            .timeout(endpoint.timeout)
-            .headers(headers)
-            .body(body)
-            .send()
-            .await
-            .map_err(|e| Failure::Retry {
-                class: match () {
-                    () if e.is_timeout() => "timeout",
-                    () if e.is_connect() => "connect",
-                    () => "error",
-                },
-                error: redact(&describe(&e.without_url()), &endpoint.url),
+        let Answer {
+            status,
+            headers: answered,
+            body,
+        } = answer.map_err(|e| {
+            let (class, error) = match e {
+                NoAnswer::Timeout => ("timeout", "no answer within the timeout".to_owned()),
+                NoAnswer::Connect(error) => ("connect", error),
+                NoAnswer::Other(error) => ("error", error),
+            };
+            Failure::Retry {
+                class,
+                error: redact(&error, &endpoint.url),
                 retry_after: None,
-            })?;
-        let status = response.status();
-        let wait = retry_after(response.headers());
-        // Reading the body lets the connection be reused; a short excerpt explains failures.
-        let answered = exchange.is_some().then(|| response.headers().clone());
-        let body = response.bytes().await.unwrap_or_default();
+            }
+        })?;
+        let wait = retry_after(&answered);
         let code = status.as_u16();
         let error = || format!("HTTP {status}: {}", excerpt(&body, &endpoint.url));
         let result = match code {
@@ -222,7 +226,7 @@ impl HttpSender {
                 class: class(code),
             }),
         };
-        if let (Some(exchange), Some(answered)) = (exchange, answered) {
+        if let Some(exchange) = exchange {
             exchange.answer = Some((code, answered, body));
         }
         result
@@ -263,16 +267,34 @@ pub(super) fn redact(text: &str, url: &Url) -> String {
     })
 }
 
-/// The error and its causes on one line.
-fn describe(error: &reqwest::Error) -> String {
-    let mut text = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
+/// POSTs through `client`, one of reqwest's, within the endpoint's timeout for the whole
+/// exchange; a body the timeout or the connection cuts short reads as empty.
+async fn through(
+    client: &reqwest::Client,
+    endpoint: &Delivery,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Answer, NoAnswer> {
+    let mut response = client
+        .post(endpoint.url.clone())
+        .timeout(endpoint.timeout)
+        .headers(headers)
+        .body(body)
+        .send()
+        .await
+        .map_err(|e| match () {
+            () if e.is_timeout() => NoAnswer::Timeout,
+            () if e.is_connect() => NoAnswer::Connect(describe(&e.without_url())),
+            () => NoAnswer::Other(describe(&e.without_url())),
+        })?;
+    let status = response.status();
+    let headers = std::mem::take(response.headers_mut());
+    let body = response.bytes().await.unwrap_or_default();
+    Ok(Answer {
+        status,
+        headers,
+        body,
+    })
 }
 
 #[cfg(test)]

@@ -2,13 +2,14 @@
 //!
 //! One [`worker`] per endpoint takes that endpoint's deliveries as they are accepted (or reads
 //! them from the outbox when it falls behind), so a slow or dead endpoint never stalls
-//! another. [`http`] makes one attempt, [`retry`] decides when to
+//! another. [`http`] makes one attempt (plain endpoints through the [`lean`] client), [`retry`] decides when to
 //! try again, [`signing`] signs per Standard Webhooks. [`Deliverer`] starts, updates and stops
 //! the workers as the config changes; [`removed`] keeps a removed endpoint's backlog for a
 //! grace period; [`leftovers`] lets a new leader deliver what an earlier term left before it
 //! accepts anything new.
 
 mod http;
+mod lean;
 mod leftovers;
 mod pace;
 mod record;

@@ -4,9 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use http::Uri;
 use reqwest::header::HeaderMap;
 use url::Url;
 
+use super::lean::lean_uri;
 use super::retry::RetryPolicy;
 use super::signing::SigningKey;
 use super::tls::EndpointTls;
@@ -42,6 +44,8 @@ pub struct Delivery {
     pub rate: Option<f64>,
     /// The endpoint's own trust roots and client certificate, when set.
     pub tls: Option<EndpointTls>,
+    /// Where the lean client sends, when it can (see [`lean_uri`]): derived from `url`.
+    pub(crate) lean: Option<Uri>,
 }
 
 impl Delivery {
@@ -55,7 +59,6 @@ impl Delivery {
     pub fn new(name: String, url: Url) -> Self {
         Self {
             name,
-            url,
             signing_key: None,
             headers: HeaderMap::new(),
             timeout: Self::DEFAULT_TIMEOUT,
@@ -63,6 +66,8 @@ impl Delivery {
             retry: RetryPolicy::default(),
             rate: None,
             tls: None,
+            lean: lean_uri(&url),
+            url,
         }
     }
 }

@@ -124,8 +124,6 @@ impl Checker<'_> {
                     .collect(),
             },
             delivery: Arc::new(Delivery {
-                name: section.name.get_ref().clone(),
-                url: url?,
                 signing_key,
                 headers,
                 timeout: section.timeout,
@@ -133,6 +131,7 @@ impl Checker<'_> {
                 retry: policy,
                 rate,
                 tls,
+                ..Delivery::new(section.name.get_ref().clone(), url?)
             }),
         })
     }
