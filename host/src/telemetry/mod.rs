@@ -301,11 +301,17 @@ impl Metrics {
 
     /// Counts one plugin call's outcome.
     pub(crate) fn plugin_call(&self, plugin: &str, outcome: &str) {
-        let labels = PluginCallLabel {
+        self.plugin_calls
+            .get_or_create(&Self::plugin_call_label(plugin, outcome))
+            .inc();
+    }
+
+    /// The labels of one plugin call's outcome.
+    pub(crate) fn plugin_call_label(plugin: &str, outcome: &str) -> PluginCallLabel {
+        PluginCallLabel {
             plugin: plugin.to_owned(),
             outcome: outcome.to_owned(),
-        };
-        self.plugin_calls.get_or_create(&labels).inc();
+        }
     }
 
     /// Counts a plugin load, reload, rejection or removal.

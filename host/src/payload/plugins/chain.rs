@@ -59,29 +59,26 @@ pub async fn run(
     let mut headers: Vec<(String, String)> = Vec::new();
     for plugin in plugins {
         let name = plugin.name();
+        let meters = plugin.meters(observer.metrics);
         let started = Instant::now();
         let result = plugin.call(event, &current).await;
-        observer
-            .metrics
-            .plugin_call_seconds
-            .get_or_create(&Metrics::plugin(name))
-            .observe(started.elapsed().as_secs_f64());
+        meters.seconds.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(action) => {
                 note_success(plugin, observer);
                 match action {
                     Action::Pass => {
-                        observer.metrics.plugin_call(name, "pass");
+                        meters.pass.inc();
                         continue;
                     }
                     Action::Drop => {
-                        observer.metrics.plugin_call(name, "drop");
+                        meters.drop.inc();
                         return Verdict::Drop {
                             by: name.to_owned(),
                         };
                     }
                     Action::Replace(replacement) => {
-                        observer.metrics.plugin_call(name, "replace");
+                        meters.replace.inc();
                         current = bindings::Payload {
                             body: replacement.body,
                             content_type: replacement.content_type,

@@ -6,6 +6,7 @@
 //! - [`bindings`]: the WIT contracts (0.2, and 0.1 for components built for it); [`event`]:
 //!   the WIT event record of a router event;
 //! - [`plugin`]: one loaded plugin and its instance pools; [`instance`]: one instance;
+//!   [`meters`]: its call metrics, looked up once;
 //! - [`registry`]: loads `plugins.dir` and hot-reloads it; [`chain`] runs plugins in order,
 //!   [`headers`] says which headers they may not set;
 //! - [`health`]: plugins that keep failing, for `/readyz`; [`settings`]: limits and policy.
@@ -19,6 +20,7 @@ pub mod health;
 pub(crate) mod instance;
 pub(crate) mod limits;
 pub(crate) mod log;
+pub(crate) mod meters;
 pub mod plugin;
 pub(crate) mod registry;
 pub mod runtime;

@@ -7,6 +7,7 @@
 //! a fresh one. Pools are per endpoint, so no instance state crosses endpoints; pooling skips
 //! instantiation and `init` on every event (see the `plugins` bench).
 
+use std::borrow::Cow;
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -18,8 +19,10 @@ use super::bindings::{Action, Contract, ContractError, Event, Payload};
 use super::cache::{ContentHash, hex};
 use super::instance::{Instance, Pre};
 use super::limits::Exceeded;
+use super::meters::{MeterCache, Meters};
 use super::runtime::{HostState, Runtime, TICK};
 use super::settings::PluginSettings;
+use crate::telemetry::Metrics;
 
 /// Idle instances kept per plugin and endpoint at most.
 const POOL: usize = 8;
@@ -129,6 +132,7 @@ pub struct LoadedPlugin {
     config: String,
     pools: Mutex<HashMap<String, Vec<Instance>>>,
     refused: Mutex<BTreeSet<String>>,
+    meters: MeterCache,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -170,6 +174,7 @@ impl LoadedPlugin {
             config,
             pools: Mutex::default(),
             refused: Mutex::default(),
+            meters: MeterCache::default(),
         };
         plugin.instantiate().await?;
         Ok(plugin)
@@ -191,6 +196,7 @@ impl LoadedPlugin {
             config,
             pools: Mutex::default(),
             refused: Mutex::default(),
+            meters: MeterCache::default(),
         };
         plugin.instantiate().await?;
         Ok(plugin)
@@ -224,6 +230,11 @@ impl LoadedPlugin {
     /// The configuration its `init` accepted.
     pub(crate) fn config(&self) -> &str {
         &self.config
+    }
+
+    /// Its call metrics in `metrics`.
+    pub(crate) fn meters(&self, metrics: &Metrics) -> Cow<'_, Meters> {
+        self.meters.get(metrics, &self.name)
     }
 
     /// Logs, once per header, that the plugin tried to set header `name`, which it may not.
