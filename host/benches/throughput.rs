@@ -14,7 +14,9 @@
 //!   raw client's request latency;
 //! - (c) the same replay in the `extended` format, without plugins and then through the
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), the
-//!   ratio of the two, and the CPU time per event of each;
+//!   ratio of the two, and the CPU time per event of each. The chain's runs start with its
+//!   plugins compiled, from the cache a first short run fills, as a restarted router finds
+//!   them in its state folder; that cold start (compiling them) is timed and printed first;
 //! - (f) the replay of (b) on the shared PostgreSQL outbox (a server of its own, set up as the
 //!   tests set it up; `BENCH_POSTGRES=0` skips it), and its ratio to (b);
 //! - (e) the router without plugins over 1 000 000 events (`BENCH_BIG_EVENTS` changes it, 0
@@ -102,6 +104,10 @@ fn main() {
         );
 
         let plugins = plugin_chain(dir.path());
+        let (cold, compiled) = warm_plugin_cache(dir.path(), &sink, &plugins).await;
+        println!(
+            "(c) cold start with the chain: {cold:.2} s to replay {WARM_UP_EVENTS} events, compiling the 3 plugins; the runs below load them from the cache ({compiled:.1} MiB), as a restarted router does"
+        );
         let mut pairs = Vec::new();
         for _ in 0..rounds {
             let extended = Setup {
@@ -111,6 +117,7 @@ fn main() {
             let extended = in_background(dir.path(), &recording, &sink, extended).await;
             let chain = Setup {
                 plugins: Some(plugins.clone()),
+                plugin_cache: Some(dir.path().join(PLUGIN_CACHE)),
                 ..Setup::default()
             };
             let chained = in_background(dir.path(), &recording, &sink, chain).await;
@@ -402,6 +409,69 @@ fn plugin_chain(dir: &std::path::Path) -> String {
     )
 }
 
+/// Where the router keeps compiled plugins, inside its state folder; the bench keeps a warm
+/// copy under the same name in its own folder.
+const PLUGIN_CACHE: &str = "plugin-cache";
+
+/// Events of the run that compiles the chain's plugins into a cold cache.
+const WARM_UP_EVENTS: u64 = 200;
+
+/// Runs the router with the chain `plugins` over a short recording, starting from an empty
+/// plugin cache, and keeps the cache it leaves in `dir` for the measured runs: a router
+/// compiles a plugin once, and restarts on its state folder load it compiled (the throughput
+/// of the chain is not the one-off compile). Returns that run's time in seconds, and the
+/// size of the cache in MiB.
+async fn warm_plugin_cache(
+    dir: &std::path::Path,
+    sink: &CountingSink,
+    plugins: &str,
+) -> (f64, f64) {
+    let recording = dir.join("warm-up.jsonl");
+    generate(&recording, WARM_UP_EVENTS, 10);
+    let setup = Setup {
+        plugins: Some(plugins.to_owned()),
+        keep_plugin_cache: true,
+        ..Setup::default()
+    };
+    let started = Instant::now();
+    in_background(dir, &recording, sink, setup).await;
+    let cold = started.elapsed().as_secs_f64();
+    let bytes = folder_bytes(&dir.join(PLUGIN_CACHE));
+    assert!(
+        bytes > 0,
+        "the warm-up run left compiled plugins in its cache"
+    );
+    (cold, bytes as f64 / (1024.0 * 1024.0))
+}
+
+/// Copies the files of folder `from` into `to`, sub-folders included.
+fn copy_folder(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_folder(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), target).unwrap();
+        }
+    }
+}
+
+/// The bytes of the files in folder `path`, sub-folders included; 0 when it does not exist.
+fn folder_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .map(|e| e.unwrap())
+        .map(|e| match e.file_type().unwrap().is_dir() {
+            true => folder_bytes(&e.path()),
+            false => e.metadata().unwrap().len(),
+        })
+        .sum()
+}
+
 /// How to run the router once, besides its recording and endpoint.
 #[derive(Default)]
 struct Setup {
@@ -413,6 +483,10 @@ struct Setup {
     console: bool,
     /// A PostgreSQL database's URL: the shared outbox instead of redb.
     database: Option<String>,
+    /// Compiled plugins to start with: a folder copied into the state folder's plugin cache.
+    plugin_cache: Option<std::path::PathBuf>,
+    /// Keep the plugin cache the run leaves, as `<dir>/plugin-cache`.
+    keep_plugin_cache: bool,
 }
 
 struct RouterRun {
@@ -450,6 +524,8 @@ fn run_router(
         ref plugins,
         console,
         ref database,
+        ref plugin_cache,
+        keep_plugin_cache,
     } = *setup;
     let counted_before = sink.load(Ordering::Relaxed);
     let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -458,6 +534,9 @@ fn run_router(
         .unwrap()
         .port();
     let state = tempfile::tempdir_in(dir).unwrap();
+    if let Some(compiled) = plugin_cache {
+        copy_folder(compiled, &state.path().join(PLUGIN_CACHE));
+    }
     let config = dir.join("router.toml");
     let rate_line = rate.map(|r| format!("rate = {r}\n")).unwrap_or_default();
     // An admin token turns the console on, and with it the delivery history.
@@ -531,6 +610,9 @@ fn run_router(
         std::thread::sleep(Duration::from_millis(20));
     }
     let elapsed = started.elapsed().as_secs_f64();
+    if keep_plugin_cache {
+        copy_folder(&state.path().join(PLUGIN_CACHE), &dir.join(PLUGIN_CACHE));
+    }
     // Each event is one request (every run's filter keeps them all), so the sink counts them.
     let delivered = sink.load(Ordering::Relaxed) - counted_before;
     RouterRun {
