@@ -16,7 +16,7 @@ use kfp_event_router::model::event::{EventFacts, NodeView, RouterEvent, Workflow
 use kfp_event_router::payload::format::Format;
 use kfp_event_router::payload::plugins::bindings::{self, Action};
 use kfp_event_router::payload::plugins::cache::content_hash;
-use kfp_event_router::payload::plugins::event::wit_event;
+use kfp_event_router::payload::plugins::event::WitEvent;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
 use kfp_event_router::payload::plugins::runtime::Runtime;
 use kfp_event_router::payload::plugins::settings::{
@@ -48,10 +48,11 @@ fn main() {
         .unwrap();
     let event = failed_run();
     let payload = Format::Extended.render(&event);
-    let wit = wit_event(&event, "bench", Format::Extended, NodeView::Tasks);
+    let wit = WitEvent::new(&event, "bench", Format::Extended, NodeView::Tasks);
+    let wit = wit.record();
     let input = bindings::Payload {
-        body: payload.body.to_vec(),
-        content_type: payload.content_type.clone(),
+        body: &payload.body,
+        content_type: &payload.content_type,
     };
     let settings = PluginSettings {
         timeout: Duration::from_secs(5),

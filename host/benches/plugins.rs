@@ -24,7 +24,7 @@ use kfp_event_router::payload::format::Format;
 use kfp_event_router::payload::plugins::bindings;
 use kfp_event_router::payload::plugins::cache::content_hash;
 use kfp_event_router::payload::plugins::chain::{self, Observer};
-use kfp_event_router::payload::plugins::event::wit_event;
+use kfp_event_router::payload::plugins::event::WitEvent;
 use kfp_event_router::payload::plugins::health::PluginHealth;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
 use kfp_event_router::payload::plugins::runtime::Runtime;
@@ -69,10 +69,11 @@ fn main() {
     let teams = load("teams-card", TEAMS);
     let event = sample_event();
     let payload = Format::Extended.render(&event);
-    let wit_event = wit_event(&event, "bench", Format::Extended, NodeView::Tasks);
+    let wit = WitEvent::new(&event, "bench", Format::Extended, NodeView::Tasks);
+    let wit_event = wit.record();
     let wit_payload = bindings::Payload {
-        body: payload.body.to_vec(),
-        content_type: payload.content_type.clone(),
+        body: &payload.body,
+        content_type: &payload.content_type,
     };
     let metrics = Metrics::new();
     let health = PluginHealth::default();
@@ -438,24 +439,30 @@ fn sample_event() -> RouterEvent {
     }
 }
 
-fn sdk_event(e: &bindings::Event) -> kfp_event_router_sdk::Event {
-    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+fn sdk_event(e: &bindings::Event<'_>) -> kfp_event_router_sdk::Event {
+    let text = |v: Option<&str>| v.unwrap_or_default().to_owned();
+    let pairs = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    };
     kfp_event_router_sdk::Event {
-        id: e.id.clone(),
-        reason: e.reason.clone(),
-        event_type: e.event_type.clone(),
-        message: e.message.clone(),
-        namespace: e.namespace.clone(),
-        workflow_name: e.workflow_name.clone(),
-        run_id: text(&e.run_id),
-        run_name: text(&e.run_name),
-        pipeline_name: text(&e.pipeline_name),
-        node_name: e.node_name.clone(),
-        phase: text(&e.phase),
-        event_time: text(&e.event_time),
-        parameters: e.parameters.clone(),
-        labels: e.labels.clone(),
-        endpoint: e.endpoint.clone(),
+        id: e.id.to_owned(),
+        reason: e.reason.to_owned(),
+        event_type: e.event_type.to_owned(),
+        message: e.message.to_owned(),
+        namespace: e.namespace.to_owned(),
+        workflow_name: e.workflow_name.to_owned(),
+        run_id: text(e.run_id),
+        run_name: text(e.run_name),
+        pipeline_name: text(e.pipeline_name),
+        node_name: e.node_name.to_owned(),
+        phase: text(e.phase),
+        event_time: text(e.event_time),
+        parameters: pairs(e.parameters),
+        labels: pairs(e.labels),
+        endpoint: e.endpoint.to_owned(),
         synthesized: e.synthesized,
         attempt: e.attempt,
         ..kfp_event_router_sdk::Event::default()

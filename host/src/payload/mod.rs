@@ -33,7 +33,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::readiness::Report;
 use format::Format;
 use plugins::chain::{self, Snapshot};
-use plugins::event::wit_event;
+use plugins::event::WitEvent;
 use plugins::registry::{Registry, Reloader};
 use plugins::runtime::Runtime;
 use plugins::settings::{PluginsSettings, plugin_path};
@@ -200,11 +200,17 @@ impl PayloadStage {
                 headers: Vec::new(),
             });
         }
-        let wit_event = wit_event(event, name, endpoint.format, endpoint.nodes);
+        let wit = WitEvent::new(event, name, endpoint.format, endpoint.nodes);
         let Ok(_slot) = active.slots.acquire().await else {
             unreachable!("the semaphore is never closed");
         };
-        chain::run(&plugins, &wit_event, payload, &active.registry.observer()).await
+        chain::run(
+            &plugins,
+            &wit.record(),
+            payload,
+            &active.registry.observer(),
+        )
+        .await
     }
 
     /// Changes whenever the loaded plugins change; `None` without plugins.

@@ -11,7 +11,7 @@ use super::plugin_load::{self, PluginSetup, text};
 use crate::model::event::NodeView;
 use crate::payload::format::Format;
 use crate::payload::plugins::bindings::{self, Action};
-use crate::payload::plugins::event::wit_event;
+use crate::payload::plugins::event::WitEvent;
 use crate::payload::plugins::plugin::CallError;
 
 /// What to compare.
@@ -71,10 +71,11 @@ pub async fn run(
     for event in plugin_load::recording(&options.events).await? {
         summary.events += 1;
         let payload = options.format.render(&event);
-        let wit = wit_event(&event, &options.endpoint, options.format, NodeView::Tasks);
+        let wit = WitEvent::new(&event, &options.endpoint, options.format, NodeView::Tasks);
+        let wit = wit.record();
         let input = bindings::Payload {
-            body: payload.body.to_vec(),
-            content_type: payload.content_type,
+            body: &payload.body,
+            content_type: &payload.content_type,
         };
         let before = old.call(&wit, &input).await;
         let after = new.call(&wit, &input).await;

@@ -12,7 +12,7 @@ use super::plugin_load::{self, PluginSetup, text};
 use crate::model::event::NodeView;
 use crate::payload::format::Format;
 use crate::payload::plugins::bindings::{self, Action};
-use crate::payload::plugins::event::wit_event;
+use crate::payload::plugins::event::WitEvent;
 
 /// What to test.
 #[derive(Clone, Debug)]
@@ -72,7 +72,8 @@ pub async fn run(
     for event in plugin_load::recording(&options.events).await? {
         summary.events += 1;
         let payload = options.format.render(&event);
-        let wit = wit_event(&event, &options.endpoint, options.format, NodeView::Tasks);
+        let wit = WitEvent::new(&event, &options.endpoint, options.format, NodeView::Tasks);
+        let wit = wit.record();
         let node = match event.node_name() {
             "" => String::new(),
             name => format!(" node {name}"),
@@ -90,8 +91,8 @@ pub async fn run(
             text(&payload.body)
         )?;
         let input = bindings::Payload {
-            body: payload.body.to_vec(),
-            content_type: payload.content_type,
+            body: &payload.body,
+            content_type: &payload.content_type,
         };
         let started = Instant::now();
         let result = plugin.call(&wit, &input).await;
@@ -137,21 +138,21 @@ pub async fn run(
 
 /// The facts a plugin decides on, on one line: type, run, pipeline, phase, attempt, node and
 /// task, those known.
-pub(crate) fn facts(e: &bindings::Event) -> String {
+pub(crate) fn facts(e: &bindings::Event<'_>) -> String {
     let mut parts = vec![format!("type={}", e.event_type)];
-    let mut add = |key: &str, value: &Option<String>| {
+    let mut add = |key: &str, value: Option<&str>| {
         if let Some(value) = value {
             parts.push(format!("{key}={value:?}"));
         }
     };
-    add("run-id", &e.run_id);
-    add("run-name", &e.run_name);
-    add("pipeline", &e.pipeline_name);
-    add("phase", &e.phase);
+    add("run-id", e.run_id);
+    add("run-name", e.run_name);
+    add("pipeline", e.pipeline_name);
+    add("phase", e.phase);
     parts.push(format!("attempt={}", e.attempt));
     if let Some(node) = &e.node {
-        let kind = node.node_type.as_deref().unwrap_or("?");
-        let phase = node.phase.as_deref().unwrap_or("?");
+        let kind = node.node_type.unwrap_or("?");
+        let phase = node.phase.unwrap_or("?");
         parts.push(format!("node={:?} ({kind}, {phase})", node.name));
     }
     if let Some(task) = &e.task {

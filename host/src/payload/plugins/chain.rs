@@ -48,20 +48,22 @@ pub struct Observer<'a> {
 /// Runs `plugins` in order over `payload`, for the endpoint `event.endpoint`.
 pub async fn run(
     plugins: &[Arc<LoadedPlugin>],
-    event: &bindings::Event,
+    event: &bindings::Event<'_>,
     payload: Payload,
     observer: &Observer<'_>,
 ) -> Verdict {
-    let mut current = bindings::Payload {
-        body: payload.body.to_vec(),
-        content_type: payload.content_type,
-    };
+    // The payload as it stands, shared with each call rather than copied for it.
+    let mut current = payload;
     let mut headers: Vec<(String, String)> = Vec::new();
     for plugin in plugins {
         let name = plugin.name();
         let meters = plugin.meters(observer.metrics);
         let started = Instant::now();
-        let result = plugin.call(event, &current).await;
+        let input = bindings::Payload {
+            body: &current.body,
+            content_type: &current.content_type,
+        };
+        let result = plugin.call(event, &input).await;
         meters.seconds.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(action) => {
@@ -79,8 +81,8 @@ pub async fn run(
                     }
                     Action::Replace(replacement) => {
                         meters.replace.inc();
-                        current = bindings::Payload {
-                            body: replacement.body,
+                        current = Payload {
+                            body: replacement.body.into(),
                             content_type: replacement.content_type,
                         };
                         for (header, value) in replacement.headers {
@@ -109,19 +111,13 @@ pub async fn run(
                 return Verdict::DeadLetter {
                     plugin: name.to_owned(),
                     error: error.to_string(),
-                    payload: Payload {
-                        body: current.body.into(),
-                        content_type: current.content_type,
-                    },
+                    payload: current,
                 };
             }
         }
     }
     Verdict::Deliver(Request {
-        payload: Payload {
-            body: current.body.into(),
-            content_type: current.content_type,
-        },
+        payload: current,
         headers,
     })
 }
@@ -144,7 +140,7 @@ fn note_success(plugin: &LoadedPlugin, observer: &Observer<'_>) {
 fn note_failure(
     plugin: &LoadedPlugin,
     error: &CallError,
-    event: &bindings::Event,
+    event: &bindings::Event<'_>,
     observer: &Observer<'_>,
 ) {
     let name = plugin.name();

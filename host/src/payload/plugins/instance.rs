@@ -74,24 +74,20 @@ impl Instance {
     /// Calls `handle`.
     pub(crate) async fn handle(
         &mut self,
-        event: &Event,
-        payload: &Payload,
+        event: &Event<'_>,
+        payload: &Payload<'_>,
     ) -> wasmtime::Result<Result<Action, String>> {
         match &self.bound {
             Bound::V0_1(p) => {
                 let result = p
                     .kfp_event_router_transform()
-                    .call_handle(
-                        &mut self.store,
-                        &v0_1::event(event),
-                        &v0_1::payload(payload),
-                    )
+                    .call_handle(&mut self.store, v0_1::event(event), v0_1::payload(payload))
                     .await?;
                 Ok(result.map(v0_1::action))
             }
             Bound::V0_2(p) => {
                 p.kfp_event_router_transform()
-                    .call_handle(&mut self.store, event, payload)
+                    .call_handle(&mut self.store, event.clone(), payload.clone())
                     .await
             }
         }

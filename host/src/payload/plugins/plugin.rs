@@ -256,8 +256,12 @@ impl LoadedPlugin {
 
     /// Calls `handle` for `event.endpoint`, with a budget of CPU and wall time, memory and
     /// output.
-    pub async fn call(&self, event: &Event, payload: &Payload) -> Result<Action, CallError> {
-        let endpoint = &event.endpoint;
+    pub async fn call(
+        &self,
+        event: &Event<'_>,
+        payload: &Payload<'_>,
+    ) -> Result<Action, CallError> {
+        let endpoint = event.endpoint;
         let pooled = self
             .pools
             .lock()

@@ -7,6 +7,7 @@ wasmtime::component::bindgen!({
     path: "../wit/0.1.0/world.wit",
     world: "plugin",
     exports: { default: async },
+    ownership: Borrowing { duplicate_if_necessary: false },
 });
 
 use exports::kfp::event_router::transform as v1;
@@ -14,35 +15,31 @@ use exports::kfp::event_router::transform as v1;
 use super::v0_2;
 
 /// The 0.1 event: the 0.2 facts it has, unknown ones empty.
-pub(crate) fn event(e: &v0_2::Event) -> v1::Event {
-    let text = |value: &Option<String>| value.clone().unwrap_or_default();
+pub(crate) fn event<'a>(e: &v0_2::Event<'a>) -> v1::Event<'a> {
+    let text = |value: Option<&'a str>| value.unwrap_or_default();
     v1::Event {
-        reason: e.reason.clone(),
-        event_type: e.event_type.clone(),
-        message: e.message.clone(),
-        namespace: e.namespace.clone(),
-        workflow_name: e.workflow_name.clone(),
-        run_id: text(&e.run_id),
-        run_name: text(&e.run_name),
-        node_name: e.node_name.clone(),
-        node_type: e
-            .node
-            .as_ref()
-            .and_then(|n| n.node_type.clone())
-            .unwrap_or_default(),
-        phase: text(&e.phase),
-        event_time: text(&e.event_time),
-        labels: e.labels.clone(),
-        endpoint: e.endpoint.clone(),
+        reason: e.reason,
+        event_type: e.event_type,
+        message: e.message,
+        namespace: e.namespace,
+        workflow_name: e.workflow_name,
+        run_id: text(e.run_id),
+        run_name: text(e.run_name),
+        node_name: e.node_name,
+        node_type: text(e.node.as_ref().and_then(|n| n.node_type)),
+        phase: text(e.phase),
+        event_time: text(e.event_time),
+        labels: e.labels,
+        endpoint: e.endpoint,
         synthesized: e.synthesized,
     }
 }
 
 /// The 0.1 payload.
-pub(crate) fn payload(p: &v0_2::Payload) -> v1::Payload {
+pub(crate) fn payload<'a>(p: &v0_2::Payload<'a>) -> v1::Payload<'a> {
     v1::Payload {
-        body: p.body.clone(),
-        content_type: p.content_type.clone(),
+        body: p.body,
+        content_type: p.content_type,
     }
 }
 

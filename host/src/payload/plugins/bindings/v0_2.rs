@@ -6,6 +6,7 @@ wasmtime::component::bindgen!({
     path: "../wit/world.wit",
     world: "plugin",
     exports: { default: async },
+    ownership: Borrowing { duplicate_if_necessary: false },
 });
 
 pub use exports::kfp::event_router::transform::{
