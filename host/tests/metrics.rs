@@ -1,5 +1,6 @@
 //! `/metrics` answers "how is endpoint X doing": how deliveries ended, each attempt's result
-//! class and timing, with the older per-outcome counters still there for existing dashboards.
+//! class and timing, with the older per-outcome counters still there for existing dashboards;
+//! and how long the outbox takes to commit, the floor under every delivery's latency.
 
 mod support;
 
@@ -100,6 +101,13 @@ async fn deliveries_attempts_and_backlog_per_endpoint(backend: Backend) {
     assert!(
         text.contains("kfp_event_router_build_info{version=\""),
         "{text}"
+    );
+    // At least the transaction that accepted the run's events; each commit lands in a bucket.
+    let commits = value("kfp_event_router_outbox_commit_duration_seconds_count");
+    assert!(commits >= 1.0, "{commits} commits timed");
+    assert_eq!(
+        value("kfp_event_router_outbox_commit_duration_seconds_bucket{le=\"+Inf\"}"),
+        commits
     );
     let age = value("kfp_event_router_outbox_oldest_pending_age_seconds{endpoint=\"down\"}");
     assert!(

@@ -71,6 +71,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics = Arc::new(Metrics::new());
     let state = State::open(&config.state)?;
     let outbox = state.outbox.clone();
+    outbox.time_commits(metrics.outbox_commit_seconds.clone());
     let config_updates = crate::config::watch::spawn(Arc::clone(&config), Arc::clone(&metrics))
         .context("cannot watch the config file")?;
     let payload = PayloadStage::start(

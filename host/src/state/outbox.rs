@@ -12,9 +12,10 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use prometheus_client::metrics::histogram::Histogram;
 use tokio::sync::{mpsc, watch};
 
 use super::handoff::Handoff;
@@ -31,6 +32,20 @@ pub(super) const LAZY_WINDOW: Duration = Duration::from_millis(10);
 
 /// How many queued writes one transaction takes at most.
 pub(super) const GROUP_COMMIT: usize = 8192;
+
+/// Where a writer reports how long each of its commits took: the histogram the router gives
+/// [`Outbox::time_commits`], once it has (none in tools and tests).
+#[derive(Clone, Default)]
+pub(super) struct CommitTimes(Arc<OnceLock<Histogram>>);
+
+impl CommitTimes {
+    /// Records one commit that took `took`.
+    pub(super) fn observe(&self, took: Duration) {
+        if let Some(histogram) = self.0.get() {
+            histogram.observe(took.as_secs_f64());
+        }
+    }
+}
 
 /// An outbox error.
 #[derive(Debug, thiserror::Error)]
@@ -113,6 +128,12 @@ impl Outbox {
     /// Opens (or creates) the redb outbox at `path` and starts its writer thread.
     pub(crate) fn open_redb(path: &Path) -> Result<Self> {
         Ok(Self::Redb(Redb::open(path)?))
+    }
+
+    /// Reports the time each commit from now on takes to `histogram`; a second call keeps the
+    /// first histogram.
+    pub(crate) fn time_commits(&self, histogram: Histogram) {
+        let _ = dispatch!(self, o => o.commit_times()).0.set(histogram);
     }
 
     /// Stores a batch durably, in one transaction, then returns.

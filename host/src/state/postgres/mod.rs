@@ -39,7 +39,7 @@ use self::tls::DatabaseTls;
 use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
 use super::handoff::Tails;
-use super::outbox::{Backlog, OutboxError, PendingDelivery, Result};
+use super::outbox::{Backlog, CommitTimes, OutboxError, PendingDelivery, Result};
 use crate::model::event::RouterEvent;
 use crate::model::secret::Secret;
 
@@ -93,6 +93,7 @@ pub(crate) struct Postgres {
     /// For the claims' connections (boxed: a connection config is large).
     link: Arc<Link>,
     tails: Tails,
+    commit_times: CommitTimes,
 }
 
 /// Where an opened database stands.
@@ -174,6 +175,11 @@ impl Postgres {
     /// [`claims`]).
     pub(super) fn claims(&self, owner: String, ttl: Duration) -> Claims {
         Claims::start(Link::clone(&self.link), owner, ttl)
+    }
+
+    /// Where the writer reports its commits' times.
+    pub(super) fn commit_times(&self) -> &CommitTimes {
+        &self.commit_times
     }
 
     /// Where the writer hands each endpoint's deliveries that this process accepted, once
@@ -413,6 +419,7 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
             closing: closing.clone(),
             link: Arc::new(link.clone()),
             tails: Tails::default(),
+            commit_times: CommitTimes::default(),
         };
         let notifier = Arc::default();
         tokio::spawn(listen::run(
@@ -426,12 +433,21 @@ fn serve(link: Link, ready: SyncSender<Result<Postgres>>) {
         let reader = Arc::new(Reader::new(link.clone(), closing.clone()));
         tokio::spawn(reader.run(job_queue));
         let tails = handle.tails.clone();
+        let commit_times = handle.commit_times.clone();
         if ready.send(Ok(handle)).is_err() {
             return Vec::new();
         }
-        let replies = Writer::new(link, last_seq, depth, notifier, tails, closing)
-            .run(queue)
-            .await;
+        let replies = Writer::new(
+            link,
+            last_seq,
+            depth,
+            notifier,
+            tails,
+            closing,
+            commit_times,
+        )
+        .run(queue)
+        .await;
         stop.cancel();
         replies
     });

@@ -20,7 +20,7 @@ use super::link::{Backoff, Link, describe, is_transient, needs_new_session};
 use super::steps::{Outcome, Sql, Step, execute, redrive, serialise};
 use super::{DEPTH_REFRESH, raise};
 use crate::state::handoff::Tails;
-use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
+use crate::state::outbox::{AcceptBatch, CommitTimes, GROUP_COMMIT, LAZY_WINDOW};
 
 /// A queued write.
 pub(super) enum Write {
@@ -96,6 +96,7 @@ pub(super) struct Writer {
     closing: CancellationToken,
     /// What the transaction whose commit was sent but not answered changed.
     unconfirmed: Option<Outcome>,
+    commit_times: CommitTimes,
 }
 
 impl Writer {
@@ -107,6 +108,7 @@ impl Writer {
         notifier: std::sync::Arc<std::sync::atomic::AtomicI32>,
         tails: Tails,
         closing: CancellationToken,
+        commit_times: CommitTimes,
     ) -> Self {
         Self {
             link,
@@ -117,6 +119,7 @@ impl Writer {
             tails,
             closing,
             unconfirmed: None,
+            commit_times,
         }
     }
 
@@ -196,7 +199,7 @@ impl Writer {
         let mut failures = 0u32;
         loop {
             let error = match self.connected().await {
-                Ok(()) => match self.try_commit(steps, lazy, token).await {
+                Ok(()) => match self.timed_commit(steps, lazy, token).await {
                     Ok(outcome) => {
                         if failures > 0 {
                             tracing::info!(failures, "writing to PostgreSQL again");
@@ -243,6 +246,19 @@ impl Writer {
         let sql = Sql::prepare(&client).await?;
         self.connection = Some((client, sql));
         Ok(())
+    }
+
+    /// [`Writer::try_commit`], reporting how long it took when it committed.
+    async fn timed_commit(
+        &mut self,
+        steps: &[Step],
+        lazy: bool,
+        token: i64,
+    ) -> Result<Outcome, tokio_postgres::Error> {
+        let started = Instant::now();
+        let outcome = self.try_commit(steps, lazy, token).await?;
+        self.commit_times.observe(started.elapsed());
+        Ok(outcome)
     }
 
     async fn try_commit(

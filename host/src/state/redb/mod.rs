@@ -32,7 +32,7 @@ mod writer;
 use self::stored::StoredEvent;
 use self::writer::{Lazy, LazyWrite, Serialised, Write};
 use super::handoff::Tails;
-use super::outbox::{AcceptBatch, Backlog, OutboxError, PendingDelivery, Result};
+use super::outbox::{AcceptBatch, Backlog, CommitTimes, OutboxError, PendingDelivery, Result};
 
 const EVENTS: TableDefinition<u64, StoredEvent> = TableDefinition::new("events");
 const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
@@ -57,6 +57,7 @@ pub(crate) struct Redb {
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
     lazy: Arc<Lazy>,
+    commit_times: CommitTimes,
 }
 
 impl Redb {
@@ -94,6 +95,7 @@ impl Redb {
         let depth = Arc::new(watch::Sender::new(depth as i64));
         let tails = Tails::default();
         let lazy = Arc::new(Lazy::default());
+        let commit_times = CommitTimes::default();
         let writes = writer::spawn(
             Arc::clone(&db),
             next,
@@ -101,6 +103,7 @@ impl Redb {
             Arc::clone(&depth),
             tails.clone(),
             Arc::clone(&lazy),
+            commit_times.clone(),
         );
         Ok(Self {
             db,
@@ -109,7 +112,13 @@ impl Redb {
             depth,
             tails,
             lazy,
+            commit_times,
         })
+    }
+
+    /// Where the writer reports its commits' times.
+    pub(super) fn commit_times(&self) -> &CommitTimes {
+        &self.commit_times
     }
 
     /// See [`Outbox::accept`](super::Outbox::accept). Waits first, briefly, for a worker with

@@ -20,7 +20,7 @@ use crate::model::clock::now_us;
 use crate::model::event::RouterEvent;
 use crate::model::item::Checkpoint;
 use crate::state::handoff::{Committed, Tails};
-use crate::state::outbox::{AcceptBatch, GROUP_COMMIT, LAZY_WINDOW};
+use crate::state::outbox::{AcceptBatch, CommitTimes, GROUP_COMMIT, LAZY_WINDOW};
 
 /// Room a record starts with: most records fit in it, so that encoding one allocates once.
 const RECORD_CAPACITY: usize = 2048;
@@ -118,6 +118,7 @@ pub(super) fn spawn(
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
     lazy: Arc<Lazy>,
+    commit_times: CommitTimes,
 ) -> Sender<Write> {
     let (writes, queue) = std::sync::mpsc::channel();
     let writer = Writer {
@@ -127,6 +128,7 @@ pub(super) fn spawn(
         depth,
         tails,
         lazy,
+        commit_times,
     };
     std::thread::Builder::new()
         .name("outbox-writer".into())
@@ -143,6 +145,7 @@ struct Writer {
     depth: Arc<watch::Sender<i64>>,
     tails: Tails,
     lazy: Arc<Lazy>,
+    commit_times: CommitTimes,
 }
 
 /// Replies to send once a transaction has committed, and the events it stored.
@@ -199,6 +202,7 @@ impl Writer {
     }
 
     fn commit(&mut self, batch: Vec<Write>, lazy: Vec<LazyWrite>) -> Result<Replies, redb::Error> {
+        let started = Instant::now();
         let txn = self.db.begin_write()?;
         let mut replies = Replies::default();
         let mut depth = 0i64;
@@ -288,6 +292,7 @@ impl Writer {
             depth -= complete(&mut pending, &mut events, &mut remaining, completed)?;
         }
         txn.commit()?;
+        self.commit_times.observe(started.elapsed());
         if depth != 0 {
             self.depth.send_modify(|d| *d += depth);
         }
