@@ -248,8 +248,8 @@ impl Metrics {
         let outbox_commit_seconds = Histogram::new(COMMIT_BUCKETS);
         registry.register(
             "outbox_commit_duration_seconds",
-            "Time one outbox transaction took to commit, durably: the floor under every \
-             event's delivery latency",
+            "Time one outbox transaction took to commit: for the transactions that accept \
+             events, the floor under every delivery's latency",
             outbox_commit_seconds.clone(),
         );
         registry.register(
