@@ -12,20 +12,19 @@
 //! stage stores a long `List` in several transactions, so a replay stopped between two of them
 //! resumes inside the `List`, neither passing over its rest nor sending its start again.
 
-use std::borrow::Cow;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::Event;
-use serde_json::value::RawValue;
 use tokio::io::AsyncBufReadExt;
 use tokio::sync::mpsc;
 
+use self::line::{Object, parse_line};
 use super::occurrence::{Occurrences, REMEMBERED};
 use crate::model::argo::is_workflow_event;
 use crate::model::item::{Checkpoint, SourceItem};
 use crate::model::pace;
-use crate::model::workflow::Workflow;
+
+mod line;
 
 /// How far a paced replay that fell behind (the pipeline stalled, the timer woke late) may
 /// catch up at once: at `rate = 12500`, 125 events. Past that, it resumes at its rate instead
@@ -48,12 +47,6 @@ pub(crate) struct ReplaySummary {
     pub(crate) resumed_past: u64,
     /// Lines that could not be read.
     pub(crate) skipped_lines: u64,
-}
-
-/// One object of a recording line.
-enum Object {
-    Event(Box<Event>),
-    Workflow(Box<Workflow>),
 }
 
 impl Replay {
@@ -199,125 +192,12 @@ impl Resume {
     }
 }
 
-/// Reads one line into its objects, each with whether it was deleted. Kinds other than Event
-/// and Workflow are passed over.
-fn parse_line(line: &str) -> Result<Vec<(bool, Object)>, String> {
-    let outline: Outline = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
-    let mut objects = Vec::new();
-    match (&outline.watch_type, outline.object) {
-        (Some(kind), Some(object)) => collect(object.get(), None, kind == "DELETED", &mut objects)?,
-        _ => collect(line, Some(outline), false, &mut objects)?,
-    }
-    Ok(objects)
-}
-
-/// What a line or an object says of itself: a watch event's `type` and `object`, an object's
-/// `kind`, a `List`'s `items`. Read before the object itself, so that the object is parsed once,
-/// straight into its type, with nothing built in between.
-#[derive(serde::Deserialize)]
-struct Outline<'a> {
-    #[serde(rename = "type", borrow)]
-    watch_type: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    object: Option<&'a RawValue>,
-    #[serde(borrow)]
-    kind: Option<Cow<'a, str>>,
-    #[serde(borrow)]
-    items: Option<Vec<&'a RawValue>>,
-}
-
-/// Adds the Events and Workflows of the object `json` (whose outline is `outline` when already
-/// read) to `out`, the items of a `List` included.
-fn collect(
-    json: &str,
-    outline: Option<Outline<'_>>,
-    deleted: bool,
-    out: &mut Vec<(bool, Object)>,
-) -> Result<(), String> {
-    let outline = match outline {
-        Some(outline) => outline,
-        None => serde_json::from_str(json).map_err(|e| format!("invalid JSON: {e}"))?,
-    };
-    match outline.kind.as_deref().unwrap_or_default() {
-        "Event" => {
-            let event = serde_json::from_str(json).map_err(|e| format!("invalid Event: {e}"))?;
-            out.push((deleted, Object::Event(Box::new(event))));
-        }
-        "Workflow" => {
-            let wf = serde_json::from_str(json).map_err(|e| format!("invalid Workflow: {e}"))?;
-            out.push((deleted, Object::Workflow(Box::new(wf))));
-        }
-        kind if kind.ends_with("List") => {
-            for item in outline.items.unwrap_or_default() {
-                collect(item.get(), None, deleted, out)?;
-            }
-        }
-        "" => return Err("the object has no `kind`".into()),
-        _ => {}
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use std::io::Write;
 
+    use super::line::tests::event_line;
     use super::*;
-
-    /// A recorded Argo Event about workflow `wf`, with uid `uid`.
-    fn event_line(uid: &str) -> String {
-        serde_json::json!({
-            "kind": "Event",
-            "apiVersion": "v1",
-            "metadata": {"name": format!("wf.{uid}"), "namespace": "kubeflow", "uid": uid},
-            "involvedObject": {"kind": "Workflow", "name": "wf", "namespace": "kubeflow"},
-            "reason": "WorkflowRunning",
-            "message": "Workflow Running",
-            "count": 1,
-            "source": {"component": "workflow-controller"},
-            "reportingComponent": "workflow-controller",
-            "type": "Normal"
-        })
-        .to_string()
-    }
-
-    /// Each object of `line` as (deleted, kind, name).
-    fn shapes(line: &str) -> Result<Vec<(bool, &'static str, String)>, String> {
-        Ok(parse_line(line)?
-            .into_iter()
-            .map(|(deleted, object)| match object {
-                Object::Event(e) => (deleted, "Event", e.metadata.uid.unwrap_or_default()),
-                Object::Workflow(w) => (deleted, "Workflow", w.metadata.name.unwrap_or_default()),
-            })
-            .collect())
-    }
-
-    #[test]
-    fn every_line_shape_is_read_into_its_objects() {
-        let event = event_line("e1");
-        let workflow = r#"{"kind":"Workflow","metadata":{"name":"wf","namespace":"kubeflow"}}"#;
-        let shape = |deleted, kind, name: &str| (deleted, kind, name.to_owned());
-        // An Event has a `type` (`Normal`) but no `object`: it is read as itself.
-        assert_eq!(shapes(&event), Ok(vec![shape(false, "Event", "e1")]));
-        let watched = format!(r#"{{"type":"DELETED","object":{workflow}}}"#);
-        assert_eq!(shapes(&watched), Ok(vec![shape(true, "Workflow", "wf")]));
-        // A `List` inside a watch event, with an escaped `kind` and a kind passed over.
-        let escaped = event.replacen(r#""kind":"Event""#, r#""kind":"Ev\u0065nt""#, 1);
-        let list = format!(
-            r#"{{"type":"MODIFIED","object":{{"kind":"EventList","items":[{escaped},{workflow},{{"kind":"Pod"}}]}}}}"#
-        );
-        assert_eq!(
-            shapes(&list),
-            Ok(vec![
-                shape(false, "Event", "e1"),
-                shape(false, "Workflow", "wf")
-            ])
-        );
-        assert!(shapes("{").unwrap_err().starts_with("invalid JSON"));
-        assert_eq!(shapes(r#"{"a":1}"#), Err("the object has no `kind`".into()));
-        let bad = event.replace(r#""count":1"#, r#""count":"many""#);
-        assert!(shapes(&bad).unwrap_err().starts_with("invalid Event"));
-    }
 
     #[tokio::test]
     async fn an_invalid_utf8_line_is_skipped_and_the_rest_flows() {
