@@ -6,6 +6,7 @@
 
 mod cloudevents;
 mod extended;
+mod json;
 mod kfp;
 
 use bytes::Bytes;
@@ -39,7 +40,7 @@ impl Format {
         let mut body = Vec::with_capacity(event.event.message.len() + BODY_ROOM);
         let content_type = match self {
             Self::Kfp => {
-                to_json(&mut body, &kfp::KfpPayload::new(event, view));
+                kfp::KfpPayload::new(event, view).write_json(&mut body);
                 "application/json"
             }
             Self::Extended => {

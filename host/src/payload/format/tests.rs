@@ -133,6 +133,25 @@ fn kfp_escapes_what_json_needs() {
 }
 
 #[test]
+fn kfp_is_written_byte_for_byte_as_serde_json_writes_it() {
+    let message = "Failed: \"quoted\" \\path\u{1}\u{1f}\r\n caf\u{e9} \u{1f980}".repeat(9);
+    let e = event(
+        "WorkflowNodeFailed",
+        &message,
+        Some("n\"ode"),
+        Some(workflow()),
+    );
+    for view in [NodeView::Tasks, NodeView::All] {
+        let written = Format::Kfp.render_as(&e, view).body;
+        let expected = serde_json::to_vec(&kfp::KfpPayload::new(&e, view)).unwrap();
+        assert_eq!(
+            std::str::from_utf8(&written),
+            std::str::from_utf8(&expected)
+        );
+    }
+}
+
+#[test]
 fn extended_starts_with_the_kfp_keys_and_has_a_node_object_for_node_events() {
     let e = event(
         "WorkflowNodeFailed",
