@@ -12,14 +12,14 @@ pub(super) fn write_str(out: &mut Vec<u8>, text: &str) {
     while at < bytes.len() {
         if let Some(word) = bytes.get(at..at + 8) {
             let word = u64::from_le_bytes(word.try_into().expect("eight bytes"));
-            if !needs_escape(word) {
+            if !any_must_escape(word) {
                 at += 8;
                 continue;
             }
         }
-        if let Some(escape) = escape(bytes[at]) {
+        if must_escape(bytes[at]) {
             out.extend_from_slice(&bytes[done..at]);
-            out.extend_from_slice(&escape);
+            push_escape(out, bytes[at]);
             done = at + 1;
         }
         at += 1;
@@ -31,7 +31,7 @@ pub(super) fn write_str(out: &mut Vec<u8>, text: &str) {
 /// Whether any of the eight bytes of `word` is a quote, a backslash or a control character.
 /// Each test is exact for the word as a whole (SWAR: "determine if a word has a byte less
 /// than n", with n <= 128, and "has a zero byte" after an XOR).
-fn needs_escape(word: u64) -> bool {
+fn any_must_escape(word: u64) -> bool {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGH: u64 = u64::from_ne_bytes([0x80; 8]);
     let zero_in = |w: u64| w.wrapping_sub(ONES) & !w;
@@ -41,41 +41,28 @@ fn needs_escape(word: u64) -> bool {
     (control | quote | backslash) & HIGH != 0
 }
 
-/// How JSON writes `byte`, when it cannot stand as itself.
-fn escape(byte: u8) -> Option<EscapeBytes> {
+/// Whether JSON must escape `byte`: a quote, a backslash or a control character.
+fn must_escape(byte: u8) -> bool {
+    matches!(byte, b'"' | b'\\' | 0x00..0x20)
+}
+
+/// Appends JSON's escape of `byte`, one that [`must_escape`]: `\n` or `\u001f`.
+fn push_escape(out: &mut Vec<u8>, byte: u8) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let short = match byte {
-        b'"' => b'"',
-        b'\\' => b'\\',
         0x08 => b'b',
         0x0c => b'f',
         b'\n' => b'n',
         b'\r' => b'r',
         b'\t' => b't',
-        0x00..0x20 => {
+        b'"' | b'\\' => byte,
+        _ => {
             let (high, low) = (HEX[usize::from(byte >> 4)], HEX[usize::from(byte & 0xf)]);
-            return Some(EscapeBytes::Long([b'\\', b'u', b'0', b'0', high, low]));
+            out.extend_from_slice(&[b'\\', b'u', b'0', b'0', high, low]);
+            return;
         }
-        _ => return None,
     };
-    Some(EscapeBytes::Short([b'\\', short]))
-}
-
-/// An escape sequence: `\n` or `\u001f`.
-enum EscapeBytes {
-    Short([u8; 2]),
-    Long([u8; 6]),
-}
-
-impl std::ops::Deref for EscapeBytes {
-    type Target = [u8];
-
-    fn deref(&self) -> &[u8] {
-        match self {
-            Self::Short(bytes) => bytes,
-            Self::Long(bytes) => bytes,
-        }
-    }
+    out.extend_from_slice(&[b'\\', short]);
 }
 
 #[cfg(test)]
@@ -120,23 +107,23 @@ mod tests {
     }
 
     #[test]
-    fn a_word_needs_escaping_exactly_when_one_of_its_bytes_does() {
+    fn a_word_must_be_escaped_exactly_when_one_of_its_bytes_must() {
         for byte in 0..=u8::MAX {
             for at in 0..8 {
                 let mut word = [b'a'; 8];
                 word[at] = byte;
-                let expected = escape(byte).is_some();
+                let expected = must_escape(byte);
                 assert_eq!(
-                    needs_escape(u64::from_le_bytes(word)),
+                    any_must_escape(u64::from_le_bytes(word)),
                     expected,
                     "{byte:#x} at {at}"
                 );
                 // Beside bytes with the high bit set, as in UTF-8 text.
                 let mut word = [0xe9; 8];
                 word[at] = byte;
-                let expected = expected || escape(0xe9).is_some();
+                let expected = expected || must_escape(0xe9);
                 assert_eq!(
-                    needs_escape(u64::from_le_bytes(word)),
+                    any_must_escape(u64::from_le_bytes(word)),
                     expected,
                     "{byte:#x} at {at}"
                 );

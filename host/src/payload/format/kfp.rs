@@ -28,8 +28,8 @@ impl<'a> KfpPayload<'a> {
         }
     }
 
-    /// Appends this payload's JSON to `body`: what `serde_json` writes, without its byte at a
-    /// time look at every string.
+    /// Appends this payload's JSON to `body`: what `serde_json` writes, with the strings
+    /// checked for escapes a word at a time rather than a byte.
     pub(super) fn write_json(&self, body: &mut Vec<u8>) {
         let fields = [
             ("{\"KfpRunId\":", self.kfp_run_id),

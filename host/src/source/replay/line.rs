@@ -144,8 +144,8 @@ impl Recorded<'_> {
 fn parse_carefully(line: &str, out: &mut Vec<(bool, Object)>) -> Result<(), String> {
     let outline: Outline = serde_json::from_str(line).map_err(|e| format!("invalid JSON: {e}"))?;
     match (&outline.watch_type, outline.object) {
-        (Some(kind), Some(object)) => collect(object.get(), None, kind == "DELETED", out),
-        _ => collect(line, Some(outline), false, out),
+        (Some(kind), Some(object)) => collect_carefully(object.get(), None, kind == "DELETED", out),
+        _ => collect_carefully(line, Some(outline), false, out),
     }
 }
 
@@ -165,7 +165,7 @@ struct Outline<'a> {
 
 /// Adds the Events and Workflows of the object `json` (whose outline is `outline` when already
 /// read) to `out`, the items of a `List` included.
-fn collect(
+fn collect_carefully(
     json: &str,
     outline: Option<Outline<'_>>,
     deleted: bool,
@@ -186,7 +186,7 @@ fn collect(
         }
         kind if kind.ends_with("List") => {
             for item in outline.items.unwrap_or_default() {
-                collect(item.get(), None, deleted, out)?;
+                collect_carefully(item.get(), None, deleted, out)?;
             }
         }
         "" => return Err("the object has no `kind`".into()),
