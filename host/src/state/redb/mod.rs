@@ -71,7 +71,7 @@ impl Redb {
         let mut db = Database::builder()
             .set_cache_size(CACHE_BYTES)
             .create(path)?;
-        migrate::events_from_json(&db)?;
+        migrate::events_to_current(&db)?;
         let txn = db.begin_write()?;
         txn.open_table(EVENTS)?;
         txn.open_table(REMAINING)?;
@@ -568,6 +568,26 @@ mod tests {
         txn.commit().unwrap();
     }
 
+    /// Writes events `seqs` as records of version 1 into `table`, each pending for `hook`.
+    /// Version 1 wrote what version 2 writes for an event without a node or a task.
+    fn write_v1_records(db: &Database, table: &str, seqs: std::ops::RangeInclusive<u64>) {
+        let txn = db.begin_write().unwrap();
+        {
+            let mut events = txn
+                .open_table(TableDefinition::<u64, stored::StoredEventV1>::new(table))
+                .unwrap();
+            let mut pending = txn.open_table(PENDING).unwrap();
+            let mut record = Vec::new();
+            for seq in seqs {
+                record.clear();
+                stored::encode(seq, &event(seq as usize, 10), &mut record);
+                events.insert(seq, record.as_slice()).unwrap();
+                pending.insert(("hook", seq), (0, 0)).unwrap();
+            }
+        }
+        txn.commit().unwrap();
+    }
+
     /// Checks that `hook` has events `1..=n` pending, each as written, and numbers the next
     /// event `n + 1`.
     async fn assert_every_event_readable(outbox: &Redb, n: u64) {
@@ -627,6 +647,73 @@ mod tests {
                 }
             }
             txn.commit().unwrap();
+        }
+        let outbox = Redb::open(&path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_every_event_readable(&outbox, 2500).await;
+        outbox.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_file_of_version_1_records_is_moved_when_opened_and_refused_by_older_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        write_v1_records(&Database::create(&path).unwrap(), "events", 1..=2500);
+
+        let outbox = Redb::open(&path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_every_event_readable(&outbox, 2500).await;
+        outbox.close().await.unwrap();
+
+        // A release of version 1 opens `events` as its records: it is refused, not skipped.
+        let db = Database::create(&path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let old = txn.open_table(migrate::V1_EVENTS);
+        assert!(
+            matches!(old, Err(redb::TableError::TableTypeMismatch { .. })),
+            "{old:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_move_cut_short_by_a_kill_carries_on_when_opened_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        // What a kill after the first chunk's commit leaves: 1..=1000 moved, the rest set
+        // aside, still typed as version 1.
+        {
+            let db = Database::create(&path).unwrap();
+            write_v1_records(&db, "events_v1", 1001..=2500);
+            let txn = db.begin_write().unwrap();
+            {
+                let mut events = txn.open_table(EVENTS).unwrap();
+                let mut pending = txn.open_table(PENDING).unwrap();
+                let mut record = Vec::new();
+                for seq in 1..=1000 {
+                    record.clear();
+                    stored::encode(seq, &event(seq as usize, 10), &mut record);
+                    events.insert(seq, record.as_slice()).unwrap();
+                    pending.insert(("hook", seq), (0, 0)).unwrap();
+                }
+            }
+            txn.commit().unwrap();
+        }
+        let outbox = Redb::open(&path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_every_event_readable(&outbox, 2500).await;
+        outbox.close().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_rewrite_from_json_cut_short_by_a_release_of_version_1_carries_on() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("outbox.redb");
+        // A release of version 1 killed after its first chunk of JSON: 1..=1000 in its
+        // records, the rest still in JSON, set aside.
+        {
+            let db = Database::create(&path).unwrap();
+            write_json_events(&db, "events_json", 1001..=2500);
+            write_v1_records(&db, "events", 1..=1000);
         }
         let outbox = Redb::open(&path).unwrap();
         assert_eq!(migrate::left_to_move(&outbox.db), 0);

@@ -6,6 +6,12 @@
 //! followed by its items; an option is a byte, 0 or 1, followed by the value when 1; a `bool` is
 //! one byte; an `i32` or `u32` four bytes, little-endian.
 //!
+//! The node's and the task's messages are most often the end of the Event's own message (Argo
+//! writes `<Phase> node <name>: <node message>`), so such a message is stored once: its option
+//! byte is 2, followed by its length alone, and it is read back as that many bytes from the end
+//! of the Event's message. Version 1 of the layout had no such byte; its records are records of
+//! this version too.
+//!
 //! Why not serde: the event's serde form is its JSON form, whose fields are left out when empty,
 //! and a format without field names cannot read that back. Why not JSON: writing it escaped
 //! every string of every event, the largest single cost of accepting one; these records copy
@@ -23,10 +29,17 @@ use redb::{TypeName, Value};
 use crate::model::event::{EventFacts, NodeFacts, RouterEvent, TaskFacts, WorkflowFacts};
 
 /// The `events` table's value type: an encoded record, read with [`decode`].
-#[derive(Debug)]
-pub(super) struct StoredEvent;
+pub(super) type StoredEvent = Stored<2>;
 
-impl Value for StoredEvent {
+/// The value type of the `events` table of releases whose records did not yet store a message
+/// once ([`stored-event.v1`](Stored)): they are read as they are, as records of this layout.
+pub(super) type StoredEventV1 = Stored<1>;
+
+/// An encoded record of layout version `V`.
+#[derive(Debug)]
+pub(super) struct Stored<const V: u8>;
+
+impl<const V: u8> Value for Stored<V> {
     type SelfType<'a>
         = &'a [u8]
     where
@@ -55,7 +68,10 @@ impl Value for StoredEvent {
     }
 
     fn type_name() -> TypeName {
-        TypeName::new("kfp-event-router.stored-event.v1")
+        TypeName::new(match V {
+            1 => "kfp-event-router.stored-event.v1",
+            _ => "kfp-event-router.stored-event.v2",
+        })
     }
 }
 
@@ -91,6 +107,9 @@ impl fmt::Display for Unreadable {
     }
 }
 
+/// The option byte of a message stored as the end of the Event's message.
+const ENDS_EVENT_MESSAGE: u8 = 2;
+
 /// Writes a record's fields.
 struct Out<'a>(&'a mut Vec<u8>);
 
@@ -111,10 +130,11 @@ impl Out<'_> {
         } = event;
         self.str(id);
         self.facts(event);
-        self.option(node.as_ref(), Self::node);
+        let message = &event.message;
+        self.option(node.as_ref(), |out, node| out.node(node, message));
         self.option(workflow.as_deref(), Self::workflow);
         self.bool(*synthesized);
-        self.option(task.as_ref(), Self::task);
+        self.option(task.as_ref(), |out, task| out.task(task, message));
         self.bool(*plumbing);
         self.u32(*attempt);
         self.option_str(cluster);
@@ -143,7 +163,7 @@ impl Out<'_> {
         self.option_str(workflow_uid);
     }
 
-    fn node(&mut self, node: &NodeFacts) {
+    fn node(&mut self, node: &NodeFacts, event_message: &str) {
         let NodeFacts {
             id,
             full_name,
@@ -159,15 +179,11 @@ impl Out<'_> {
         self.option_str(id);
         self.str(full_name);
         self.str(name);
-        for value in [
-            display_name,
-            node_type,
-            phase,
-            message,
-            template_name,
-            started_at,
-            finished_at,
-        ] {
+        for value in [display_name, node_type, phase] {
+            self.option_str(value);
+        }
+        self.message(message, event_message);
+        for value in [template_name, started_at, finished_at] {
             self.option_str(value);
         }
     }
@@ -202,7 +218,7 @@ impl Out<'_> {
         }
     }
 
-    fn task(&mut self, task: &TaskFacts) {
+    fn task(&mut self, task: &TaskFacts, event_message: &str) {
         let TaskFacts {
             name,
             display_name,
@@ -221,7 +237,18 @@ impl Out<'_> {
         }
         self.bool(*cached);
         self.option_str(pod_name);
-        self.option_str(message);
+        self.message(message, event_message);
+    }
+
+    /// A node's or task's message: as the end of the Event's message when it is that.
+    fn message(&mut self, message: &Option<String>, event_message: &str) {
+        match message {
+            Some(m) if event_message.ends_with(m.as_str()) => {
+                self.0.push(ENDS_EVENT_MESSAGE);
+                self.len(m.len());
+            }
+            other => self.option_str(other),
+        }
     }
 
     fn len(&mut self, mut n: usize) {
@@ -272,16 +299,19 @@ type Read<T> = Result<T, Unreadable>;
 
 impl<'a> In<'a> {
     fn event(&mut self) -> Read<RouterEvent> {
+        let id = self.string()?;
+        let event = self.facts()?;
+        let message = event.message.as_str();
         Ok(RouterEvent {
-            id: self.string()?,
-            event: self.facts()?,
-            node: self.option(Self::node)?,
+            id,
+            node: self.option(|input| input.node(message))?,
             workflow: self.option(Self::workflow)?.map(Arc::new),
             synthesized: self.bool()?,
-            task: self.option(Self::task)?,
+            task: self.option(|input| input.task(message))?,
             plumbing: self.bool()?,
             attempt: self.u32()?,
             cluster: self.option_string()?,
+            event,
         })
     }
 
@@ -299,7 +329,7 @@ impl<'a> In<'a> {
         })
     }
 
-    fn node(&mut self) -> Read<NodeFacts> {
+    fn node(&mut self, event_message: &str) -> Read<NodeFacts> {
         Ok(NodeFacts {
             id: self.option_string()?,
             full_name: self.string()?,
@@ -307,7 +337,7 @@ impl<'a> In<'a> {
             display_name: self.option_string()?,
             node_type: self.option_string()?,
             phase: self.option_string()?,
-            message: self.option_string()?,
+            message: self.message(event_message)?,
             template_name: self.option_string()?,
             started_at: self.option_string()?,
             finished_at: self.option_string()?,
@@ -332,7 +362,7 @@ impl<'a> In<'a> {
         })
     }
 
-    fn task(&mut self) -> Read<TaskFacts> {
+    fn task(&mut self, event_message: &str) -> Read<TaskFacts> {
         Ok(TaskFacts {
             name: self.string()?,
             display_name: self.option_string()?,
@@ -343,7 +373,7 @@ impl<'a> In<'a> {
             },
             cached: self.bool()?,
             pod_name: self.option_string()?,
-            message: self.option_string()?,
+            message: self.message(event_message)?,
         })
     }
 
@@ -379,16 +409,21 @@ impl<'a> In<'a> {
     /// A length; never more than the bytes left, so that a damaged one cannot make a reader
     /// allocate without bound (every item takes at least one byte).
     fn len(&mut self) -> Read<usize> {
+        let n = self.leb128()?;
+        if n <= self.0.len() {
+            Ok(n)
+        } else {
+            Err(Unreadable("cut short"))
+        }
+    }
+
+    fn leb128(&mut self) -> Read<usize> {
         let mut n = 0usize;
         for shift in (0..64).step_by(7) {
             let byte = self.take(1)?[0];
             n |= usize::from(byte & 0x7f) << shift;
             if byte < 0x80 {
-                return if n <= self.0.len() {
-                    Ok(n)
-                } else {
-                    Err(Unreadable("cut short"))
-                };
+                return Ok(n);
             }
         }
         Err(Unreadable("a length too long"))
@@ -412,6 +447,23 @@ impl<'a> In<'a> {
 
     fn option_string(&mut self) -> Read<Option<String>> {
         self.option(Self::string)
+    }
+
+    /// What [`Out::message`] wrote.
+    fn message(&mut self, event_message: &str) -> Read<Option<String>> {
+        if self.0.first() != Some(&ENDS_EVENT_MESSAGE) {
+            return self.option_string();
+        }
+        self.take(1)?;
+        let n = self.leb128()?;
+        event_message
+            .len()
+            .checked_sub(n)
+            .and_then(|start| event_message.get(start..))
+            .map(|end| Some(end.to_owned()))
+            .ok_or(Unreadable(
+                "a message longer than the Event's, or cut inside a character",
+            ))
     }
 
     fn map(&mut self) -> Read<BTreeMap<String, String>> {
@@ -542,6 +594,84 @@ mod tests {
             decode(&bad_text),
             Err(Unreadable("a string that is not UTF-8"))
         );
+    }
+
+    /// [`full`], with the node's and the task's messages what Argo's Event message ends with.
+    fn with_messages_at_the_end(node_message: &str, task_message: &str) -> RouterEvent {
+        let mut event = full();
+        event.event.message = format!("Failed node wf.train: {node_message}");
+        event.node.as_mut().unwrap().message = Some(node_message.into());
+        event.task.as_mut().unwrap().message = Some(task_message.into());
+        event
+    }
+
+    #[test]
+    fn a_message_that_ends_the_events_is_stored_once() {
+        let long = "é".repeat(400);
+        let event = with_messages_at_the_end(&long, &long[400..]);
+        let mut bytes = Vec::new();
+        encode(7, &event, &mut bytes);
+        assert_eq!(decode(&bytes), Ok((7, event.clone())));
+        // The same event with the messages written out costs them twice.
+        let mut apart = event.clone();
+        apart.event.message.push('.');
+        let mut written_out = Vec::new();
+        encode(7, &apart, &mut written_out);
+        assert!(
+            bytes.len() + long.len() + long.len() / 2 <= written_out.len(),
+            "{} vs {} bytes",
+            bytes.len(),
+            written_out.len()
+        );
+        // Empty, and the whole message, are ends too.
+        for (node, task) in [("", ""), ("Failed node wf.train: x", "x")] {
+            let mut event = with_messages_at_the_end("x", task);
+            event.node.as_mut().unwrap().message = Some(node.into());
+            let mut bytes = Vec::new();
+            encode(7, &event, &mut bytes);
+            assert_eq!(decode(&bytes), Ok((7, event)));
+        }
+    }
+
+    #[test]
+    fn an_end_longer_than_the_message_or_inside_a_character_is_an_error() {
+        let event = with_messages_at_the_end("ü", "");
+        let mut bytes = Vec::new();
+        encode(7, &event, &mut bytes);
+        let at = node_message_at(&bytes);
+        assert_eq!(&bytes[at..at + 2], &[ENDS_EVENT_MESSAGE, 2]);
+        for (n, what) in [(1, "inside a character"), (100, "longer than the message")] {
+            let mut bad = bytes.clone();
+            bad[at + 1] = n;
+            assert_eq!(
+                decode(&bad),
+                Err(Unreadable(
+                    "a message longer than the Event's, or cut inside a character"
+                )),
+                "{what}"
+            );
+        }
+    }
+
+    /// Where the node's message is in a record of [`with_messages_at_the_end`].
+    fn node_message_at(bytes: &[u8]) -> usize {
+        let mut input = In(&bytes[8..]);
+        input.string().unwrap();
+        let facts = input.facts().unwrap();
+        input.bool().unwrap();
+        input.option_string().unwrap();
+        input.string().unwrap();
+        input.string().unwrap();
+        for _ in 0..3 {
+            input.option_string().unwrap();
+        }
+        let at = bytes.len() - input.0.len();
+        assert_eq!(
+            input.message(&facts.message).unwrap().as_deref(),
+            Some("ü"),
+            "the node's message is at {at}"
+        );
+        at
     }
 
     /// Where the flag of `node` is in a record of [`full`]: after the time and the facts.
