@@ -108,8 +108,10 @@ impl SlackMessage {
             },
         }];
         let mut message = escape(&event.message);
+        // Argo's node Events end with the node's message (`Failed node wf.train: OOMKilled`):
+        // it is quoted apart only when the event message does not say it already.
         if let Some(msg) = node.and_then(|n| extra_str(n, "Message"))
-            && msg != event.message
+            && !event.message.ends_with(msg)
         {
             message = format!("{message}\n>{}", escape(msg));
         }
@@ -301,6 +303,29 @@ mod tests {
             "https://kubeflow.example.com/pipeline/#/runs/details/run-1"
         );
         assert_eq!(blocks[3]["elements"][0]["style"], "danger");
+    }
+
+    #[test]
+    fn the_node_message_is_quoted_only_when_the_event_message_does_not_end_with_it() {
+        let p = plugin(json!({}));
+        let section = |message: &str| -> String {
+            let event = Event {
+                reason: "WorkflowNodeFailed".into(),
+                message: message.into(),
+                ..Event::default()
+            };
+            let payload = Payload::from_json(&json!({"Node": {"Message": "OOMKilled"}}));
+            let body = p.handle(&event, payload).unwrap().json_body().unwrap();
+            body["blocks"][1]["text"]["text"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        };
+        assert_eq!(
+            section("Failed node wf.train: OOMKilled"),
+            "Failed node wf.train: OOMKilled"
+        );
+        assert_eq!(section("child failed"), "child failed\n>OOMKilled");
     }
 
     #[test]

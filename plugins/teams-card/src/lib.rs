@@ -244,8 +244,10 @@ impl TeamsCard {
         if !event.message.is_empty() {
             body.push(Element::TextBlock(TextBlock::new(&event.message)));
         }
+        // Argo's node Events end with the node's message (`Failed node wf.train: OOMKilled`):
+        // it is shown apart only when the event message does not say it already.
         if let Some(msg) = node.and_then(|n| n.message.as_deref())
-            && msg != event.message
+            && !event.message.ends_with(msg)
         {
             body.push(Element::TextBlock(TextBlock {
                 is_subtle: Some(true),
@@ -570,6 +572,35 @@ mod tests {
         );
         assert_eq!(card["body"][0]["items"][0]["text"], "second");
         assert_eq!(fact(&card, "Pipeline").as_deref(), Some("p"));
+    }
+
+    #[test]
+    fn the_node_message_is_shown_apart_only_when_the_event_message_does_not_end_with_it() {
+        let p = plugin(json!({}));
+        let texts = |message: &str, node_message: &str| -> Vec<String> {
+            let event = Event {
+                reason: "WorkflowNodeFailed".into(),
+                message: message.into(),
+                ..failed()
+            };
+            let payload = Payload::from_json(&json!({"Node": {"Message": node_message}}));
+            let card = card(&p.handle(&event, payload).unwrap());
+            card["body"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|e| e["type"] == "TextBlock")
+                .map(|e| e["text"].as_str().unwrap().to_owned())
+                .collect()
+        };
+        assert_eq!(
+            texts("Failed node wf.train: OOMKilled", "OOMKilled"),
+            ["Failed node wf.train: OOMKilled"]
+        );
+        assert_eq!(
+            texts("child 'train' failed", "OOMKilled"),
+            ["child 'train' failed", "OOMKilled"]
+        );
     }
 
     #[test]
