@@ -337,6 +337,8 @@ fn compact_if_mostly_free(db: &mut Database, path: &Path, live: u64) -> Result<(
 
 #[cfg(test)]
 mod tests {
+    use std::ops::RangeInclusive;
+
     use super::*;
     use crate::model::event::{EventFacts, RouterEvent};
     use crate::state::outbox::Accept;
@@ -547,7 +549,7 @@ mod tests {
 
     /// Writes, as releases before the binary records did, events `seqs` in JSON to `table`,
     /// each pending for `hook` and accepted at its seq in ms.
-    fn write_json_events(db: &Database, table: &str, seqs: std::ops::RangeInclusive<u64>) {
+    fn write_json_events(db: &Database, table: &str, seqs: RangeInclusive<u64>) {
         let txn = db.begin_write().unwrap();
         {
             let mut events = txn
@@ -568,14 +570,16 @@ mod tests {
         txn.commit().unwrap();
     }
 
-    /// Writes events `seqs` as records of version 1 into `table`, each pending for `hook`.
-    /// Version 1 wrote what version 2 writes for an event without a node or a task.
-    fn write_v1_records(db: &Database, table: &str, seqs: std::ops::RangeInclusive<u64>) {
+    /// Writes events `seqs` as records into `table`, each pending for `hook` and accepted at
+    /// its seq in ms. Version 1 of the layout wrote what the current one writes for these
+    /// events, which have no node or task.
+    fn write_records<V>(db: &Database, table: TableDefinition<u64, V>, seqs: RangeInclusive<u64>)
+    where
+        V: for<'a> redb::Value<SelfType<'a> = &'a [u8]> + 'static,
+    {
         let txn = db.begin_write().unwrap();
         {
-            let mut events = txn
-                .open_table(TableDefinition::<u64, stored::StoredEventV1>::new(table))
-                .unwrap();
+            let mut events = txn.open_table(table).unwrap();
             let mut pending = txn.open_table(PENDING).unwrap();
             let mut record = Vec::new();
             for seq in seqs {
@@ -603,122 +607,78 @@ mod tests {
         accepted.wait_for(|last| *last == n + 1).await.unwrap();
     }
 
+    /// Opens the file at `path`, whose events `1..=n` are stored in older layouts, and checks
+    /// that every one of them moved to the current layout.
+    async fn assert_moved_when_opened(path: &Path, n: u64) {
+        let outbox = Redb::open(path).unwrap();
+        assert_eq!(migrate::left_to_move(&outbox.db), 0);
+        assert_eq!(outbox.backlog().unwrap()["hook"].oldest_ms, Some(1));
+        assert_every_event_readable(&outbox, n).await;
+        outbox.close().await.unwrap();
+    }
+
+    /// Checks that a release whose `events` table is `old` refuses the file at `path`, rather
+    /// than skip its events.
+    fn assert_refused_by<V: redb::Value + 'static>(path: &Path, old: TableDefinition<u64, V>) {
+        let db = Database::create(path).unwrap();
+        let txn = db.begin_write().unwrap();
+        let opened = txn.open_table(old).map(drop);
+        assert!(
+            matches!(opened, Err(redb::TableError::TableTypeMismatch { .. })),
+            "{opened:?}"
+        );
+    }
+
     #[tokio::test]
     async fn a_file_of_json_events_is_rewritten_when_opened_and_refused_by_older_readers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.redb");
         write_json_events(&Database::create(&path).unwrap(), "events", 1..=2500);
-
-        let outbox = Redb::open(&path).unwrap();
-        assert_eq!(migrate::left_to_move(&outbox.db), 0);
-        assert_every_event_readable(&outbox, 2500).await;
-        assert_eq!(outbox.backlog().unwrap()["hook"].oldest_ms, Some(1));
-        outbox.close().await.unwrap();
-
-        // A release before the records opens `events` as JSON: it is refused, not skipped.
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        let old = txn.open_table(TableDefinition::<u64, &[u8]>::new("events"));
-        assert!(
-            matches!(old, Err(redb::TableError::TableTypeMismatch { .. })),
-            "{old:?}"
-        );
-    }
-
-    #[tokio::test]
-    async fn a_rewrite_cut_short_by_a_kill_carries_on_when_opened_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("outbox.redb");
-        // What a kill after the first chunk's commit leaves: 1..=1000 rewritten, the rest set
-        // aside, still in JSON.
-        {
-            let db = Database::create(&path).unwrap();
-            write_json_events(&db, "events_json", 1001..=2500);
-            let txn = db.begin_write().unwrap();
-            {
-                let mut events = txn.open_table(EVENTS).unwrap();
-                let mut pending = txn.open_table(PENDING).unwrap();
-                let mut record = Vec::new();
-                for seq in 1..=1000 {
-                    record.clear();
-                    stored::encode(seq, &event(seq as usize, 10), &mut record);
-                    events.insert(seq, record.as_slice()).unwrap();
-                    pending.insert(("hook", seq), (0, 0)).unwrap();
-                }
-            }
-            txn.commit().unwrap();
-        }
-        let outbox = Redb::open(&path).unwrap();
-        assert_eq!(migrate::left_to_move(&outbox.db), 0);
-        assert_every_event_readable(&outbox, 2500).await;
-        outbox.close().await.unwrap();
+        assert_moved_when_opened(&path, 2500).await;
+        assert_refused_by(&path, TableDefinition::<u64, &[u8]>::new("events"));
     }
 
     #[tokio::test]
     async fn a_file_of_version_1_records_is_moved_when_opened_and_refused_by_older_readers() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("outbox.redb");
-        write_v1_records(&Database::create(&path).unwrap(), "events", 1..=2500);
-
-        let outbox = Redb::open(&path).unwrap();
-        assert_eq!(migrate::left_to_move(&outbox.db), 0);
-        assert_every_event_readable(&outbox, 2500).await;
-        outbox.close().await.unwrap();
-
-        // A release of version 1 opens `events` as its records: it is refused, not skipped.
-        let db = Database::create(&path).unwrap();
-        let txn = db.begin_write().unwrap();
-        let old = txn.open_table(migrate::V1_EVENTS);
-        assert!(
-            matches!(old, Err(redb::TableError::TableTypeMismatch { .. })),
-            "{old:?}"
+        write_records(
+            &Database::create(&path).unwrap(),
+            migrate::V1_EVENTS,
+            1..=2500,
         );
+        assert_moved_when_opened(&path, 2500).await;
+        assert_refused_by(&path, migrate::V1_EVENTS);
     }
 
     #[tokio::test]
     async fn a_move_cut_short_by_a_kill_carries_on_when_opened_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("outbox.redb");
-        // What a kill after the first chunk's commit leaves: 1..=1000 moved, the rest set
-        // aside, still typed as version 1.
-        {
-            let db = Database::create(&path).unwrap();
-            write_v1_records(&db, "events_v1", 1001..=2500);
-            let txn = db.begin_write().unwrap();
+        let json_set_aside = |db: &Database| write_json_events(db, "events_json", 1001..=2500);
+        let v1_set_aside = |db: &Database| {
+            let table = TableDefinition::<u64, stored::StoredEventV1>::new("events_v1");
+            write_records(db, table, 1001..=2500);
+        };
+        let moved = |db: &Database| write_records(db, EVENTS, 1..=1000);
+        let moved_by_v1 = |db: &Database| write_records(db, migrate::V1_EVENTS, 1..=1000);
+        // What a kill after the first chunk's commit leaves, from JSON and from version 1: the
+        // first chunk moved, the rest set aside. And what a release of version 1 killed while
+        // it rewrote JSON leaves: its first chunk in its own records.
+        type Step<'a> = &'a dyn Fn(&Database);
+        let cases: [[Step; 2]; 3] = [
+            [&json_set_aside, &moved],
+            [&v1_set_aside, &moved],
+            [&json_set_aside, &moved_by_v1],
+        ];
+        for [set_aside, first_chunk] in cases {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("outbox.redb");
             {
-                let mut events = txn.open_table(EVENTS).unwrap();
-                let mut pending = txn.open_table(PENDING).unwrap();
-                let mut record = Vec::new();
-                for seq in 1..=1000 {
-                    record.clear();
-                    stored::encode(seq, &event(seq as usize, 10), &mut record);
-                    events.insert(seq, record.as_slice()).unwrap();
-                    pending.insert(("hook", seq), (0, 0)).unwrap();
-                }
+                let db = Database::create(&path).unwrap();
+                set_aside(&db);
+                first_chunk(&db);
             }
-            txn.commit().unwrap();
+            assert_moved_when_opened(&path, 2500).await;
         }
-        let outbox = Redb::open(&path).unwrap();
-        assert_eq!(migrate::left_to_move(&outbox.db), 0);
-        assert_every_event_readable(&outbox, 2500).await;
-        outbox.close().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_rewrite_from_json_cut_short_by_a_release_of_version_1_carries_on() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("outbox.redb");
-        // A release of version 1 killed after its first chunk of JSON: 1..=1000 in its
-        // records, the rest still in JSON, set aside.
-        {
-            let db = Database::create(&path).unwrap();
-            write_json_events(&db, "events_json", 1001..=2500);
-            write_v1_records(&db, "events", 1..=1000);
-        }
-        let outbox = Redb::open(&path).unwrap();
-        assert_eq!(migrate::left_to_move(&outbox.db), 0);
-        assert_every_event_readable(&outbox, 2500).await;
-        outbox.close().await.unwrap();
     }
 
     #[tokio::test]
