@@ -13,6 +13,7 @@ pub(crate) mod handoff;
 pub(crate) mod history;
 pub(crate) mod outbox;
 mod postgres;
+mod record;
 mod redb;
 
 use std::fs::File;

@@ -13,6 +13,7 @@
 //! thread and connection of its own ([`history`]).
 
 pub(crate) mod claims;
+mod column;
 mod dead_letters;
 mod history;
 mod link;
@@ -40,7 +41,6 @@ use self::writer::{Letter, Write, Writer};
 use super::dead_letter::DeadLetter;
 use super::handoff::Tails;
 use super::outbox::{Backlog, CommitTimes, OutboxError, PendingDelivery, Result};
-use crate::model::event::RouterEvent;
 use crate::model::secret::Secret;
 
 /// The tables, created on open.
@@ -49,7 +49,8 @@ const SCHEMA: &str = include_str!("schema.sql");
 /// The schema version this build writes; a database with a newer one is refused.
 /// 2: `delivery_claims` and `delivery_replicas`, so that every replica delivers.
 /// 3: `delivery_history`, so that every replica's console shows every replica's deliveries.
-const SCHEMA_VERSION: i32 = 3;
+/// 4: events stored as binary records instead of JSON (`events.event`, see [`column`]).
+const SCHEMA_VERSION: i32 = 4;
 
 /// Key of the advisory lock that serialises schema creation between processes.
 const SCHEMA_LOCK: i64 = 0x6b66_7072_6f75_7465;
@@ -286,7 +287,7 @@ impl Postgres {
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             let seq = row.get::<_, i64>(0) as u64;
-            let event: RouterEvent = match serde_json::from_slice(row.get(4)) {
+            let event = match column::read(row.get(4)) {
                 Ok(event) => event,
                 Err(e) => {
                     tracing::error!(seq, "outbox entry unreadable, skipped: {e}");

@@ -14,8 +14,9 @@ INSERT INTO meta (id, schema_version) VALUES (1, 1) ON CONFLICT (id) DO NOTHING;
 -- Sequence numbers of accepted events: deliveries of an endpoint are made in this order.
 CREATE SEQUENCE IF NOT EXISTS event_seq;
 
--- Each accepted event, as JSON (bytea: stored as serialised, NUL characters included), until
--- its last pending delivery is done.
+-- Each accepted event, until its last pending delivery is done. Since schema version 4 `event`
+-- is a 0 byte and the router's binary record of the event; before, the event's JSON (bytea:
+-- stored as serialised, NUL characters included). Both are read.
 CREATE TABLE IF NOT EXISTS events (
     seq bigint PRIMARY KEY,
     accepted_ms bigint NOT NULL,
@@ -91,3 +92,7 @@ CREATE INDEX IF NOT EXISTS delivery_history_recent ON delivery_history (endpoint
 -- A router older than version 3 keeps its history in its own state folder: it refuses a
 -- database a newer router has opened rather than deliver beside it out of the shared history.
 UPDATE meta SET schema_version = 3 WHERE schema_version < 3;
+
+-- Since schema version 4: events are written as binary records (`events.event`, above), which
+-- routers of version 3 cannot read; they refuse the database instead.
+UPDATE meta SET schema_version = 4 WHERE schema_version < 4;

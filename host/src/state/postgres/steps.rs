@@ -9,6 +9,7 @@ use tokio_postgres::{Client, Statement, Transaction};
 
 use super::CHANNEL;
 use super::claims::BUCKET_OF;
+use super::column;
 use super::dead_letters::RedriveLetter;
 use super::writer::Letter;
 use crate::model::clock::now_us;
@@ -48,7 +49,7 @@ pub(super) struct Accepted {
     accepted_us: u64,
     /// Each event's ordering key.
     keys: Vec<String>,
-    /// Each event, as JSON.
+    /// Each event, as its [column](super::column).
     events: Vec<Vec<u8>>,
     /// Each event, for the [hand-off](crate::state::handoff).
     kept: Vec<Arc<RouterEvent>>,
@@ -84,7 +85,7 @@ impl Accepted {
     fn push(&mut self, event: RouterEvent, endpoints: Vec<String>) {
         self.keys.push(event.ordering_key());
         self.events
-            .push(serde_json::to_vec(&event).expect("events serialise"));
+            .push(column::write(self.accepted_us / 1000, &event));
         self.kept.push(Arc::new(event));
         self.endpoints.push(endpoints);
     }

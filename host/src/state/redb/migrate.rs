@@ -13,8 +13,9 @@ use redb::{Database, ReadableTable, TableDefinition, TableError, Value};
 use serde::Deserialize;
 
 use super::EVENTS;
-use super::stored::{self, StoredEventV1};
+use super::stored::StoredEventV1;
 use crate::model::event::RouterEvent;
+use crate::state::record;
 
 /// The events table as releases before the records typed it.
 const JSON_EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
@@ -50,7 +51,7 @@ pub(super) fn events_to_current(db: &Database) -> Result<(), redb::Error> {
     let from_json = move_all(db, MOVING_JSON, |seq, json, out| {
         match serde_json::from_slice::<JsonStored>(json) {
             Ok(JsonStored { accepted_ms, event }) => {
-                stored::encode(accepted_ms, &event, out);
+                record::encode(accepted_ms, &event, out);
                 true
             }
             // Releases before skipped it on every read: it could not be delivered.
@@ -100,11 +101,11 @@ where
                 let (seq, bytes) = row?;
                 chunk.push((seq.value(), bytes.value().to_vec()));
             }
-            let mut record = Vec::new();
+            let mut current = Vec::new();
             for (seq, bytes) in &chunk {
-                record.clear();
-                if convert(*seq, bytes, &mut record) {
-                    to.insert(*seq, record.as_slice())?;
+                current.clear();
+                if convert(*seq, bytes, &mut current) {
+                    to.insert(*seq, current.as_slice())?;
                     moved += 1;
                 }
             }

@@ -33,6 +33,7 @@ use self::stored::StoredEvent;
 use self::writer::{Lazy, LazyWrite, Serialised, Write};
 use super::handoff::Tails;
 use super::outbox::{AcceptBatch, Backlog, CommitTimes, OutboxError, PendingDelivery, Result};
+use super::record;
 
 const EVENTS: TableDefinition<u64, StoredEvent> = TableDefinition::new("events");
 const REMAINING: TableDefinition<u64, u32> = TableDefinition::new("remaining");
@@ -228,7 +229,7 @@ impl Redb {
             let Some(bytes) = events.get(seq)? else {
                 continue;
             };
-            let (accepted_ms, event) = match stored::decode(bytes.value()) {
+            let (accepted_ms, event) = match record::decode(bytes.value()) {
                 Ok(stored) => stored,
                 Err(e) => {
                     tracing::error!(seq, "outbox entry unreadable, skipped: {e}");
@@ -290,7 +291,7 @@ impl Redb {
                 // Rows are in (endpoint, seq) order: an endpoint's first is its oldest.
                 let oldest_ms = events
                     .get(seq)?
-                    .and_then(|bytes| stored::accepted_ms(bytes.value()).ok());
+                    .and_then(|bytes| record::accepted_ms(bytes.value()).ok());
                 backlog.insert(
                     endpoint.to_owned(),
                     Backlog {
@@ -581,11 +582,11 @@ mod tests {
         {
             let mut events = txn.open_table(table).unwrap();
             let mut pending = txn.open_table(PENDING).unwrap();
-            let mut record = Vec::new();
+            let mut bytes = Vec::new();
             for seq in seqs {
-                record.clear();
-                stored::encode(seq, &event(seq as usize, 10), &mut record);
-                events.insert(seq, record.as_slice()).unwrap();
+                bytes.clear();
+                record::encode(seq, &event(seq as usize, 10), &mut bytes);
+                events.insert(seq, bytes.as_slice()).unwrap();
                 pending.insert(("hook", seq), (0, 0)).unwrap();
             }
         }

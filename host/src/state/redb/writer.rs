@@ -14,13 +14,14 @@ use std::time::Instant;
 use redb::{Database, ReadableTable};
 use tokio::sync::{oneshot, watch};
 
-use super::stored::{self, StoredEvent};
+use super::stored::StoredEvent;
 use super::{CHECKPOINTS, EVENTS, PENDING, REMAINING, WORKFLOWS};
 use crate::model::clock::now_us;
 use crate::model::event::RouterEvent;
 use crate::model::item::Checkpoint;
 use crate::state::handoff::{Committed, Tails};
 use crate::state::outbox::{AcceptBatch, CommitTimes, GROUP_COMMIT, LAZY_WINDOW};
+use crate::state::record;
 
 /// Room a record starts with: most records fit in it, so that encoding one allocates once.
 const RECORD_CAPACITY: usize = 2048;
@@ -44,7 +45,7 @@ impl Serialised {
             .filter(|a| !a.endpoints.is_empty())
             .map(|a| {
                 let mut bytes = Vec::with_capacity(RECORD_CAPACITY);
-                stored::encode(accepted_us / 1000, &a.event, &mut bytes);
+                record::encode(accepted_us / 1000, &a.event, &mut bytes);
                 (bytes, Arc::new(a.event), a.endpoints)
             })
             .collect();
