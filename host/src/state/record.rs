@@ -1,5 +1,5 @@
 //! How the outbox stores an event: a compact binary record, written and read field by field.
-//! redb keeps it as the value of its `events` table ([`StoredEvent`](super::redb)); PostgreSQL
+//! redb keeps it as the value of its `events` table (typed `StoredEvent`, whose name carries the layout version); PostgreSQL
 //! in the `event` column of its own (since its schema version 4).
 //!
 //! Layout: the acceptance time (`u64`, little-endian, milliseconds), then the event's fields in

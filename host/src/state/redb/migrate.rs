@@ -1,5 +1,5 @@
 //! Opening a file whose events are stored in an older layout: as JSON, as releases before the
-//! binary records of [`stored`](super::stored) wrote them, or as records of version 1, which
+//! binary [records](crate::state::record) wrote them, or as records of version 1, which
 //! stored a node's message apart even when it ended the Event's. The events are moved to the
 //! current `events` table, a chunk per transaction, before the outbox serves anything.
 //!
@@ -44,8 +44,8 @@ struct JsonStored {
 pub(super) fn events_to_current(db: &Database) -> Result<(), redb::Error> {
     set_aside(db)?;
     // A record of version 1 is a record of the current layout: it moves as it is.
-    let from_v1 = move_all(db, MOVING_V1, |_, record, out| {
-        out.extend_from_slice(record);
+    let from_v1 = move_all(db, MOVING_V1, |_, bytes, out| {
+        out.extend_from_slice(bytes);
         true
     })?;
     let from_json = move_all(db, MOVING_JSON, |seq, json, out| {

@@ -1,7 +1,8 @@
 //! The redb backend: the outbox as one [redb] file, `state.dir/outbox.redb`.
 //!
 //! Tables:
-//! - `events`: sequence number -> the stored event (a binary record: [`stored`]);
+//! - `events`: sequence number -> the stored event (a binary [record](super::record), of the
+//!   value type [`stored::StoredEvent`]);
 //! - `remaining`: sequence number -> endpoints still to deliver it, for an event routed to
 //!   more than one (no row: one);
 //! - `pending`: (endpoint, sequence number) -> attempts made and when the first was;
