@@ -1,6 +1,6 @@
 //! How the outbox stores an event: a compact binary record, written and read field by field.
-//! redb keeps it as the value of its `events` table (typed `StoredEvent`, whose name carries the layout version); PostgreSQL
-//! in the `event` column of its own (since its schema version 4).
+//! redb keeps it as the value of its `events` table (typed `StoredEvent`, whose name carries
+//! the layout's version); PostgreSQL in its `events.event` column (since schema version 4).
 //!
 //! Layout: the acceptance time (`u64`, little-endian, milliseconds), then the event's fields in
 //! the order [`RouterEvent`] declares them. A string or a collection is its length (LEB128)
