@@ -24,6 +24,10 @@ use std::sync::Arc;
 
 use crate::model::event::{EventFacts, NodeFacts, RouterEvent, TaskFacts, WorkflowFacts};
 
+/// Room a record's buffer starts with: most records fit in it, so that encoding one allocates
+/// once.
+pub(super) const CAPACITY: usize = 2048;
+
 /// Appends the record of `event`, accepted at `accepted_ms`, to `out`.
 pub(super) fn encode(accepted_ms: u64, event: &RouterEvent, out: &mut Vec<u8>) {
     out.extend_from_slice(&accepted_ms.to_le_bytes());

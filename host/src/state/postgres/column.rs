@@ -8,12 +8,9 @@ use crate::state::record;
 /// The first byte of a record's column: JSON never starts with it.
 const RECORD: u8 = 0;
 
-/// Room a column starts with: most records fit in it, so that writing one allocates once.
-const CAPACITY: usize = 2048;
-
 /// The column of `event`, accepted at `accepted_ms`.
 pub(super) fn write(accepted_ms: u64, event: &RouterEvent) -> Vec<u8> {
-    let mut bytes = Vec::with_capacity(CAPACITY);
+    let mut bytes = Vec::with_capacity(1 + record::CAPACITY);
     bytes.push(RECORD);
     record::encode(accepted_ms, event, &mut bytes);
     bytes

@@ -23,9 +23,6 @@ use crate::state::handoff::{Committed, Tails};
 use crate::state::outbox::{AcceptBatch, CommitTimes, GROUP_COMMIT, LAZY_WINDOW};
 use crate::state::record;
 
-/// Room a record starts with: most records fit in it, so that encoding one allocates once.
-const RECORD_CAPACITY: usize = 2048;
-
 /// An [`AcceptBatch`] with its events serialised (by the caller, so that the writer spends its
 /// time writing), and kept, for the [hand-off](crate::state::handoff).
 pub(super) struct Serialised {
@@ -44,7 +41,7 @@ impl Serialised {
             .into_iter()
             .filter(|a| !a.endpoints.is_empty())
             .map(|a| {
-                let mut bytes = Vec::with_capacity(RECORD_CAPACITY);
+                let mut bytes = Vec::with_capacity(record::CAPACITY);
                 record::encode(accepted_us / 1000, &a.event, &mut bytes);
                 (bytes, Arc::new(a.event), a.endpoints)
             })
