@@ -11,10 +11,11 @@
 //! read again once its queue has room, so that it never fills the worker and holds up the
 //! other workflows.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
+use foldhash::{HashMap, HashSet};
 use futures::StreamExt;
 use futures::future::BoxFuture;
 use futures::stream::FuturesUnordered;
@@ -90,6 +91,9 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 
 /// The deliveries a worker holds in memory, by workflow: one under way per workflow, the
 /// others queued behind it in sequence order.
+///
+/// Its maps are looked up several times per delivery, by sequence number and by ordering key (a
+/// workflow uid, which the API server assigns), so they hash with foldhash.
 #[derive(Default)]
 struct Held {
     /// Sequence numbers of every delivery held (under way or queued).
@@ -415,7 +419,7 @@ async fn load(
 
 /// Delivers one event to the endpoint: render, plugins, then attempts until done.
 async fn deliver(shared: Arc<Shared>, mut delivery: PendingDelivery) -> End {
-    let webhook_id = format!("msg_{}", delivery.event.id);
+    let webhook_id = ["msg_", &delivery.event.id].concat();
     // A slot first, then the body: the bodies in memory are bounded by the endpoint's
     // concurrency, not by how many of its workflows wait.
     let (request, slot) = loop {

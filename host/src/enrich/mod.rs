@@ -13,7 +13,8 @@ mod task;
 mod transitions;
 
 use std::cell::RefCell;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
+use std::fmt::Write as _;
 use std::sync::Arc;
 
 use k8s_openapi::api::core::v1::Event;
@@ -90,12 +91,10 @@ impl Enricher {
     /// Resumes from the last-seen states an earlier run stored (as [`Intake::seen`] gave
     /// them), by workflow uid. A state that cannot be read is started afresh.
     pub(crate) fn restore(mut self, stored: Vec<(String, Vec<u8>)>) -> Self {
-        let mut seen = HashMap::new();
+        let mut seen = Vec::with_capacity(stored.len());
         for (uid, bytes) in stored {
             match serde_json::from_slice::<Seen>(&bytes) {
-                Ok(state) => {
-                    seen.insert(uid, state);
-                }
+                Ok(state) => seen.push((uid, state)),
                 Err(e) => {
                     tracing::warn!(%uid, "stored workflow state unreadable, starting it afresh: {e}")
                 }
@@ -612,11 +611,11 @@ fn at_phase(facts: &Arc<WorkflowFacts>, reason: &str) -> Arc<WorkflowFacts> {
 /// `attempt` of workflow `uid`: the same whichever path reports it. The first attempt keeps the
 /// identity earlier versions gave it.
 fn transition_id(uid: &str, node_id: &str, reason: &str, attempt: u32) -> String {
-    let mut identity = format!("{uid}/{node_id}/{reason}");
+    let mut identity = [uid, "/", node_id, "/", reason].concat();
     if attempt > 1 {
         identity.push_str(&format!("/attempt-{attempt}"));
     }
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, identity.as_bytes()).to_string()
+    uuid_of(&identity)
 }
 
 /// The transition id of a real Event of workflow `uid` (see [`transition_id`]), or `None` when
@@ -633,9 +632,17 @@ fn transition_of(uid: &str, event: &RouterEvent) -> Option<String> {
 
 /// A stable id for one occurrence: the same Event uid and count always give the same id.
 pub(crate) fn occurrence_id(event: &Event) -> String {
-    let identity = crate::model::argo::identity(event);
-    let name = format!("{identity}/{}", event.count.unwrap_or(1));
-    uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes()).to_string()
+    let mut name = crate::model::argo::identity(event);
+    let _ = write!(name, "/{}", event.count.unwrap_or(1));
+    uuid_of(&name)
+}
+
+/// The version-5 UUID of `name` in the OID namespace, as lowercase hyphenated text.
+fn uuid_of(name: &str) -> String {
+    let uuid = uuid::Uuid::new_v5(&uuid::Uuid::NAMESPACE_OID, name.as_bytes());
+    uuid.hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_owned()
 }
 
 #[cfg(test)]

@@ -9,6 +9,8 @@
 
 use std::collections::HashMap;
 
+use foldhash::HashMapExt;
+
 /// When each workflow was last heard of, in listings: enough to tell a gone workflow from one
 /// the latest list may merely predate.
 #[derive(Debug)]
@@ -16,7 +18,7 @@ pub(crate) struct Sightings {
     /// Counts listings; a touch records the count at the time.
     clock: u64,
     /// Per workflow uid, the clock when last heard of (absent: not since the router started).
-    touched: HashMap<String, u64>,
+    touched: foldhash::HashMap<String, u64>,
     /// Per scope (a namespace, or `None` for all), the clock of its last listing.
     listed_at: HashMap<Option<String>, u64>,
 }
@@ -25,7 +27,7 @@ impl Default for Sightings {
     fn default() -> Self {
         Self {
             clock: 1,
-            touched: HashMap::new(),
+            touched: foldhash::HashMap::new(),
             listed_at: HashMap::new(),
         }
     }

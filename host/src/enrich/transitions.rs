@@ -17,7 +17,9 @@
 //! marks a transition a real Event reported, so the status path does not repeat it, and tells
 //! whether that Event repeats one already delivered.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet};
+
+use foldhash::{HashMap, HashSet, HashSetExt};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -78,7 +80,8 @@ pub(crate) struct Transition {
     pub(crate) time: Option<String>,
 }
 
-/// The last-seen state of every workflow, keyed by uid.
+/// The last-seen state of every workflow, keyed by uid (assigned by the API server, so the
+/// maps hash with foldhash).
 #[derive(Debug, Default)]
 pub(crate) struct Transitions {
     seen: HashMap<String, Seen>,
@@ -88,9 +91,9 @@ pub(crate) struct Transitions {
 
 impl Transitions {
     /// Starts from state persisted by an earlier run.
-    pub(crate) fn restore(seen: HashMap<String, Seen>) -> Self {
+    pub(crate) fn restore(seen: impl IntoIterator<Item = (String, Seen)>) -> Self {
         Self {
-            seen,
+            seen: seen.into_iter().collect(),
             changed: HashSet::new(),
         }
     }

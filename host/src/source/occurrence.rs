@@ -24,7 +24,10 @@ pub(crate) struct Occurrences {
     next: usize,
     /// The slots of `ring`, found by their key's hash.
     index: HashTable<u32>,
-    /// Hashes keys for `index`, and keys that are not UUIDs into keys.
+    /// Hashes keys for `index`. A key is 128 bits the API server chose (a uid) or a keyed
+    /// hash, which nobody outside can steer, so the fast hasher serves.
+    slots: foldhash::fast::RandomState,
+    /// Hash identities that are not UUIDs into keys.
     hashers: [RandomState; 2],
     capacity: usize,
 }
@@ -52,6 +55,7 @@ impl Occurrences {
             ring: Vec::new(),
             next: 0,
             index: HashTable::new(),
+            slots: foldhash::fast::RandomState::default(),
             hashers: [RandomState::new(), RandomState::new()],
             capacity,
         }
@@ -65,8 +69,9 @@ impl Occurrences {
             ring,
             next,
             index,
-            hashers: [hasher, _],
+            slots: hasher,
             capacity,
+            ..
         } = self;
         let hash = hasher.hash_one(key);
         if let Some(&slot) = index.find(hash, |&slot| ring[slot as usize].key == key) {

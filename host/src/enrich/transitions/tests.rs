@@ -175,9 +175,8 @@ fn a_workflow_known_only_from_its_events_keeps_the_cutoff_across_a_restart() {
     let stored = before.take_changed("uid-1").unwrap();
     assert!(stored.status_unseen);
     let bytes = serde_json::to_vec(&stored).unwrap();
-    let mut t = Transitions::restore(
-        [("uid-1".to_owned(), serde_json::from_slice(&bytes).unwrap())].into(),
-    );
+    let mut t =
+        Transitions::restore([("uid-1".to_owned(), serde_json::from_slice(&bytes).unwrap())]);
     let ts = t.observe(&status, Some(since));
     assert!(
         ts.is_empty(),
@@ -195,7 +194,7 @@ fn a_workflow_known_only_from_its_events_keeps_the_cutoff_across_a_restart() {
     // A state stored before the field existed had its status seen: no cutoff.
     let stored = r#"{"phase":"Running","delivered":["WorkflowRunning"],"nodes":{}}"#;
     let mut old =
-        Transitions::restore([("uid-1".to_owned(), serde_json::from_str(stored).unwrap())].into());
+        Transitions::restore([("uid-1".to_owned(), serde_json::from_str(stored).unwrap())]);
     assert_eq!(
         reasons(&old.observe(&status, Some(since))),
         [
