@@ -93,7 +93,8 @@ const FLUSH_PATIENCE: Duration = Duration::from_secs(5);
 /// others queued behind it in sequence order.
 ///
 /// Its maps are looked up several times per delivery, by sequence number and by ordering key (a
-/// workflow uid, which the API server assigns), so they hash with foldhash.
+/// workflow uid, which the API server assigns; a name only for Events that carry no uid), so
+/// they hash with foldhash.
 #[derive(Default)]
 struct Held {
     /// Sequence numbers of every delivery held (under way or queued).

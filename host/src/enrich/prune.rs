@@ -9,8 +9,6 @@
 
 use std::collections::HashMap;
 
-use foldhash::HashMapExt;
-
 /// When each workflow was last heard of, in listings: enough to tell a gone workflow from one
 /// the latest list may merely predate.
 #[derive(Debug)]
@@ -18,6 +16,7 @@ pub(crate) struct Sightings {
     /// Counts listings; a touch records the count at the time.
     clock: u64,
     /// Per workflow uid, the clock when last heard of (absent: not since the router started).
+    /// Touched on every event, and keyed by what the API server assigns: hashed with foldhash.
     touched: foldhash::HashMap<String, u64>,
     /// Per scope (a namespace, or `None` for all), the clock of its last listing.
     listed_at: HashMap<Option<String>, u64>,
@@ -27,7 +26,7 @@ impl Default for Sightings {
     fn default() -> Self {
         Self {
             clock: 1,
-            touched: foldhash::HashMap::new(),
+            touched: foldhash::HashMap::default(),
             listed_at: HashMap::new(),
         }
     }
