@@ -19,7 +19,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use foldhash::{HashMap, HashSet, HashSetExt};
+use foldhash::{HashMap, HashSet};
 
 use k8s_openapi::jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -94,7 +94,7 @@ impl Transitions {
     pub(crate) fn restore(seen: impl IntoIterator<Item = (String, Seen)>) -> Self {
         Self {
             seen: seen.into_iter().collect(),
-            changed: HashSet::new(),
+            changed: HashSet::default(),
         }
     }
 

@@ -26,7 +26,7 @@ pub(crate) struct Occurrences {
     index: HashTable<u32>,
     /// Hashes keys for `index`. A key is 128 bits the API server chose (a uid) or a keyed
     /// hash, which nobody outside can steer, so the fast hasher serves.
-    slots: foldhash::fast::RandomState,
+    index_hasher: foldhash::fast::RandomState,
     /// Hash identities that are not UUIDs into keys.
     hashers: [RandomState; 2],
     capacity: usize,
@@ -55,7 +55,7 @@ impl Occurrences {
             ring: Vec::new(),
             next: 0,
             index: HashTable::new(),
-            slots: foldhash::fast::RandomState::default(),
+            index_hasher: foldhash::fast::RandomState::default(),
             hashers: [RandomState::new(), RandomState::new()],
             capacity,
         }
@@ -69,7 +69,7 @@ impl Occurrences {
             ring,
             next,
             index,
-            slots: hasher,
+            index_hasher: hasher,
             capacity,
             ..
         } = self;
