@@ -11,7 +11,9 @@
 //! - the ratio (b)/(a), the router's CPU time per event (user and system, from `/proc`) and
 //!   peak RSS, and its delivery latency (acceptance to 2xx, from its own histogram) in a run
 //!   paced at half (b)'s rate, over the whole run and without its first second, next to the
-//!   raw client's request latency;
+//!   raw client's request latency; then the same run with the router's state folder in memory
+//!   (`/dev/shm`), which takes the disk's sync time out of each commit: what is left is the
+//!   router's own latency;
 //! - (c) the same replay in the `extended` format, without plugins and then through the
 //!   bundled chain event-filter -> redact -> teams-card (built by `plugins/build.sh`), the
 //!   ratio of the two, and the CPU time per event of each. The chain's runs start with its
@@ -219,26 +221,43 @@ async fn shared_outbox(
 }
 
 /// Runs the router paced at `rate` for about 5 s and prints its delivery latency (alone, with
-/// `BENCH_PACED_ONLY=<rate>`).
+/// `BENCH_PACED_ONLY=<rate>`): with its state folder on the disk, as deployed, then in memory
+/// (`/dev/shm`, when there is one), where a commit's sync costs nothing. Every delivery waits
+/// for its event's commit, so the first figure is the disk's sync time plus the router's, and
+/// the second the router's alone.
 async fn paced(dir: &std::path::Path, sink: &CountingSink, rate: f64) {
     let events = ((rate * 5.0) as u64).clamp(1_000, 40_000);
     let recording = dir.join("paced.jsonl");
     generate(&recording, events, 200);
-    let paced = Setup {
+    let paced = || Setup {
         rate: Some(rate),
         ..Setup::default()
     };
-    let run = in_background(dir, &recording, sink, paced).await;
+    let run = in_background(dir, &recording, sink, paced()).await;
+    println!(
+        "paced at {rate:.0} ev/s ({events} events): router delivery latency (acceptance to 2xx) {}",
+        latency(&run)
+    );
+    let memory = std::path::Path::new("/dev/shm");
+    if memory.is_dir() {
+        let in_memory = tempfile::tempdir_in(memory).unwrap();
+        let run = in_background(in_memory.path(), &recording, sink, paced()).await;
+        println!(
+            "  the same with the state folder in /dev/shm, where a commit does not wait for the disk: {}",
+            latency(&run)
+        );
+    }
+}
+
+/// A paced run's latency percentiles, over the whole run and without its first second.
+fn latency(run: &RouterRun) -> String {
     let (p50, p99) = run.latency_ms.expect("scraped the latency histogram");
     // A run shorter than the warm-up has no steady part.
     let steady = match run.steady_latency_ms {
         Some((p50, p99)) => format!("p50 ~{p50:.2} ms  p99 ~{p99:.2} ms"),
         None => "n/a (the run was shorter)".into(),
     };
-    println!(
-        "paced at {rate:.0} ev/s ({events} events): router delivery latency p50 ~{p50:.2} ms  \
-         p99 ~{p99:.2} ms (acceptance to 2xx); after the first second: {steady}"
-    );
+    format!("p50 ~{p50:.2} ms  p99 ~{p99:.2} ms; after the first second: {steady}")
 }
 
 /// Writes each run's samples as CSV (`run,seconds,rss_mib,delivered`) under `target/bench`.
@@ -342,12 +361,13 @@ async fn raw_client(sink: &CountingSink, n: u64) -> Raw {
 }
 
 /// Writes `events` workflow-controller Events over `workflows` Workflows, interleaved, with
-/// messages padded so each `kfp` payload is about 1 KB.
+/// messages padded so each `kfp` payload is about 1 KB. Uids are UUIDs, as the API server
+/// assigns them.
 fn generate(path: &std::path::Path, events: u64, workflows: u64) {
     let mut out = std::io::BufWriter::new(std::fs::File::create(path).unwrap());
     for w in 0..workflows {
         let wf = serde_json::json!({"kind": "Workflow", "apiVersion": "argoproj.io/v1alpha1",
-            "metadata": {"name": format!("bench-{w}"), "namespace": "kubeflow", "uid": format!("wf-uid-{w}"),
+            "metadata": {"name": format!("bench-{w}"), "namespace": "kubeflow", "uid": uid(0, w),
                          "labels": {"pipeline/runid": format!("run-{w}")}},
             "status": {"phase": "Running"}});
         writeln!(out, "{wf}").unwrap();
@@ -356,8 +376,8 @@ fn generate(path: &std::path::Path, events: u64, workflows: u64) {
     for i in 0..events {
         let w = i % workflows;
         let event = serde_json::json!({"type": "ADDED", "object": {"kind": "Event", "apiVersion": "v1",
-            "metadata": {"name": format!("bench-{w}.{i}"), "namespace": "kubeflow", "uid": format!("ev-{i}")},
-            "involvedObject": {"kind": "Workflow", "name": format!("bench-{w}"), "namespace": "kubeflow", "uid": format!("wf-uid-{w}")},
+            "metadata": {"name": format!("bench-{w}.{i}"), "namespace": "kubeflow", "uid": uid(1, i)},
+            "involvedObject": {"kind": "Workflow", "name": format!("bench-{w}"), "namespace": "kubeflow", "uid": uid(0, w)},
             "reason": "WorkflowNodeSucceeded", "type": "Normal", "count": 1,
             // Argo's node message: "<phase> node <full node name>: <node message>".
             "message": format!("Succeeded node bench-{w}.step-{i}: {padding}"),
@@ -365,6 +385,11 @@ fn generate(path: &std::path::Path, events: u64, workflows: u64) {
         writeln!(out, "{event}").unwrap();
     }
     out.flush().unwrap();
+}
+
+/// A version 4 UUID, distinct for each `(kind, n)`.
+fn uid(kind: u32, n: u64) -> String {
+    format!("{kind:08x}-0000-4000-8000-{n:012x}")
 }
 
 /// Runs [`run_router`] off the async threads, which serve the sink meanwhile.
