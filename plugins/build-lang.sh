@@ -24,7 +24,7 @@ inputs() {
     python) helper="$root/plugin-sdk/python/kfp_plugin.py" pin="$root/plugins/toolchain/requirements.txt" ;;
     js) helper="$root/plugin-sdk/js/kfp-plugin.js" pin="$root/plugins/toolchain/package-lock.json" ;;
     esac
-    cat "$1"/app.* "$helper" "$pin" "$root/wit/world.wit" | sha256sum | cut -d' ' -f1
+    cat "$1"/app.* "$helper" "$pin" "$root/wit/0.2.0/world.wit" | sha256sum | cut -d' ' -f1
 }
 
 status=0
@@ -46,7 +46,7 @@ for dir in "$root"/plugins/*/; do
     rm -rf "$work"
     mkdir -p "$work/wit"
     cp "$dir"/app.* "$work/"
-    cp "$root/wit/world.wit" "$work/wit/world.wit"
+    cp "$root/wit/0.2.0/world.wit" "$work/wit/world.wit"
     echo "building $name ($lang)" >&2
     case "$lang" in
     python)

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use kfp_event_router::model::event::{EventFacts, NodeView, RouterEvent, WorkflowFacts};
 use kfp_event_router::payload::format::Format;
-use kfp_event_router::payload::plugins::bindings::{self, Action};
+use kfp_event_router::payload::plugins::bindings::Action;
 use kfp_event_router::payload::plugins::cache::content_hash;
 use kfp_event_router::payload::plugins::event::WitEvent;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
@@ -46,14 +46,9 @@ fn main() {
         .enable_all()
         .build()
         .unwrap();
-    let event = failed_run();
+    let event = std::sync::Arc::new(failed_run());
     let payload = Format::Extended.render(&event);
     let wit = WitEvent::new(&event, "bench", Format::Extended, NodeView::Tasks);
-    let wit = wit.record();
-    let input = bindings::Payload {
-        body: &payload.body,
-        content_type: &payload.content_type,
-    };
     let settings = PluginSettings {
         timeout: Duration::from_secs(5),
         max_memory: 256 << 20,
@@ -95,7 +90,7 @@ fn main() {
             .unwrap();
         let instance = started.elapsed();
         let call = || {
-            let action = tokio.block_on(plugin.call(&wit, &input)).unwrap();
+            let action = tokio.block_on(plugin.call(&wit, &payload, true)).unwrap();
             assert!(matches!(action, Action::Replace(_)), "{name}: {action:?}");
         };
         for _ in 0..100 {

@@ -32,7 +32,7 @@ use kfp_event_router::payload::plugins::settings::{
     DEFAULT_MAX_TOTAL_MEMORY, PluginSettings, Profiler,
 };
 use kfp_event_router::telemetry::Metrics;
-use kfp_event_router_sdk::Plugin as _;
+use kfp_event_router_sdk::LazyPlugin as _;
 
 const FILTER: &str = r#"{"reasons": ["WorkflowFailed", "WorkflowSucceeded"]}"#;
 const REDACT: &str = r#"{"drop": ["Labels"], "mask": ["/Node/Message"], "mask_parameters": ["*"]}"#;
@@ -67,14 +67,9 @@ fn main() {
     let filter = load("event-filter", FILTER);
     let redact = load("redact", REDACT);
     let teams = load("teams-card", TEAMS);
-    let event = sample_event();
+    let event = Arc::new(sample_event());
     let payload = Format::Extended.render(&event);
-    let wit = WitEvent::new(&event, "bench", Format::Extended, NodeView::Tasks);
-    let wit_event = wit.record();
-    let wit_payload = bindings::Payload {
-        body: &payload.body,
-        content_type: &payload.content_type,
-    };
+    let wit_event = WitEvent::new(&event, "bench", Format::Extended, NodeView::Tasks);
     let metrics = Metrics::new();
     let health = PluginHealth::default();
     let observer = Observer {
@@ -90,7 +85,7 @@ fn main() {
     );
     let pooled = per_call(20_000, || {
         tokio
-            .block_on(empty.call(&wit_event, &wit_payload))
+            .block_on(empty.call(&wit_event, &payload, true))
             .unwrap();
     });
     let empty_bytes = std::fs::read(wasm.join("hostile.wasm")).unwrap();
@@ -107,7 +102,7 @@ fn main() {
             ))
             .unwrap();
         tokio
-            .block_on(plugin.call(&wit_event, &wit_payload))
+            .block_on(plugin.call(&wit_event, &payload, true))
             .unwrap();
     });
     row("empty plugin call, pooled instance", pooled);
@@ -135,28 +130,32 @@ fn main() {
         ));
     });
 
-    let sdk_event = sdk_event(&wit_event);
+    let sdk_event = sdk_event(&wit_event.record());
     let sdk_payload =
         kfp_event_router_sdk::Payload::new(payload.body.to_vec(), payload.content_type.clone());
     let config = kfp_event_router_sdk::Config::new;
     let native_filter = event_filter::EventFilter::init(config(FILTER)).unwrap();
     let native_redact = redact::Redact::init(config(REDACT)).unwrap();
     let native_teams = teams_card::TeamsCard::init(config(TEAMS)).unwrap();
+    let lazy_event = kfp_event_router_sdk::LazyEvent::from(&sdk_event);
     let native_filter_cost = per_call(200_000, || {
-        native_filter
-            .handle(&sdk_event, sdk_payload.clone())
-            .unwrap();
+        let rendered = kfp_event_router_sdk::LazyPayload::new(&sdk_payload, true);
+        native_filter.handle(&lazy_event, &rendered).unwrap();
     });
     let native_chain = per_call(50_000, || {
         let mut current = sdk_payload.clone();
-        native_filter.handle(&sdk_event, current.clone()).unwrap();
+        let mut rendered = true;
+        let input = kfp_event_router_sdk::LazyPayload::new(&current, rendered);
+        native_filter.handle(&lazy_event, &input).unwrap();
         if let kfp_event_router_sdk::Action::Replace {
             body, content_type, ..
-        } = native_redact.handle(&sdk_event, current.clone()).unwrap()
+        } = native_redact.handle(&lazy_event, &input).unwrap()
         {
             current = kfp_event_router_sdk::Payload::new(body, content_type);
+            rendered = false;
         }
-        native_teams.handle(&sdk_event, current).unwrap();
+        let input = kfp_event_router_sdk::LazyPayload::new(&current, rendered);
+        native_teams.handle(&lazy_event, &input).unwrap();
     });
     row("event-filter, wasm (chain of 1)", wasm_filter);
     row("event-filter, native", native_filter_cost);
@@ -211,7 +210,7 @@ fn ratio(a: Duration, b: Duration) -> f64 {
 }
 
 /// `PayloadStage::process` with the 3-plugin chain: render, resolve, a blocking thread, the chain.
-async fn whole_stage(wasm: &Path, event: &RouterEvent) {
+async fn whole_stage(wasm: &Path, event: &Arc<RouterEvent>) {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir(&plugins).unwrap();
@@ -354,7 +353,7 @@ async fn landing_to_serving(wasm: &Path) {
     )
     .await
     .unwrap();
-    let event = sample_event();
+    let event = Arc::new(sample_event());
     let measure = |k: usize| {
         let bytes = variant(k);
         let header = format!("x-plugin-ver{k:04}");

@@ -1,8 +1,9 @@
 // Helpers for kfp-event-router plugins written in JavaScript (componentize-js).
 //
-// The contract is `wit/world.wit` (kfp:event-router@0.2.0). A plugin module exports
-// `transform = { init(config), handle(event, payload) }`: `init` throws a string to refuse its
-// configuration, `handle` returns an action (these helpers build them) or throws a string.
+// The contract is `wit/0.2.0/world.wit` (kfp:event-router@0.2.0, which the router still
+// runs). A plugin module exports `transform = { init(config), handle(event, payload) }`:
+// `init` throws a string to refuse its configuration, `handle` returns an action (these
+// helpers build them) or throws a string.
 // WIT names are camelCase here (`event.runId`), `option`s are `undefined` when unknown.
 
 import { log as hostLog } from 'kfp:event-router/host@0.2.0';

@@ -1,7 +1,7 @@
 """Helpers for kfp-event-router plugins written in Python (componentize-py).
 
-The contract is `wit/world.wit` (kfp:event-router@0.2.0); componentize-py generates the
-`wit_world` bindings from it at build time. A plugin module defines `class Transform` with
+The contract is `wit/0.2.0/world.wit` (kfp:event-router@0.2.0, which the router still runs);
+componentize-py generates the `wit_world` bindings from it at build time. A plugin module defines `class Transform` with
 `init(self, config: str) -> None` and `handle(self, event, payload) -> Action`; these helpers
 keep that code short.
 """

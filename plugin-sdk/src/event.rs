@@ -1,4 +1,8 @@
+use std::borrow::Cow;
+
 use serde::{Deserialize, Serialize};
+
+use crate::LazyEvent;
 
 /// A Kubernetes Event about a KFP run (an Argo Workflow), with every fact the
 /// router knows about it (the facts of the `extended` payload format, whatever
@@ -162,7 +166,7 @@ impl Event {
 
     /// True for Kubernetes events of type `Warning`.
     pub fn is_warning(&self) -> bool {
-        self.event_type.eq_ignore_ascii_case("warning")
+        is_warning(&self.event_type)
     }
 
     /// True for events about a single workflow node rather than the whole workflow.
@@ -179,66 +183,17 @@ impl Event {
         }
     }
 
-    /// The outcome this event reports.
-    ///
-    /// The reason decides first (`...Failed`, `...Error`, `...TimedOut` →
-    /// [`Outcome::Failed`]; `...Succeeded` → [`Outcome::Succeeded`];
-    /// `...Running`, `...Pending` → [`Outcome::Running`]), then the workflow
-    /// phase, then a `Warning` type counts as failed.
+    /// The outcome this event reports (see [`Outcome::of`]).
     pub fn outcome(&self) -> Outcome {
-        let from_word = |s: &str| {
-            if ["Failed", "Error", "TimedOut", "Failure"]
-                .iter()
-                .any(|w| s.ends_with(w))
-            {
-                Some(Outcome::Failed)
-            } else if s.ends_with("Succeeded") {
-                Some(Outcome::Succeeded)
-            } else if s.ends_with("Running") || s.ends_with("Pending") {
-                Some(Outcome::Running)
-            } else {
-                None
-            }
-        };
-        from_word(&self.reason)
-            .or_else(|| from_word(&self.phase))
-            .unwrap_or(if self.is_warning() {
-                Outcome::Failed
-            } else {
-                Outcome::Other
-            })
+        Outcome::of(&self.reason, || &self.phase, || &self.event_type)
     }
 
     /// The value of a named field, as used by [`Template`](crate::Template)
     /// placeholders: the text fields by their Rust name (`reason`, `run_id`,
     /// `pipeline_name`, ...), `attempt`, plus `reason_kebab` (`WorkflowFailed` → `workflow-failed`) and
     /// `display_name`. `None` for unknown names.
-    pub fn field(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
-        let s = match name {
-            "reason" => &self.reason,
-            "event_type" => &self.event_type,
-            "message" => &self.message,
-            "namespace" => &self.namespace,
-            "cluster" => &self.cluster,
-            "workflow_name" => &self.workflow_name,
-            "run_id" => &self.run_id,
-            "run_name" => &self.run_name,
-            "node_name" => &self.node_name,
-            "node_type" => &self.node_type,
-            "phase" => &self.phase,
-            "event_time" => &self.event_time,
-            "endpoint" => &self.endpoint,
-            "id" => &self.id,
-            "pipeline_name" => &self.pipeline_name,
-            "started_at" => &self.started_at,
-            "finished_at" => &self.finished_at,
-            "workflow_message" => &self.workflow_message,
-            "attempt" => return Some(self.attempt.to_string().into()),
-            "display_name" => self.display_name(),
-            "reason_kebab" => return Some(kebab(&self.reason).into()),
-            _ => return None,
-        };
-        Some(s.into())
+    pub fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        LazyEvent::from(self).field(name)
     }
 
     /// Names accepted by [`Event::field`].
@@ -267,8 +222,54 @@ impl Event {
     ];
 }
 
+impl Outcome {
+    /// The outcome an event reports. The reason decides first (`...Failed`,
+    /// `...Error`, `...TimedOut` → [`Outcome::Failed`]; `...Succeeded` →
+    /// [`Outcome::Succeeded`]; `...Running`, `...Pending` → [`Outcome::Running`]),
+    /// then the workflow phase, then a `Warning` event type counts as failed.
+    ///
+    /// `phase` and `event_type` are called only when what comes before does not
+    /// decide, so a [`LazyEvent`] is asked only for the facts that do.
+    pub fn of<P, T>(reason: &str, phase: impl FnOnce() -> P, event_type: impl FnOnce() -> T) -> Self
+    where
+        P: AsRef<str>,
+        T: AsRef<str>,
+    {
+        Self::of_word(reason)
+            .or_else(|| Self::of_word(phase().as_ref()))
+            .unwrap_or_else(|| {
+                if is_warning(event_type().as_ref()) {
+                    Self::Failed
+                } else {
+                    Self::Other
+                }
+            })
+    }
+
+    /// The outcome a reason or phase names, if it names one.
+    fn of_word(s: &str) -> Option<Self> {
+        if ["Failed", "Error", "TimedOut", "Failure"]
+            .iter()
+            .any(|w| s.ends_with(w))
+        {
+            Some(Self::Failed)
+        } else if s.ends_with("Succeeded") {
+            Some(Self::Succeeded)
+        } else if s.ends_with("Running") || s.ends_with("Pending") {
+            Some(Self::Running)
+        } else {
+            None
+        }
+    }
+}
+
+/// True for the Kubernetes event type `Warning`, in any case.
+pub(crate) fn is_warning(event_type: &str) -> bool {
+    event_type.eq_ignore_ascii_case("warning")
+}
+
 /// `WorkflowNodeFailed` → `workflow-node-failed`.
-fn kebab(s: &str) -> String {
+pub(crate) fn kebab(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 4);
     let mut prev_lower = false;
     for c in s.chars() {

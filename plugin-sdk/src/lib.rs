@@ -45,21 +45,78 @@
 //! `cargo test`: call `init` with [`Config::new`] and `handle` with an [`Event`]
 //! and a [`Payload`] you build (there, [`log`] writes to stderr).
 //!
+//! # Reading only what you use: `LazyPlugin`
+//!
+//! A [`Plugin`] is given every fact of the event and the whole body, copied
+//! into its memory on every call: about what a plugin cost with the 0.2
+//! contract. A [`LazyPlugin`] is given a [`LazyEvent`] and a [`LazyPayload`]
+//! instead, and each fact (or the body) is copied only when the plugin asks
+//! for it. Choose it for a plugin that reads a few facts (a filter), or that
+//! can skip parsing a body the router rendered: when
+//! [`LazyPayload::rendered`] is true, the body's facts are the event's.
+//!
+//! ```
+//! use kfp_event_router_sdk::{Action, Config, LazyEvent, LazyPayload, LazyPlugin, Outcome};
+//!
+//! /// Keeps only the failures of runs in some namespaces.
+//! struct FailuresIn { namespaces: Vec<String> }
+//!
+//! #[derive(serde::Deserialize)]
+//! struct Settings { namespaces: Vec<String> }
+//!
+//! impl LazyPlugin for FailuresIn {
+//!     fn init(config: Config) -> Result<Self, String> {
+//!         let settings: Settings = config.parse()?;
+//!         Ok(Self { namespaces: settings.namespaces })
+//!     }
+//!     fn handle(&self, event: &LazyEvent, _payload: &LazyPayload) -> Result<Action, String> {
+//!         // Reads the reason (the phase and type only when it does not tell), then
+//!         // the namespace; never the body nor the other facts.
+//!         if event.outcome() != Outcome::Failed {
+//!             return Ok(Action::Drop);
+//!         }
+//!         let namespace = event.namespace();
+//!         Ok(if self.namespaces.iter().any(|n| *n == namespace) {
+//!             Action::Pass
+//!         } else {
+//!             Action::Drop
+//!         })
+//!     }
+//! }
+//!
+//! kfp_event_router_sdk::export_lazy_plugin!(FailuresIn);
+//! # use kfp_event_router_sdk::{Event, Payload};
+//! # let plugin = FailuresIn::init(Config::new(r#"{"namespaces": ["team-a"]}"#)).unwrap();
+//! # let failed = Event { reason: "WorkflowFailed".into(), namespace: "team-a".into(), ..Event::default() };
+//! # let payload = Payload::default();
+//! # let handle = |e: &Event| plugin.handle(&LazyEvent::from(e), &LazyPayload::new(&payload, true));
+//! # assert_eq!(handle(&failed), Ok(Action::Pass));
+//! # assert_eq!(handle(&Event { namespace: "team-b".into(), ..failed.clone() }), Ok(Action::Drop));
+//! # assert_eq!(handle(&Event::default()), Ok(Action::Drop));
+//! ```
+//!
+//! In unit tests, build them from an [`Event`] and a [`Payload`]:
+//! `LazyEvent::from(&event)`, `LazyPayload::new(&payload, rendered)`.
+//!
 //! [kfp-event-router]: https://github.com/kfp-event-router/kfp-event-router
 #![deny(missing_docs)]
 
 mod action;
 mod config;
 mod event;
+mod export;
+mod lazy;
 pub mod log;
 mod payload;
 mod template;
+mod wit;
 
 pub use action::Action;
 pub use config::Config;
 pub use event::{Event, Node, Outcome, PayloadFormat, Task};
+pub use lazy::{LazyEvent, LazyPayload};
 pub use payload::Payload;
-pub use template::Template;
+pub use template::{Fields, Template};
 
 /// The plugin's allocator in WebAssembly. A plugin allocates on every call (the event's
 /// strings as they are copied in, the body it writes), and talc does that faster than the
@@ -79,9 +136,11 @@ pub use wit_bindgen;
 /// Re-exported for convenience: plugins usually build JSON bodies.
 pub use serde_json;
 
-/// A plugin: created once from its configuration, then called for every payload.
+/// A plugin: created once from its configuration, then called for every payload
+/// with every fact of the event and the whole body.
 ///
-/// Register the type with [`export_plugin!`].
+/// Register the type with [`export_plugin!`]. See [`LazyPlugin`] for a plugin
+/// that reads only some facts.
 pub trait Plugin: Sized + 'static {
     /// Creates the plugin from its configuration. Called once per load; an
     /// error rejects the plugin (the host logs it and does not use the plugin).
@@ -94,6 +153,20 @@ pub trait Plugin: Sized + 'static {
     /// goes on with the payload as it was; `drop`: nothing is sent to this
     /// endpoint; `dead-letter`: the event is written to the dead-letter file).
     fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String>;
+}
+
+/// A plugin that reads the event's facts and the body on demand, paying only
+/// for what it reads (see the [crate docs](crate#reading-only-what-you-use-lazyplugin)).
+///
+/// Register the type with [`export_lazy_plugin!`].
+pub trait LazyPlugin: Sized + 'static {
+    /// Creates the plugin from its configuration, as [`Plugin::init`].
+    fn init(config: Config) -> Result<Self, String>;
+
+    /// Handles one payload about to be sent to the endpoint `event.endpoint()`;
+    /// errors are treated as those of [`Plugin::handle`]. `event` and `payload`
+    /// are valid for this call only.
+    fn handle(&self, event: &LazyEvent<'_>, payload: &LazyPayload<'_>) -> Result<Action, String>;
 }
 
 /// Exports a [`Plugin`] implementation as the component's `transform` interface.
@@ -110,10 +183,32 @@ pub trait Plugin: Sized + 'static {
 #[macro_export]
 macro_rules! export_plugin {
     ($plugin:ty) => {
+        $crate::__export!($crate::__private::Eager<$plugin>);
+    };
+}
+
+/// Exports a [`LazyPlugin`] implementation as the component's `transform`
+/// interface, as [`export_plugin!`] does for a [`Plugin`]:
+///
+/// ```ignore
+/// kfp_event_router_sdk::export_lazy_plugin!(MyPlugin);
+/// ```
+#[macro_export]
+macro_rules! export_lazy_plugin {
+    ($plugin:ty) => {
+        $crate::__export!($crate::__private::Lazy<$plugin>);
+    };
+}
+
+/// What [`export_plugin!`] and [`export_lazy_plugin!`] expand to; not a public API.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __export {
+    ($export:ty) => {
         #[cfg(target_arch = "wasm32")]
         const _: () = {
             ::std::thread_local! {
-                static __KFP_PLUGIN_SLOT: $crate::__private::Slot<$plugin> =
+                static __KFP_PLUGIN_SLOT: $crate::__private::Slot<$export> =
                     const { $crate::__private::Slot::new() };
             }
 
@@ -127,8 +222,8 @@ macro_rules! export_plugin {
                 }
 
                 fn handle(
-                    event: $crate::__private::WitEvent,
-                    payload: $crate::__private::WitPayload,
+                    event: &$crate::__private::WitEvent,
+                    payload: &$crate::__private::WitPayload,
                 ) -> ::std::result::Result<$crate::__private::WitAction, ::std::string::String>
                 {
                     __KFP_PLUGIN_SLOT.with(|slot| slot.handle(event, payload))
@@ -155,125 +250,13 @@ pub mod bindings {
     });
 }
 
-/// Support code for [`export_plugin!`]; not a public API.
+/// Support code for [`export_plugin!`] and [`export_lazy_plugin!`]; not a public API.
 #[doc(hidden)]
 pub mod __private {
-    use std::cell::RefCell;
-
     pub use crate::bindings;
-    use crate::bindings::exports::kfp::event_router::transform::PayloadFormat as WitFormat;
-    use crate::bindings::exports::kfp::event_router::transform::Replacement;
-    pub use crate::bindings::exports::kfp::event_router::transform::{
-        Action as WitAction, Event as WitEvent, Guest, Payload as WitPayload,
+    pub use crate::bindings::exports::kfp::event_router::transform::Guest;
+    pub use crate::bindings::kfp::event_router::types::{
+        Action as WitAction, Event as WitEvent, Payload as WitPayload,
     };
-    use crate::{Action, Config, Event, Node, Payload, PayloadFormat, Plugin, Task};
-
-    /// Holds the plugin instance between calls.
-    pub struct Slot<P>(RefCell<Option<P>>);
-
-    impl<P: Plugin> Slot<P> {
-        /// An empty slot.
-        #[allow(clippy::new_without_default)]
-        pub const fn new() -> Self {
-            Self(RefCell::new(None))
-        }
-
-        /// Runs [`Plugin::init`] and keeps the instance.
-        pub fn init(&self, config: String) -> Result<(), String> {
-            self.0.replace(None);
-            let plugin = P::init(Config::new(config))?;
-            self.0.replace(Some(plugin));
-            Ok(())
-        }
-
-        /// Runs [`Plugin::handle`] on the kept instance.
-        pub fn handle(&self, event: WitEvent, payload: WitPayload) -> Result<WitAction, String> {
-            let slot = self.0.borrow();
-            let plugin = slot
-                .as_ref()
-                .ok_or("plugin is not initialised: `init` must succeed before `handle`")?;
-            let event = Event::from(event);
-            let payload = Payload {
-                body: payload.body,
-                content_type: payload.content_type,
-            };
-            Ok(match plugin.handle(&event, payload)? {
-                Action::Pass => WitAction::Pass,
-                Action::Drop => WitAction::Drop,
-                Action::Replace {
-                    body,
-                    content_type,
-                    headers,
-                } => WitAction::Replace(Replacement {
-                    body,
-                    content_type,
-                    headers,
-                }),
-            })
-        }
-    }
-
-    impl From<WitEvent> for Event {
-        fn from(e: WitEvent) -> Self {
-            let text = Option::unwrap_or_default;
-            Event {
-                id: e.id,
-                reason: e.reason,
-                event_type: e.event_type,
-                message: e.message,
-                namespace: e.namespace,
-                cluster: text(e.cluster),
-                event_uid: e.event_uid,
-                event_time: text(e.event_time),
-                event_count: e.event_count,
-                synthesized: e.synthesized,
-                attempt: e.attempt,
-                workflow_name: e.workflow_name,
-                workflow_uid: text(e.workflow_uid),
-                run_id: text(e.run_id),
-                run_name: text(e.run_name),
-                pipeline_name: text(e.pipeline_name),
-                recurring_run_name: text(e.recurring_run_name),
-                phase: text(e.phase),
-                started_at: text(e.started_at),
-                finished_at: text(e.finished_at),
-                workflow_message: text(e.workflow_message),
-                parameters: e.parameters,
-                labels: e.labels,
-                node_name: e.node_name,
-                node_type: e
-                    .node
-                    .as_ref()
-                    .and_then(|n| n.node_type.clone())
-                    .unwrap_or_default(),
-                node: e.node.map(|n| Node {
-                    id: n.id,
-                    name: n.name,
-                    full_name: n.full_name,
-                    display_name: n.display_name,
-                    node_type: n.node_type,
-                    phase: n.phase,
-                    message: n.message,
-                    template_name: n.template_name,
-                    started_at: n.started_at,
-                    finished_at: n.finished_at,
-                }),
-                task: e.task.map(|t| Task {
-                    name: t.name,
-                    display_name: t.display_name,
-                    iteration: t.iteration,
-                    dag_path: t.dag_path,
-                    cached: t.cached,
-                    pod_name: t.pod_name,
-                    message: t.message,
-                }),
-                endpoint: e.endpoint,
-                format: match e.format {
-                    WitFormat::Kfp => PayloadFormat::Kfp,
-                    WitFormat::Extended => PayloadFormat::Extended,
-                    WitFormat::Cloudevents => PayloadFormat::Cloudevents,
-                },
-            }
-        }
-    }
+    pub use crate::export::{Eager, Lazy, Slot};
 }

@@ -28,10 +28,15 @@ impl Payload {
         Self::new(value.to_string(), "application/json")
     }
 
-    /// True when the content type is JSON (`application/json` or any `+json` type).
+    /// True when the content type is JSON (see [`Payload::is_json_type`]).
     pub fn is_json(&self) -> bool {
-        let mime = self
-            .content_type
+        Self::is_json_type(&self.content_type)
+    }
+
+    /// True when `content_type` is JSON: `application/json` or any `+json` type,
+    /// whatever its parameters (`; charset=utf-8`).
+    pub fn is_json_type(content_type: &str) -> bool {
+        let mime = content_type
             .split(';')
             .next()
             .unwrap_or_default()
@@ -47,7 +52,7 @@ impl Payload {
 
     /// Parses the body as JSON into `T` (whatever the content type says).
     pub fn json<T: DeserializeOwned>(&self) -> Result<T, String> {
-        serde_json::from_slice(&self.body).map_err(|e| format!("payload is not valid JSON: {e}"))
+        json(&self.body)
     }
 
     /// Parses the body as a JSON value (whatever the content type says).
@@ -59,19 +64,29 @@ impl Payload {
     /// `data` object of a CloudEvents envelope. `None` if the payload is not a
     /// JSON object.
     pub fn event_object(&self) -> Option<Map<String, Value>> {
-        match self.json_value().ok()? {
-            Value::Object(mut obj) => {
-                if is_cloudevent(&obj) {
-                    match obj.remove("data") {
-                        Some(Value::Object(data)) => Some(data),
-                        _ => None,
-                    }
-                } else {
-                    Some(obj)
+        event_object(&self.body)
+    }
+}
+
+/// Parses `body` as JSON into `T`.
+pub(crate) fn json<T: DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("payload is not valid JSON: {e}"))
+}
+
+/// The KFP event object of a JSON `body` (see [`Payload::event_object`]).
+pub(crate) fn event_object(body: &[u8]) -> Option<Map<String, Value>> {
+    match json(body).ok()? {
+        Value::Object(mut obj) => {
+            if is_cloudevent(&obj) {
+                match obj.remove("data") {
+                    Some(Value::Object(data)) => Some(data),
+                    _ => None,
                 }
+            } else {
+                Some(obj)
             }
-            _ => None,
         }
+        _ => None,
     }
 }
 

@@ -1,6 +1,30 @@
-use crate::Event;
+use std::borrow::Cow;
 
-/// A string with `{placeholder}` fields filled from an [`Event`], parsed once
+use crate::{Event, LazyEvent};
+
+/// What a [`Template`] renders from: the facts of an event by name.
+///
+/// Implemented by [`Event`] and [`LazyEvent`]; a plugin that has read some
+/// facts already may implement it to render from those.
+pub trait Fields {
+    /// The value of field `name` (one of [`Event::FIELD_NAMES`]), as
+    /// [`Event::field`] gives it; `None` for unknown names.
+    fn field(&self, name: &str) -> Option<Cow<'_, str>>;
+}
+
+impl Fields for Event {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        Event::field(self, name)
+    }
+}
+
+impl Fields for LazyEvent<'_> {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        LazyEvent::field(self, name)
+    }
+}
+
+/// A string with `{placeholder}` fields filled from an event ([`Fields`]), parsed once
 /// (typically in [`Plugin::init`](crate::Plugin::init)) so that typos are
 /// reported when the plugin loads.
 ///
@@ -68,17 +92,17 @@ impl Template {
     }
 
     /// Fills the placeholders; empty fields render as empty strings.
-    pub fn render(&self, event: &Event) -> String {
+    pub fn render<F: Fields + ?Sized>(&self, event: &F) -> String {
         self.render_with(event, false).unwrap_or_default()
     }
 
     /// Fills the placeholders, or returns `None` if any of them is empty for
     /// this event (e.g. a run URL for an event without a run id).
-    pub fn render_complete(&self, event: &Event) -> Option<String> {
+    pub fn render_complete<F: Fields + ?Sized>(&self, event: &F) -> Option<String> {
         self.render_with(event, true)
     }
 
-    fn render_with(&self, event: &Event, require_all: bool) -> Option<String> {
+    fn render_with<F: Fields + ?Sized>(&self, event: &F, require_all: bool) -> Option<String> {
         let mut out = String::new();
         for part in &self.parts {
             match part {
@@ -127,6 +151,7 @@ mod tests {
         let t = Template::parse("u/{run_id}/{node_name}").unwrap();
         assert_eq!(t.render(&e), "u/r-1/");
         assert_eq!(t.render_complete(&e), None);
+        assert_eq!(t.render(&LazyEvent::from(&e)), "u/r-1/");
     }
 
     #[test]

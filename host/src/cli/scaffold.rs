@@ -19,8 +19,9 @@ pub enum Lang {
     Js,
 }
 
-/// The WIT contract, shipped in Python and JavaScript projects.
-const WIT: &str = include_str!("../../../wit/world.wit");
+/// The WIT contract shipped in Python and JavaScript projects: 0.2, which their SDK helpers
+/// (`kfp_plugin.py`, `kfp-plugin.js`) are written for, and which the router still runs.
+const WIT: &str = include_str!("../../../wit/0.2.0/world.wit");
 
 /// Files every project has: its test, the run it is tested over, and what git ignores.
 const COMMON: &[(&str, &str)] = &[
@@ -137,7 +138,7 @@ mod tests {
         let cargo = std::fs::read_to_string(tmp.path().join("Rust/Cargo.toml")).unwrap();
         assert!(
             cargo.contains("name = \"add-field\"")
-                && cargo.contains("kfp-event-router-sdk = \"0.2\"")
+                && cargo.contains("kfp-event-router-sdk = \"0.3\"")
         );
         let build = std::fs::read_to_string(tmp.path().join("Rust/build.sh")).unwrap();
         assert!(build.contains("release/add_field.wasm"));

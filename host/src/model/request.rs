@@ -1,6 +1,8 @@
 //! What an endpoint is sent for one event: the payload stage's decision, which the deliver
 //! stage carries out.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use futures::future::BoxFuture;
 
@@ -56,7 +58,11 @@ pub enum Verdict {
 /// hands it to the deliver stage.
 pub(crate) trait Render: Send + Sync {
     /// Decides what endpoint `endpoint` is sent for `event`.
-    fn render<'a>(&'a self, endpoint: &'a str, event: &'a RouterEvent) -> BoxFuture<'a, Verdict>;
+    fn render<'a>(
+        &'a self,
+        endpoint: &'a str,
+        event: &'a Arc<RouterEvent>,
+    ) -> BoxFuture<'a, Verdict>;
 
     /// Resolves when what `render` decides may have changed (plugins loaded or removed, an
     /// endpoint's chain edited): deliveries waiting for a missing plugin look again then.

@@ -158,7 +158,7 @@ impl PayloadStage {
     }
 
     /// Decides what endpoint `name` is sent for `event`.
-    pub async fn process(&self, name: &str, event: &RouterEvent) -> Verdict {
+    pub async fn process(&self, name: &str, event: &Arc<RouterEvent>) -> Verdict {
         let Some(endpoint) = self.settings.borrow().endpoint(name).cloned() else {
             return Verdict::Wait {
                 reason: format!("endpoint {name:?} is no longer configured"),
@@ -204,13 +204,7 @@ impl PayloadStage {
         let Ok(_slot) = active.slots.acquire().await else {
             unreachable!("the semaphore is never closed");
         };
-        chain::run(
-            &plugins,
-            &wit.record(),
-            payload,
-            &active.registry.observer(),
-        )
-        .await
+        chain::run(&plugins, &wit, payload, &active.registry.observer()).await
     }
 
     /// Changes whenever the loaded plugins change; `None` without plugins.
@@ -220,7 +214,11 @@ impl PayloadStage {
 }
 
 impl Render for PayloadStage {
-    fn render<'a>(&'a self, endpoint: &'a str, event: &'a RouterEvent) -> BoxFuture<'a, Verdict> {
+    fn render<'a>(
+        &'a self,
+        endpoint: &'a str,
+        event: &'a Arc<RouterEvent>,
+    ) -> BoxFuture<'a, Verdict> {
         self.process(endpoint, event).boxed()
     }
 

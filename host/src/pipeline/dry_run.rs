@@ -40,6 +40,7 @@ pub(crate) async fn dry_run(
             continue;
         };
         summary.events += 1;
+        let event = std::sync::Arc::new(event);
         for name in crate::accept::route(&routes, &event) {
             match payload.process(name, &event).await {
                 Verdict::Deliver(request) => {

@@ -43,8 +43,10 @@ pub async fn run(
             contract.version(),
             match contract {
                 Contract::V0_1 =>
-                    " (an older contract, still run; rebuild for 0.2 to get every event fact)",
-                Contract::V0_2 => "",
+                    " (an older contract, still run; rebuild for 0.3 to get every event fact)",
+                Contract::V0_2 =>
+                    " (an older contract, still run: every call copies the whole event in)",
+                Contract::V0_3 => "",
             }
         )?,
         Err(_) => writeln!(out, "world:    not kfp:event-router/plugin")?,

@@ -10,7 +10,7 @@ use serde_json::Value;
 use super::plugin_load::{self, PluginSetup, text};
 use crate::model::event::NodeView;
 use crate::payload::format::Format;
-use crate::payload::plugins::bindings::{self, Action};
+use crate::payload::plugins::bindings::Action;
 use crate::payload::plugins::event::WitEvent;
 use crate::payload::plugins::plugin::CallError;
 
@@ -71,14 +71,10 @@ pub async fn run(
     for event in plugin_load::recording(&options.events).await? {
         summary.events += 1;
         let payload = options.format.render(&event);
+        let event = std::sync::Arc::new(event);
         let wit = WitEvent::new(&event, &options.endpoint, options.format, NodeView::Tasks);
-        let wit = wit.record();
-        let input = bindings::Payload {
-            body: &payload.body,
-            content_type: &payload.content_type,
-        };
-        let before = old.call(&wit, &input).await;
-        let after = new.call(&wit, &input).await;
+        let before = old.call(&wit, &payload, true).await;
+        let after = new.call(&wit, &payload, true).await;
         let lines = compare(&before, &after);
         if lines.is_empty() {
             summary.same += 1;

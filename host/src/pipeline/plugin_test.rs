@@ -72,8 +72,8 @@ pub async fn run(
     for event in plugin_load::recording(&options.events).await? {
         summary.events += 1;
         let payload = options.format.render(&event);
+        let event = std::sync::Arc::new(event);
         let wit = WitEvent::new(&event, &options.endpoint, options.format, NodeView::Tasks);
-        let wit = wit.record();
         let node = match event.node_name() {
             "" => String::new(),
             name => format!(" node {name}"),
@@ -83,19 +83,15 @@ pub async fn run(
             "--- event {}: {} {}/{}{node}",
             summary.events, event.event.reason, event.event.namespace, event.event.workflow_name
         )?;
-        writeln!(out, "facts:  {}", facts(&wit))?;
+        writeln!(out, "facts:  {}", facts(&wit.record()))?;
         writeln!(
             out,
             "input:  {} {}",
             payload.content_type,
             text(&payload.body)
         )?;
-        let input = bindings::Payload {
-            body: &payload.body,
-            content_type: &payload.content_type,
-        };
         let started = Instant::now();
-        let result = plugin.call(&wit, &input).await;
+        let result = plugin.call(&wit, &payload, true).await;
         let took = match options.timings {
             true => format!(" ({:.2} ms)", started.elapsed().as_secs_f64() * 1e3),
             false => String::new(),

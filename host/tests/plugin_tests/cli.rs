@@ -52,7 +52,7 @@ fn prints_input_action_and_output_per_event() {
     );
     assert!(
         lines[0].ends_with(
-            ", kfp:event-router/transform@0.2.0; timeout 100ms, max_memory 32 MiB, on_error Pass), config {\"mode\":\"tag\",\"tag\":\"v7\"}"
+            ", kfp:event-router/transform@0.3.0; timeout 100ms, max_memory 32 MiB, on_error Pass), config {\"mode\":\"tag\",\"tag\":\"v7\"}"
         ),
         "{}",
         lines[0]
@@ -177,13 +177,14 @@ fn check_reports_contract_imports_exports_and_size() {
             .to_owned()
     };
     assert!(line("file:").ends_with(" KB)"), "{out}");
-    assert_eq!(line("world:"), "world:    kfp:event-router/plugin@0.2.0");
+    assert_eq!(line("world:"), "world:    kfp:event-router/plugin@0.3.0");
     assert_eq!(
         line("exports:"),
-        "exports:  kfp:event-router/transform@0.2.0"
+        "exports:  kfp:event-router/transform@0.3.0"
     );
     assert!(
-        line("imports:").contains("kfp:event-router/host@0.2.0"),
+        line("imports:").contains("kfp:event-router/host@0.3.0")
+            && line("imports:").contains("kfp:event-router/types@0.3.0"),
         "{out}"
     );
     assert!(line("runs:").starts_with("runs:     yes"), "{out}");
@@ -192,6 +193,10 @@ fn check_reports_contract_imports_exports_and_size() {
     let (code, out, _) = plugin(&["check", fixture.to_str().unwrap()]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("world:    kfp:event-router/plugin@0.1.0 (an older contract, still run"));
+    let fixture = support::root().join("host/tests/fixtures/event-filter-0.2.0.wasm");
+    let (code, out, _) = plugin(&["check", fixture.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("world:    kfp:event-router/plugin@0.2.0 (an older contract, still run"));
 
     let (code, out, _) = plugin(&["check", built("wrong-version").to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");

@@ -83,8 +83,8 @@ pub fn endpoint(config: &Config, name: &str) -> String {
 }
 
 /// A workflow-level event with `reason`.
-pub fn event(reason: &str) -> RouterEvent {
-    RouterEvent {
+pub fn event(reason: &str) -> Arc<RouterEvent> {
+    Arc::new(RouterEvent {
         id: format!("id-{reason}"),
         event: EventFacts {
             uid: "uid-1".into(),
@@ -120,7 +120,7 @@ pub fn event(reason: &str) -> RouterEvent {
         plumbing: false,
         attempt: 1,
         cluster: None,
-    }
+    })
 }
 
 /// The value of a metric series in Prometheus text, e.g.
@@ -153,7 +153,7 @@ pub fn two_memories_component() -> Vec<u8> {
     .expect("valid WAT");
     let mut resolve = wit_parser::Resolve::default();
     let package = resolve
-        .push_file(support::root().join("wit/world.wit"))
+        .push_file(support::root().join("wit/0.2.0/world.wit"))
         .expect("the WIT parses");
     let world = resolve
         .select_world(&[package], Some("plugin"))

@@ -1,6 +1,9 @@
-//! Contracts: a component built for `kfp:event-router@0.1.0` (a committed build of the
-//! bundled `event-filter`, see `tests/fixtures/README.md`) still loads and filters, and a 0.2
-//! plugin gets every fact of the event whatever the endpoint's payload format.
+//! Contracts: components built for `kfp:event-router@0.1.0` and `@0.2.0` (committed builds of
+//! the bundled `event-filter`, see `tests/fixtures/README.md`) still load and filter; a plugin
+//! gets every fact of the event whatever the endpoint's payload format; and a 0.3 plugin is
+//! told whether the payload is still the router's rendering.
+
+use std::sync::Arc;
 
 use kfp_event_router::model::event::TaskFacts;
 use kfp_event_router::model::request::Verdict;
@@ -11,10 +14,19 @@ use crate::support::router::Scratch;
 
 #[tokio::test]
 async fn a_0_1_component_still_loads_and_filters() {
+    older_component_still_loads_and_filters("0.1.0").await;
+}
+
+#[tokio::test]
+async fn a_0_2_component_still_loads_and_filters() {
+    older_component_still_loads_and_filters("0.2.0").await;
+}
+
+async fn older_component_still_loads_and_filters(version: &str) {
     let scratch = Scratch::new();
     let dir = plugin_dir(&scratch, &[]);
     std::fs::copy(
-        support::root().join("host/tests/fixtures/event-filter-0.1.0.wasm"),
+        support::root().join(format!("host/tests/fixtures/event-filter-{version}.wasm")),
         dir.join("legacy-filter.wasm"),
     )
     .unwrap();
@@ -24,7 +36,8 @@ async fn a_0_1_component_still_loads_and_filters() {
     let (stage, _) = stage(config).await;
     let status = stage.status();
     assert_eq!(
-        status["loaded"][0]["wit"], "kfp:event-router/transform@0.1.0",
+        status["loaded"][0]["wit"],
+        format!("kfp:event-router/transform@{version}"),
         "{status}"
     );
     assert!(matches!(
@@ -38,16 +51,16 @@ async fn a_0_1_component_still_loads_and_filters() {
 }
 
 #[tokio::test]
-async fn a_0_2_plugin_sees_every_fact_whatever_the_format() {
+async fn an_sdk_plugin_sees_every_fact_whatever_the_format() {
     let scratch = Scratch::new();
     let dir = plugin_dir(&scratch, &[("echo", "hostile")]);
     let mut rest = "[plugins.config.echo]\nmode = \"echo\"\n\n".to_owned();
     rest.push_str(&endpoint_section("plain", "kfp", &["echo"]));
     let config = config(&scratch, &config_text(&scratch, &dir, "", &rest));
     let (stage, _) = stage(config).await;
-    let mut failed = event("WorkflowNodeFailed");
+    let mut failed = Arc::unwrap_or_clone(event("WorkflowNodeFailed"));
     failed.attempt = 2;
-    let workflow = std::sync::Arc::make_mut(failed.workflow.as_mut().unwrap());
+    let workflow = Arc::make_mut(failed.workflow.as_mut().unwrap());
     workflow.pipeline_name = Some("train-pipeline".into());
     workflow.parameters = [("epochs".to_owned(), "12".to_owned())].into();
     failed.task = Some(TaskFacts {
@@ -56,7 +69,7 @@ async fn a_0_2_plugin_sees_every_fact_whatever_the_format() {
         dag_path: vec!["root".into(), "for-loop-2".into()],
         ..TaskFacts::default()
     });
-    let Verdict::Deliver(request) = stage.process("plain", &failed).await else {
+    let Verdict::Deliver(request) = stage.process("plain", &Arc::new(failed)).await else {
         panic!("echo must deliver");
     };
     let echoed: serde_json::Value = serde_json::from_slice(&request.payload.body).unwrap();
@@ -75,6 +88,79 @@ async fn a_0_2_plugin_sees_every_fact_whatever_the_format() {
     let body: serde_json::Value =
         serde_json::from_str(echoed["payload"]["body"].as_str().unwrap()).unwrap();
     assert!(body.get("PipelineName").is_none());
+}
+
+/// The card's facts, as (title, value) pairs.
+fn card_facts(request: &kfp_event_router::model::request::Request) -> Vec<(String, String)> {
+    let card: serde_json::Value = serde_json::from_slice(&request.payload.body).unwrap();
+    let body = card["attachments"][0]["content"]["body"]
+        .as_array()
+        .unwrap();
+    let facts = body
+        .iter()
+        .find(|element| element["type"] == "FactSet")
+        .expect("the card has facts");
+    facts["facts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            let text = |key: &str| f[key].as_str().unwrap().to_owned();
+            (text("title"), text("value"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_0_3_plugin_reads_the_event_for_a_rendered_payload_and_the_body_for_a_replaced_one() {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(
+        &scratch,
+        &[("teams-card", "teams-card"), ("redact", "redact")],
+    );
+    let mut rest = "[plugins.config.redact]\ndrop = [\"PipelineName\"]\n\n".to_owned();
+    rest.push_str(&endpoint_section("card", "extended", &["teams-card"]));
+    rest.push_str(&endpoint_section(
+        "redacted",
+        "extended",
+        &["redact", "teams-card"],
+    ));
+    let config = config(&scratch, &config_text(&scratch, &dir, "", &rest));
+    let (stage, _) = stage(config).await;
+    assert_eq!(
+        stage.status()["loaded"][0]["wit"],
+        "kfp:event-router/transform@0.3.0",
+        "{}",
+        stage.status()
+    );
+    let mut failed = Arc::unwrap_or_clone(event("WorkflowFailed"));
+    Arc::make_mut(failed.workflow.as_mut().unwrap()).pipeline_name = Some("train-pipeline".into());
+    let failed = Arc::new(failed);
+
+    // The router's own rendering: the card takes the pipeline from the event.
+    let Verdict::Deliver(card) = stage.process("card", &failed).await else {
+        panic!("teams-card must deliver");
+    };
+    let pipeline = ("Pipeline".to_owned(), "train-pipeline".to_owned());
+    assert!(
+        card_facts(&card).contains(&pipeline),
+        "{:?}",
+        card_facts(&card)
+    );
+
+    // Once redact has replaced the body, the card shows what the body says: no pipeline.
+    let Verdict::Deliver(redacted) = stage.process("redacted", &failed).await else {
+        panic!("redact then teams-card must deliver");
+    };
+    let facts = card_facts(&redacted);
+    assert!(
+        facts.iter().all(|(title, _)| title != "Pipeline"),
+        "{facts:?}"
+    );
+    assert!(
+        facts.contains(&("Run ID".to_owned(), "run-1".to_owned())),
+        "{facts:?}"
+    );
 }
 
 #[test]

@@ -287,7 +287,7 @@ async fn a_component_built_for_another_wit_version_is_refused() {
     let error = start_error(Some("wrong-version"), None, "").await;
     assert!(
         error.contains("plugin \"suspect\" (run by plugins.chain) cannot be loaded: built for kfp:event-router/transform@9.0.0")
-            && error.contains("it runs kfp:event-router 0.2.x and 0.1.x"),
+            && error.contains("it runs kfp:event-router 0.3.x, 0.2.x, 0.1.x"),
         "{error}"
     );
 }

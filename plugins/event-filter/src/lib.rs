@@ -1,9 +1,11 @@
 //! `event-filter`: a kfp-event-router plugin that drops events that don't match
 //! its configuration and passes the others unchanged. See README.md.
 
+use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::collections::BTreeMap;
 
-use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, log};
+use kfp_event_router_sdk::{Action, Config, LazyEvent, LazyPayload, LazyPlugin, log};
 use serde::Deserialize;
 
 /// Configuration; every criterion is optional, an empty one matches everything.
@@ -29,29 +31,67 @@ pub struct EventFilter {
     settings: Settings,
 }
 
+/// The facts of one event that the filter and its log read, each asked of the host at most
+/// once, and only when a criterion (or the log of a drop) needs it.
+struct Facts<'e, 'a> {
+    event: &'e LazyEvent<'a>,
+    reason: OnceCell<Cow<'a, str>>,
+    namespace: OnceCell<Cow<'a, str>>,
+    workflow_name: OnceCell<Cow<'a, str>>,
+}
+
+impl<'e, 'a> Facts<'e, 'a> {
+    fn new(event: &'e LazyEvent<'a>) -> Self {
+        Self {
+            event,
+            reason: OnceCell::new(),
+            namespace: OnceCell::new(),
+            workflow_name: OnceCell::new(),
+        }
+    }
+
+    fn reason(&self) -> &str {
+        self.reason.get_or_init(|| self.event.reason())
+    }
+
+    fn namespace(&self) -> &str {
+        self.namespace.get_or_init(|| self.event.namespace())
+    }
+
+    fn workflow_name(&self) -> &str {
+        self.workflow_name
+            .get_or_init(|| self.event.workflow_name())
+    }
+}
+
 impl EventFilter {
-    /// Why `event` is dropped, or `None` when it is kept.
-    fn reject_reason(&self, event: &Event) -> Option<String> {
+    /// Why the event is dropped, or `None` when it is kept.
+    fn reject_reason(&self, event: &Facts) -> Option<String> {
         let s = &self.settings;
-        if s.exclude_reasons.contains(&event.reason) {
-            return Some(format!("reason {} is excluded", event.reason));
+        if !s.exclude_reasons.is_empty() || !s.reasons.is_empty() {
+            let reason = event.reason();
+            if s.exclude_reasons.iter().any(|r| r == reason) {
+                return Some(format!("reason {reason} is excluded"));
+            }
+            if !s.reasons.is_empty() && !s.reasons.iter().any(|r| r == reason) {
+                return Some(format!("reason {reason} is not selected"));
+            }
         }
-        if !s.reasons.is_empty() && !s.reasons.contains(&event.reason) {
-            return Some(format!("reason {} is not selected", event.reason));
-        }
-        if !s.event_types.is_empty()
-            && !s
+        if !s.event_types.is_empty() {
+            let event_type = event.event.event_type();
+            if !s
                 .event_types
                 .iter()
-                .any(|t| t.eq_ignore_ascii_case(&event.event_type))
-        {
-            return Some(format!("event type {} is not selected", event.event_type));
+                .any(|t| t.eq_ignore_ascii_case(&event_type))
+            {
+                return Some(format!("event type {event_type} is not selected"));
+            }
         }
-        if !s.namespaces.is_empty() && !s.namespaces.contains(&event.namespace) {
-            return Some(format!("namespace {} is not selected", event.namespace));
+        if !s.namespaces.is_empty() && !s.namespaces.iter().any(|n| n == event.namespace()) {
+            return Some(format!("namespace {} is not selected", event.namespace()));
         }
         for (key, want) in &s.labels {
-            if event.label(key) != Some(want.as_str()) {
+            if event.event.label(key).as_deref() != Some(want.as_str()) {
                 return Some(format!("label {key} is not {want:?}"));
             }
         }
@@ -59,30 +99,34 @@ impl EventFilter {
             && !s
                 .workflow_names
                 .iter()
-                .any(|p| glob_match(p, &event.workflow_name))
+                .any(|p| glob_match(p, event.workflow_name()))
         {
             return Some(format!(
                 "workflow name {} matches no pattern",
-                event.workflow_name
+                event.workflow_name()
             ));
         }
         None
     }
 }
 
-impl Plugin for EventFilter {
+impl LazyPlugin for EventFilter {
     fn init(config: Config) -> Result<Self, String> {
         Ok(Self {
             settings: config.parse()?,
         })
     }
 
-    fn handle(&self, event: &Event, _payload: Payload) -> Result<Action, String> {
-        Ok(match self.reject_reason(event) {
+    fn handle(&self, event: &LazyEvent, _payload: &LazyPayload) -> Result<Action, String> {
+        let facts = Facts::new(event);
+        Ok(match self.reject_reason(&facts) {
             Some(why) => {
                 log::debug(format!(
                     "dropping {} of {}/{} for {}: {why}",
-                    event.reason, event.namespace, event.workflow_name, event.endpoint
+                    facts.reason(),
+                    facts.namespace(),
+                    facts.workflow_name(),
+                    event.endpoint()
                 ));
                 Action::Drop
             }
@@ -91,7 +135,7 @@ impl Plugin for EventFilter {
     }
 }
 
-kfp_event_router_sdk::export_plugin!(EventFilter);
+kfp_event_router_sdk::export_lazy_plugin!(EventFilter);
 
 /// Matches `text` against a glob `pattern` where `*` is any run of characters
 /// (including none) and `?` is exactly one character.
@@ -124,6 +168,7 @@ fn glob_match(pattern: &str, text: &str) -> bool {
 mod tests {
     use super::*;
     use kfp_event_router_sdk::serde_json::{Value, json};
+    use kfp_event_router_sdk::{Event, Payload};
 
     fn plugin(config: Value) -> EventFilter {
         EventFilter::init(Config::from(config)).unwrap()
@@ -144,7 +189,8 @@ mod tests {
     }
 
     fn run(p: &EventFilter, e: &Event) -> Action {
-        p.handle(e, Payload::from_json(&json!({"KfpRunId": "r1"})))
+        let payload = Payload::from_json(&json!({"KfpRunId": "r1"}));
+        p.handle(&LazyEvent::from(e), &LazyPayload::new(&payload, false))
             .unwrap()
     }
 

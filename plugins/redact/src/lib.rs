@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use kfp_event_router_sdk::serde_json::{self, Value};
-use kfp_event_router_sdk::{Action, Config, Event, Payload, Plugin, log};
+use kfp_event_router_sdk::{
+    Action, Config, LazyEvent, LazyPayload, LazyPlugin, Payload, PayloadFormat, log,
+};
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 
@@ -110,6 +112,33 @@ struct Probe {
 }
 
 impl Redact {
+    /// Whether a parameter of that name is masked.
+    fn masks_parameter(&self, name: &str) -> bool {
+        self.mask_parameters.iter().any(|n| n == "*" || n == name)
+    }
+
+    /// Whether the configuration cannot change the router's rendering of `event`, decided
+    /// from the event without reading the body: it only masks parameters, and the rendering
+    /// has none of those. The `kfp` format renders no `Parameters` (`host/src/payload/format/
+    /// kfp.rs`); `extended` renders the event's parameters as `Parameters`, and `cloudevents`
+    /// wraps `extended` in `data` (`host/src/payload/format/extended.rs`, `cloudevents.rs`,
+    /// where `parameters` and the event's are both the workflow's).
+    fn leaves_rendering_alone(&self, event: &LazyEvent) -> bool {
+        if !self.drop.is_empty() || !self.mask.is_empty() {
+            return false;
+        }
+        match event.format() {
+            PayloadFormat::Kfp => true,
+            PayloadFormat::Extended | PayloadFormat::Cloudevents => {
+                self.mask_parameters.is_empty()
+                    || !event
+                        .parameter_names()
+                        .iter()
+                        .any(|name| self.masks_parameter(name))
+            }
+        }
+    }
+
     /// Whether the configuration cannot change `body`: it only masks parameters, and the
     /// payload has none of those. False whenever that is not certain (a body this reading
     /// refuses is read the general way), so that nothing is let through unredacted.
@@ -124,11 +153,10 @@ impl Redact {
             (Some(_), Some(data)) => data.parameters,
             _ => probe.parameters,
         };
-        let all = self.mask_parameters.iter().any(|n| n == "*");
         parameters
             .unwrap_or_default()
             .keys()
-            .all(|name| !all && !self.mask_parameters.contains(name))
+            .all(|name| !self.masks_parameter(name))
     }
 
     /// Applies the configuration to a KFP event object; true if anything changed.
@@ -145,9 +173,8 @@ impl Redact {
         if !self.mask_parameters.is_empty()
             && let Some(Value::Object(params)) = object.get_mut("Parameters")
         {
-            let all = self.mask_parameters.iter().any(|n| n == "*");
             for (name, value) in params.iter_mut() {
-                if all || self.mask_parameters.contains(name) {
+                if self.masks_parameter(name) {
                     changed |= mask(value);
                 }
             }
@@ -156,7 +183,7 @@ impl Redact {
     }
 }
 
-impl Plugin for Redact {
+impl LazyPlugin for Redact {
     fn init(config: Config) -> Result<Self, String> {
         let settings: Settings = config.parse()?;
         let parse_all = |paths: &[String], field: &str| {
@@ -174,19 +201,25 @@ impl Plugin for Redact {
         })
     }
 
-    fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String> {
-        if !payload.is_json() {
+    fn handle(&self, event: &LazyEvent, payload: &LazyPayload) -> Result<Action, String> {
+        let content_type = payload.content_type();
+        if !Payload::is_json_type(&content_type) {
             log::trace(format!(
-                "{} payload for {} is not JSON; left unchanged",
-                payload.content_type, event.endpoint
+                "{content_type} payload for {} is not JSON; left unchanged",
+                event.endpoint()
             ));
             return Ok(Action::Pass);
         }
-        if self.leaves_alone(&payload.body) {
+        if payload.rendered() && self.leaves_rendering_alone(event) {
+            return Ok(Action::Pass);
+        }
+        let body = payload.body();
+        if self.leaves_alone(&body) {
             return Ok(Action::Pass);
         }
         // Fail closed: a body that claims to be JSON but isn't can't be redacted.
-        let mut root = payload.json_value()?;
+        let mut root: Value =
+            serde_json::from_slice(&body).map_err(|e| format!("payload is not valid JSON: {e}"))?;
         let is_cloudevent =
             root.get("specversion").is_some() && root.get("data").is_some_and(Value::is_object);
         let target = if is_cloudevent {
@@ -200,17 +233,18 @@ impl Plugin for Redact {
         let body = kfp_event_router_sdk::serde_json::to_vec(&root).map_err(|e| e.to_string())?;
         Ok(Action::Replace {
             body,
-            content_type: payload.content_type,
+            content_type: content_type.into_owned(),
             headers: Vec::new(),
         })
     }
 }
 
-kfp_event_router_sdk::export_plugin!(Redact);
+kfp_event_router_sdk::export_lazy_plugin!(Redact);
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kfp_event_router_sdk::Event;
     use kfp_event_router_sdk::serde_json::json;
 
     fn extended() -> Value {
@@ -223,11 +257,21 @@ mod tests {
         })
     }
 
+    fn handle(
+        p: &Redact,
+        event: &Event,
+        payload: &Payload,
+        rendered: bool,
+    ) -> Result<Action, String> {
+        p.handle(
+            &LazyEvent::from(event),
+            &LazyPayload::new(payload, rendered),
+        )
+    }
+
     fn run(config: Value, payload: Payload) -> Action {
-        Redact::init(Config::from(config))
-            .unwrap()
-            .handle(&Event::default(), payload)
-            .unwrap()
+        let p = Redact::init(Config::from(config)).unwrap();
+        handle(&p, &Event::default(), &payload, false).unwrap()
     }
 
     #[test]
@@ -343,16 +387,98 @@ mod tests {
     #[test]
     fn invalid_json_is_an_error_and_bad_paths_are_rejected() {
         let p = Redact::init(Config::from(json!({"mask": ["Message"]}))).unwrap();
-        assert!(
-            p.handle(
-                &Event::default(),
-                Payload::new("{not json", "application/json")
-            )
-            .is_err()
-        );
+        let payload = Payload::new("{not json", "application/json");
+        assert!(handle(&p, &Event::default(), &payload, false).is_err());
         let err = Redact::init(Config::from(json!({"drop": ["/"]})))
             .err()
             .unwrap();
         assert!(err.contains("at drop"), "{err}");
+    }
+
+    /// An event with run parameters, and the router's rendering of it in `format`: the keys
+    /// `host/src/payload/format/{kfp,extended,cloudevents}.rs` write, by hand.
+    fn rendered(format: PayloadFormat) -> (Event, Payload) {
+        let event = Event {
+            reason: "WorkflowFailed".into(),
+            message: "failed".into(),
+            workflow_name: "wf".into(),
+            run_id: "run-1".into(),
+            parameters: vec![
+                ("api_token".into(), "s3cret".into()),
+                ("learning_rate".into(), "0.1".into()),
+            ],
+            format,
+            ..Event::default()
+        };
+        let kfp = json!({"KfpRunId": "run-1", "WorkflowName": "wf", "NodeName": "",
+                         "EventType": "WorkflowFailed", "Message": "failed"});
+        let mut extended = kfp.clone();
+        extended["Namespace"] = "team-a".into();
+        extended["Parameters"] = json!({"api_token": "s3cret", "learning_rate": "0.1"});
+        extended["Node"] = Value::Null;
+        let payload = match format {
+            PayloadFormat::Kfp => Payload::from_json(&kfp),
+            PayloadFormat::Extended => Payload::from_json(&extended),
+            PayloadFormat::Cloudevents => Payload::new(
+                json!({"specversion": "1.0", "id": "x", "data": extended}).to_string(),
+                "application/cloudevents+json",
+            ),
+        };
+        (event, payload)
+    }
+
+    #[test]
+    fn rendered_bodies_are_redacted_as_when_read() {
+        let formats = [
+            PayloadFormat::Kfp,
+            PayloadFormat::Extended,
+            PayloadFormat::Cloudevents,
+        ];
+        let configs = [
+            json!({}),
+            json!({"mask_parameters": ["seed"]}),
+            json!({"mask_parameters": ["api_token"]}),
+            json!({"mask_parameters": ["*"]}),
+            json!({"mask_parameters": ["seed"], "drop": ["Message"]}),
+        ];
+        for format in formats {
+            let (event, payload) = rendered(format);
+            for config in &configs {
+                let p = Redact::init(Config::from(config.clone())).unwrap();
+                assert_eq!(
+                    handle(&p, &event, &payload, true),
+                    handle(&p, &event, &payload, false),
+                    "{format:?} {config}"
+                );
+            }
+        }
+        // Still masked when the rendering has a parameter to mask.
+        let (event, payload) = rendered(PayloadFormat::Cloudevents);
+        let p = Redact::init(Config::from(json!({"mask_parameters": ["api_token"]}))).unwrap();
+        let body = handle(&p, &event, &payload, true)
+            .unwrap()
+            .json_body()
+            .unwrap();
+        assert_eq!(
+            body["data"]["Parameters"],
+            json!({"api_token": "***", "learning_rate": "0.1"})
+        );
+    }
+
+    #[test]
+    fn a_rendered_body_without_parameters_to_mask_is_not_read() {
+        // A body that cannot be read shows whether it was.
+        let unread = Payload::new("{not read", "application/json");
+        let p = Redact::init(Config::from(json!({"mask_parameters": ["*"]}))).unwrap();
+        let (kfp, _) = rendered(PayloadFormat::Kfp);
+        assert_eq!(handle(&p, &kfp, &unread, true), Ok(Action::Pass));
+        let (extended, _) = rendered(PayloadFormat::Extended);
+        let no_parameters = Event {
+            parameters: Vec::new(),
+            ..extended.clone()
+        };
+        assert_eq!(handle(&p, &no_parameters, &unread, true), Ok(Action::Pass));
+        assert!(handle(&p, &extended, &unread, true).is_err());
+        assert!(handle(&p, &kfp, &unread, false).is_err());
     }
 }

@@ -6,7 +6,9 @@ use std::fmt;
 use std::marker::PhantomData;
 
 use kfp_event_router_sdk::serde_json::{self, Value};
-use kfp_event_router_sdk::{Action, Config, Event, Outcome, Payload, Plugin, Template};
+use kfp_event_router_sdk::{
+    Action, Config, Fields, LazyEvent, LazyPayload, LazyPlugin, Outcome, PayloadFormat, Template,
+};
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
@@ -29,19 +31,81 @@ pub struct TeamsCard {
     settings: Settings,
 }
 
-impl Plugin for TeamsCard {
+impl LazyPlugin for TeamsCard {
     fn init(config: Config) -> Result<Self, String> {
         Ok(Self {
             settings: config.parse()?,
         })
     }
 
-    fn handle(&self, event: &Event, payload: Payload) -> Result<Action, String> {
-        Action::json(&self.message(event, &Extra::of(&payload)))
+    fn handle(&self, event: &LazyEvent, payload: &LazyPayload) -> Result<Action, String> {
+        let facts = Facts::of(event);
+        let extra = if payload.rendered() {
+            Extra::rendered(&facts)
+        } else {
+            Extra::of(payload)
+        };
+        Action::json(&self.message(&facts, &extra))
     }
 }
 
-kfp_event_router_sdk::export_plugin!(TeamsCard);
+kfp_event_router_sdk::export_lazy_plugin!(TeamsCard);
+
+/// The event's facts the card shows, each read from the host once.
+struct Facts<'e, 'a> {
+    event: &'e LazyEvent<'a>,
+    reason: Cow<'a, str>,
+    message: Cow<'a, str>,
+    namespace: Cow<'a, str>,
+    workflow_name: Cow<'a, str>,
+    run_id: Cow<'a, str>,
+    run_name: Cow<'a, str>,
+    phase: Cow<'a, str>,
+    node_name: Cow<'a, str>,
+    event_time: Cow<'a, str>,
+}
+
+impl<'e, 'a> Facts<'e, 'a> {
+    fn of(event: &'e LazyEvent<'a>) -> Self {
+        Self {
+            event,
+            reason: event.reason(),
+            message: event.message(),
+            namespace: event.namespace(),
+            workflow_name: event.workflow_name(),
+            run_id: event.run_id(),
+            run_name: event.run_name(),
+            phase: event.phase(),
+            node_name: event.node_name(),
+            event_time: event.event_time(),
+        }
+    }
+
+    /// The event's outcome; reads the event type only when reason and phase do not tell.
+    fn outcome(&self) -> Outcome {
+        Outcome::of(&self.reason, || &self.phase, || self.event.event_type())
+    }
+}
+
+/// The link template's fields: those read already, the others from the event.
+impl Fields for Facts<'_, '_> {
+    fn field(&self, name: &str) -> Option<Cow<'_, str>> {
+        let read = match name {
+            "reason" => &self.reason,
+            "message" => &self.message,
+            "namespace" => &self.namespace,
+            "workflow_name" => &self.workflow_name,
+            "run_id" => &self.run_id,
+            "run_name" => &self.run_name,
+            "phase" => &self.phase,
+            "node_name" => &self.node_name,
+            "event_time" => &self.event_time,
+            "display_name" => or(&self.run_name, None).unwrap_or(&self.workflow_name),
+            _ => return self.event.field(name),
+        };
+        Some(Cow::Borrowed(read))
+    }
+}
 
 /// What the card reads from the payload's event object (the body, or the `data` of a
 /// CloudEvents envelope), beyond the event itself: its non-empty strings. Read without
@@ -161,10 +225,46 @@ impl<'de, T: Keep<'de>> Visitor<'de> for Lenient<T> {
     }
 }
 
+/// A non-empty string, as [`Keep`] reads one.
+fn keep(s: &str) -> Option<String> {
+    String::string(s)
+}
+
 impl Extra {
+    /// What parsing the router's own rendering of the event would give, from the event: the
+    /// keys `host/src/payload/format/kfp.rs` renders (of those the card reads, `KfpRunId`),
+    /// or for `extended` and `cloudevents` (whose `data` is `extended`) the facts
+    /// `host/src/payload/format/extended.rs` renders under each key.
+    fn rendered(facts: &Facts) -> Self {
+        let kfp_run_id = keep(&facts.run_id);
+        let event = facts.event;
+        match event.format() {
+            PayloadFormat::Kfp => Self {
+                kfp_run_id,
+                ..Self::default()
+            },
+            PayloadFormat::Extended | PayloadFormat::Cloudevents => Self {
+                run_name: keep(&facts.run_name),
+                kfp_run_id,
+                pipeline_name: keep(&event.pipeline_name()),
+                namespace: keep(&facts.namespace),
+                phase: keep(&facts.phase),
+                started_at: keep(&event.started_at()),
+                finished_at: keep(&event.finished_at()),
+                event_time: keep(&facts.event_time),
+                node: event.node().map(|node| ExtraNode {
+                    display_name: node.display_name.as_deref().and_then(keep),
+                    message: node.message.as_deref().and_then(keep),
+                }),
+                spec_version: None,
+                data: None,
+            },
+        }
+    }
+
     /// Reads `payload`; nothing when it is not a JSON object.
-    fn of(payload: &Payload) -> Self {
-        let top = match serde_json::from_slice::<Extra>(&payload.body) {
+    fn of(payload: &LazyPayload) -> Self {
+        let top = match serde_json::from_slice::<Extra>(&payload.body()) {
             Ok(top) => top,
             // Not JSON, not an object, or an object with a key given twice (which this
             // reading refuses): read it the general way.
@@ -189,7 +289,7 @@ fn or<'a>(value: &'a str, fallback: Option<&'a str>) -> Option<&'a str> {
 
 impl TeamsCard {
     /// The whole Teams webhook body.
-    fn message<'a>(&'a self, event: &'a Event, extra: &'a Extra) -> Message<'a> {
+    fn message<'a>(&'a self, event: &'a Facts, extra: &'a Extra) -> Message<'a> {
         Message {
             kind: "message",
             attachments: [Attachment {
@@ -201,7 +301,7 @@ impl TeamsCard {
     }
 
     /// The Adaptive Card.
-    fn card<'a>(&'a self, event: &'a Event, extra: &'a Extra) -> Card<'a> {
+    fn card<'a>(&'a self, event: &'a Facts, extra: &'a Extra) -> Card<'a> {
         let (style, color, icon, status) = match event.outcome() {
             Outcome::Failed => ("attention", "attention", "❌", "failed"),
             Outcome::Succeeded => ("good", "good", "✅", "succeeded"),
@@ -213,7 +313,7 @@ impl TeamsCard {
         let node = extra.node.as_ref();
         let node_name = node
             .and_then(|n| n.display_name.as_deref())
-            .or(Some(event.node_name.as_str()).filter(|s| !s.is_empty()));
+            .or(or(&event.node_name, None));
         let subject = match node_name {
             Some(node) => format!("Step {node}"),
             None => "Run".to_owned(),
@@ -242,7 +342,7 @@ impl TeamsCard {
             ],
         }];
         if !event.message.is_empty() {
-            body.push(Element::TextBlock(TextBlock::new(&event.message)));
+            body.push(Element::TextBlock(TextBlock::new(&*event.message)));
         }
         // Argo's node Events end with the node's message (`Failed node wf.train: OOMKilled`):
         // it is shown apart only when the event message does not say it already.
@@ -261,7 +361,7 @@ impl TeamsCard {
                 "Workflow",
                 // Only when the title shows the run name instead.
                 run_name
-                    .and(Some(event.workflow_name.as_str()))
+                    .and(Some(&*event.workflow_name))
                     .filter(|w| Some(*w) != run_name),
             ),
             ("Pipeline", extra.pipeline_name.as_deref()),
@@ -425,9 +525,16 @@ struct OpenUrl<'a> {
 mod tests {
     use super::*;
     use kfp_event_router_sdk::serde_json::json;
+    use kfp_event_router_sdk::{Event, Node, Payload};
 
     fn plugin(config: Value) -> TeamsCard {
         TeamsCard::init(Config::from(config)).unwrap()
+    }
+
+    /// The card for `event` and a `payload` an earlier plugin wrote.
+    fn run(p: &TeamsCard, event: &Event, payload: Payload) -> Action {
+        p.handle(&LazyEvent::from(event), &LazyPayload::new(&payload, false))
+            .unwrap()
     }
 
     fn failed() -> Event {
@@ -479,7 +586,7 @@ mod tests {
             "WorkflowName": "train-x7k2p", "NodeName": "", "EventType": "WorkflowFailed",
             "Message": "child 'train' failed",
         }));
-        let card = card(&p.handle(&failed(), payload).unwrap());
+        let card = card(&run(&p, &failed(), payload));
         let header = &card["body"][0];
         assert_eq!(header["style"], "attention");
         assert_eq!(header["items"][0]["text"], "[prod] train-x7k2p");
@@ -517,7 +624,7 @@ mod tests {
                 "Node": {"DisplayName": "train", "Message": "OOMKilled"},
             }
         }));
-        let card = card(&p.handle(&event, payload).unwrap());
+        let card = card(&run(&p, &event, payload));
         assert_eq!(card["body"][0]["items"][0]["text"], "nightly training");
         assert_eq!(
             card["body"][0]["items"][1]["text"],
@@ -544,10 +651,7 @@ mod tests {
             phase: "Succeeded".into(),
             ..failed()
         };
-        let card = card(
-            &p.handle(&event, Payload::new("not json", "text/plain"))
-                .unwrap(),
-        );
+        let card = card(&run(&p, &event, Payload::new("not json", "text/plain")));
         assert_eq!(card["body"][0]["style"], "good");
         assert!(card.get("actions").is_none());
         assert_eq!(fact(&card, "Run ID"), None);
@@ -560,16 +664,13 @@ mod tests {
         let payload = Payload::from_json(&json!({
             "RunName": 7, "PipelineName": ["a"], "Node": "train", "Phase": "",
         }));
-        let first = card(&p.handle(&failed(), payload).unwrap());
+        let first = card(&run(&p, &failed(), payload));
         assert_eq!(first["body"][0]["items"][0]["text"], "train-x7k2p");
         assert_eq!(fact(&first, "Pipeline"), None);
         assert_eq!(fact(&first, "Phase").as_deref(), Some("Failed"));
         // A key given twice: the last wins, as JSON readers commonly do.
         let body = r#"{"RunName": "first", "PipelineName": "p", "RunName": "second"}"#;
-        let card = card(
-            &p.handle(&failed(), Payload::new(body, "application/json"))
-                .unwrap(),
-        );
+        let card = card(&run(&p, &failed(), Payload::new(body, "application/json")));
         assert_eq!(card["body"][0]["items"][0]["text"], "second");
         assert_eq!(fact(&card, "Pipeline").as_deref(), Some("p"));
     }
@@ -584,7 +685,7 @@ mod tests {
                 ..failed()
             };
             let payload = Payload::from_json(&json!({"Node": {"Message": node_message}}));
-            let card = card(&p.handle(&event, payload).unwrap());
+            let card = card(&run(&p, &event, payload));
             card["body"]
                 .as_array()
                 .unwrap()
@@ -630,7 +731,7 @@ mod tests {
         let payload = Payload::from_json(&json!({"specversion": "1.0", "data": {
             "RunName": "nightly", "PipelineName": "training", "StartedAt": "s", "FinishedAt": "f",
             "Node": {"DisplayName": "train", "Message": "OOMKilled"}}}));
-        let Action::Replace { body, .. } = p.handle(&event, payload).unwrap() else {
+        let Action::Replace { body, .. } = run(&p, &event, payload) else {
             panic!("a card replaces the payload");
         };
         let expected = concat!(
@@ -648,5 +749,104 @@ mod tests {
             "lue\":\"f\"}]}],\"actions\":[{\"type\":\"Action.OpenUrl\",\"title\":\"Go\",\"url\":\"https://k/r\"}]}}]}",
         );
         assert_eq!(String::from_utf8(body).unwrap(), expected);
+    }
+
+    /// The router's rendering of `event` in its format, written by hand with the keys of
+    /// `host/src/payload/format/{kfp,extended,cloudevents}.rs` (unknown facts are `null`).
+    fn rendering(event: &Event) -> Payload {
+        fn opt(s: &str) -> Option<&str> {
+            Some(s).filter(|s| !s.is_empty())
+        }
+        let kfp = json!({
+            "KfpRunId": event.run_id, "WorkflowName": event.workflow_name,
+            "NodeName": event.node_name, "EventType": event.reason, "Message": event.message,
+        });
+        let mut extended = kfp.clone();
+        let more = json!({
+            "Namespace": event.namespace, "EventUid": event.event_uid,
+            "EventTime": opt(&event.event_time), "EventSeverity": event.event_type,
+            "EventCount": event.event_count, "WorkflowUid": opt(&event.workflow_uid),
+            "Phase": opt(&event.phase), "StartedAt": opt(&event.started_at),
+            "FinishedAt": opt(&event.finished_at),
+            "WorkflowMessage": opt(&event.workflow_message), "RunName": opt(&event.run_name),
+            "PipelineName": opt(&event.pipeline_name),
+            "RecurringRunName": opt(&event.recurring_run_name),
+            "Parameters": {}, "Labels": {},
+            "Node": event.node.as_ref().map(|n| json!({
+                "Id": n.id, "Name": n.name, "FullName": n.full_name,
+                "DisplayName": n.display_name, "Type": n.node_type, "Phase": n.phase,
+                "Message": n.message, "TemplateName": n.template_name,
+                "StartedAt": n.started_at, "FinishedAt": n.finished_at,
+            })),
+            "Attempt": event.attempt, "Synthesized": event.synthesized,
+        });
+        extended
+            .as_object_mut()
+            .unwrap()
+            .extend(more.as_object().unwrap().clone());
+        match event.format {
+            PayloadFormat::Kfp => Payload::from_json(&kfp),
+            PayloadFormat::Extended => Payload::from_json(&extended),
+            PayloadFormat::Cloudevents => Payload::new(
+                json!({"specversion": "1.0", "id": event.id, "type": "t", "source": "s",
+                       "subject": event.workflow_name, "datacontenttype": "application/json",
+                       "data": extended})
+                .to_string(),
+                "application/cloudevents+json",
+            ),
+        }
+    }
+
+    #[test]
+    fn the_card_of_a_rendered_payload_is_read_from_the_event_as_from_the_body() {
+        let p = plugin(json!({"kfp_ui_url": "https://k/{run_id}/{node_name}"}));
+        let workflow = Event {
+            run_name: "nightly training".into(),
+            pipeline_name: "training".into(),
+            started_at: "2025-01-31T12:00:00Z".into(),
+            finished_at: "2025-01-31T12:05:00Z".into(),
+            event_time: "2025-01-31T12:05:01Z".into(),
+            ..failed()
+        };
+        let node = Event {
+            reason: "WorkflowNodeFailed".into(),
+            message: "Failed node train-x7k2p.train: OOMKilled".into(),
+            node_name: "train".into(),
+            phase: String::new(),
+            node: Some(Node {
+                name: "train".into(),
+                full_name: "train-x7k2p.train".into(),
+                display_name: Some("Train the model".into()),
+                message: Some("OOMKilled".into()),
+                ..Node::default()
+            }),
+            ..workflow.clone()
+        };
+        let node_without_names = Event {
+            run_name: String::new(),
+            node: Some(Node {
+                display_name: Some(String::new()),
+                message: Some("exit code 1".into()),
+                ..Node::default()
+            }),
+            ..node.clone()
+        };
+        let unread = Payload::new("not the body", "application/json");
+        for event in [workflow, node, node_without_names] {
+            for format in [
+                PayloadFormat::Kfp,
+                PayloadFormat::Extended,
+                PayloadFormat::Cloudevents,
+            ] {
+                let event = Event {
+                    format,
+                    ..event.clone()
+                };
+                let lazy = LazyEvent::from(&event);
+                let read = p.handle(&lazy, &LazyPayload::new(&rendering(&event), false));
+                let rendered = p.handle(&lazy, &LazyPayload::new(&unread, true));
+                assert_eq!(rendered, read, "{format:?} {event:?}");
+            }
+        }
     }
 }

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::bindings::{self, Action};
+use super::bindings::Action;
+use super::event::WitEvent;
 use super::headers;
 use super::health::PluginHealth;
 use super::plugin::{CallError, LoadedPlugin};
@@ -45,25 +46,24 @@ pub struct Observer<'a> {
     pub health: &'a PluginHealth,
 }
 
-/// Runs `plugins` in order over `payload`, for the endpoint `event.endpoint`.
+/// Runs `plugins` in order over `payload`, the router's rendering of `event` for its
+/// endpoint.
 pub async fn run(
     plugins: &[Arc<LoadedPlugin>],
-    event: &bindings::Event<'_>,
+    event: &WitEvent<'_>,
     payload: Payload,
     observer: &Observer<'_>,
 ) -> Verdict {
     // The payload as it stands, shared with each call rather than copied for it.
     let mut current = payload;
+    // Whether it is still the router's rendering: no plugin has replaced it.
+    let mut rendered = true;
     let mut headers: Vec<(String, String)> = Vec::new();
     for plugin in plugins {
         let name = plugin.name();
         let meters = plugin.meters(observer.metrics);
         let started = Instant::now();
-        let input = bindings::Payload {
-            body: &current.body,
-            content_type: &current.content_type,
-        };
-        let result = plugin.call(event, &input).await;
+        let result = plugin.call(event, &current, rendered).await;
         meters.seconds.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(action) => {
@@ -85,6 +85,7 @@ pub async fn run(
                             body: replacement.body.into(),
                             content_type: replacement.content_type,
                         };
+                        rendered = false;
                         for (header, value) in replacement.headers {
                             if headers::refused(&header) {
                                 plugin.refuse_header(&header);
@@ -140,10 +141,12 @@ fn note_success(plugin: &LoadedPlugin, observer: &Observer<'_>) {
 fn note_failure(
     plugin: &LoadedPlugin,
     error: &CallError,
-    event: &bindings::Event<'_>,
+    event: &WitEvent<'_>,
     observer: &Observer<'_>,
 ) {
     let name = plugin.name();
+    let lists = Default::default();
+    let event = event.record_with(&lists);
     observer.metrics.plugin_call(name, error.outcome());
     let policy = match plugin.settings().on_error {
         OnError::Pass => "on_error = pass: the chain goes on without it",

@@ -1,31 +1,49 @@
-//! The WIT `event` record of a [`RouterEvent`]: every fact the router knows, the same facts
-//! as the `extended` payload format, whatever format the endpoint renders.
+//! The event as a plugin sees it: every fact the router knows, the same facts as the
+//! `extended` payload format, whatever format the endpoint renders.
 //!
-//! The record borrows the event's strings rather than copying them: it is built for every
-//! endpoint whose chain runs plugins, and wasmtime copies each string into each instance
-//! anyway. Its lists of pairs and the task's path are slices, so [`WitEvent`] holds them.
+//! [`WitEvent`] is a [`RouterEvent`] prepared for one endpoint. Components built for 0.1 and
+//! 0.2 are given its whole [`WitEvent::record`], which borrows the event's strings rather
+//! than copying them (wasmtime copies each string into each instance anyway). Components
+//! built for 0.3 are given a handle ([`EventHandle`]) and ask for the facts they use, one at
+//! a time, each read from the same record.
+
+use std::sync::{Arc, OnceLock};
 
 use super::bindings::{Event, Node, PayloadFormat, Task};
 use crate::model::event::{NodeFacts, NodeView, RouterEvent, TaskFacts, WorkflowFacts};
 use crate::payload::format::{self, Format};
 
-/// A [`RouterEvent`] as prepared for one endpoint's plugins, from which [`WitEvent::record`]
-/// borrows the WIT record.
+/// A [`RouterEvent`] as prepared for one endpoint's plugins.
 #[derive(Debug)]
 pub struct WitEvent<'a> {
-    event: &'a RouterEvent,
+    event: &'a Arc<RouterEvent>,
     endpoint: &'a str,
     format: Format,
     view: NodeView,
+    /// The record's lists, built when a component first needs the whole record.
+    lists: OnceLock<Lists<'a>>,
+    /// The endpoint's name as 0.3 handles hold it, made on the first handle.
+    shared_endpoint: OnceLock<Arc<str>>,
+}
+
+/// The lists of pairs and the task's path, which the record holds as slices.
+#[derive(Debug, Default)]
+pub(crate) struct Lists<'a> {
     parameters: Vec<(&'a str, &'a str)>,
     labels: Vec<(&'a str, &'a str)>,
     dag_path: Vec<&'a str>,
 }
 
-impl<'a> WitEvent<'a> {
-    /// `event` as prepared for `endpoint`, which renders `format` and names nodes as `view`
-    /// says.
-    pub fn new(event: &'a RouterEvent, endpoint: &'a str, format: Format, view: NodeView) -> Self {
+impl<'a> Lists<'a> {
+    /// No pairs, and `dag_path` as the task's path.
+    pub(crate) fn with_dag_path(dag_path: Vec<&'a str>) -> Self {
+        Self {
+            dag_path,
+            ..Self::default()
+        }
+    }
+
+    fn of(event: &'a RouterEvent) -> Self {
         let pairs = |get: fn(&WorkflowFacts) -> &std::collections::BTreeMap<String, String>| {
             event.workflow.as_deref().map_or_else(Vec::new, |w| {
                 get(w)
@@ -35,10 +53,6 @@ impl<'a> WitEvent<'a> {
             })
         };
         Self {
-            event,
-            endpoint,
-            format,
-            view,
             parameters: pairs(|w| &w.parameters),
             labels: pairs(|w| &w.labels),
             dag_path: event.task.as_ref().map_or_else(Vec::new, |t| {
@@ -46,10 +60,36 @@ impl<'a> WitEvent<'a> {
             }),
         }
     }
+}
 
-    /// The WIT record.
+impl<'a> WitEvent<'a> {
+    /// `event` as prepared for `endpoint`, which renders `format` and names nodes as `view`
+    /// says.
+    pub fn new(
+        event: &'a Arc<RouterEvent>,
+        endpoint: &'a str,
+        format: Format,
+        view: NodeView,
+    ) -> Self {
+        Self {
+            event,
+            endpoint,
+            format,
+            view,
+            lists: OnceLock::new(),
+            shared_endpoint: OnceLock::new(),
+        }
+    }
+
+    /// The whole WIT record.
     pub fn record(&self) -> Event<'_> {
-        let event = self.event;
+        self.record_with(self.lists.get_or_init(|| Lists::of(self.event)))
+    }
+
+    /// The WIT record with `lists` as its lists of pairs and task path: empty ones when the
+    /// caller reads none of those.
+    pub(crate) fn record_with<'s>(&'s self, lists: &'s Lists<'a>) -> Event<'s> {
+        let event: &'s RouterEvent = self.event;
         let workflow = event.workflow.as_deref();
         let fact =
             |get: fn(&WorkflowFacts) -> &Option<String>| workflow.and_then(|w| get(w).as_deref());
@@ -78,11 +118,11 @@ impl<'a> WitEvent<'a> {
             started_at: fact(|w| &w.started_at),
             finished_at: fact(|w| &w.finished_at),
             workflow_message: fact(|w| &w.message),
-            parameters: &self.parameters,
-            labels: &self.labels,
+            parameters: &lists.parameters,
+            labels: &lists.labels,
             node_name: format::node_name(event, self.view),
             node: event.node.as_ref().map(node),
-            task: event.task.as_ref().map(|t| task(t, &self.dag_path)),
+            task: event.task.as_ref().map(|t| task(t, &lists.dag_path)),
             endpoint: self.endpoint,
             format: match self.format {
                 Format::Kfp => PayloadFormat::Kfp,
@@ -90,6 +130,48 @@ impl<'a> WitEvent<'a> {
                 Format::Cloudevents => PayloadFormat::Cloudevents,
             },
         }
+    }
+
+    /// The name of the endpoint the event is prepared for.
+    pub(crate) fn endpoint(&self) -> &str {
+        self.endpoint
+    }
+
+    /// A handle on the same facts, for a 0.3 component's call.
+    pub(crate) fn handle(&self) -> EventHandle {
+        EventHandle {
+            event: Arc::clone(self.event),
+            endpoint: Arc::clone(self.shared_endpoint.get_or_init(|| self.endpoint.into())),
+            format: self.format,
+            view: self.view,
+        }
+    }
+}
+
+/// What a 0.3 component's `event` handle stands for, in the store's resource table for the
+/// length of one call.
+#[derive(Debug)]
+pub struct EventHandle {
+    event: Arc<RouterEvent>,
+    endpoint: Arc<str>,
+    format: Format,
+    view: NodeView,
+}
+
+impl EventHandle {
+    /// The event as prepared for the endpoint, to read facts from.
+    pub(crate) fn wit(&self) -> WitEvent<'_> {
+        WitEvent::new(&self.event, &self.endpoint, self.format, self.view)
+    }
+
+    /// The workflow's facts, when the workflow was found.
+    pub(crate) fn workflow(&self) -> Option<&WorkflowFacts> {
+        self.event.workflow.as_deref()
+    }
+
+    /// The task's path of loops and sub-DAGs, outermost first.
+    pub(crate) fn dag_path(&self) -> &[String] {
+        self.event.task.as_ref().map_or(&[], |t| &t.dag_path)
     }
 }
 

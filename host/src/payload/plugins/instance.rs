@@ -1,11 +1,15 @@
 //! One instance of a plugin, whichever contract it was built for: the host calls it with 0.2
-//! values, converted to 0.1 ones at the boundary for components built for 0.1.
+//! values, converted to 0.1 ones at the boundary for components built for 0.1, and lent as
+//! handles to components built for 0.3.
 
 use wasmtime::Store;
 use wasmtime::component::InstancePre;
 
-use super::bindings::{Action, Contract, Event, Payload, v0_1, v0_2};
+use super::bindings::{Action, Contract, Payload, v0_1, v0_2, v0_3};
+use super::event::WitEvent;
+use super::handles::PayloadHandle;
 use super::runtime::HostState;
+use crate::model::request;
 
 /// A component linked once, ready to be instantiated, with the bindings of its contract.
 #[derive(Clone)]
@@ -14,6 +18,8 @@ pub(crate) enum Pre {
     V0_1(v0_1::PluginPre<HostState>),
     /// Built for 0.2.
     V0_2(v0_2::PluginPre<HostState>),
+    /// Built for 0.3.
+    V0_3(v0_3::PluginPre<HostState>),
 }
 
 impl Pre {
@@ -22,6 +28,7 @@ impl Pre {
         Ok(match contract {
             Contract::V0_1 => Self::V0_1(v0_1::PluginPre::new(pre)?),
             Contract::V0_2 => Self::V0_2(v0_2::PluginPre::new(pre)?),
+            Contract::V0_3 => Self::V0_3(v0_3::PluginPre::new(pre)?),
         })
     }
 
@@ -33,6 +40,7 @@ impl Pre {
         let bound = match self {
             Self::V0_1(pre) => pre.instantiate_async(&mut store).await.map(Bound::V0_1),
             Self::V0_2(pre) => pre.instantiate_async(&mut store).await.map(Bound::V0_2),
+            Self::V0_3(pre) => pre.instantiate_async(&mut store).await.map(Bound::V0_3),
         };
         match bound {
             Ok(bound) => Ok(Instance { store, bound }),
@@ -45,6 +53,7 @@ impl Pre {
 enum Bound {
     V0_1(v0_1::Plugin),
     V0_2(v0_2::Plugin),
+    V0_3(v0_3::Plugin),
 }
 
 /// An instance and its store.
@@ -52,6 +61,17 @@ pub(crate) struct Instance {
     /// The store: the instance's memory, limits and host state.
     pub(crate) store: Store<HostState>,
     bound: Bound,
+}
+
+/// What one call is given: the event, the payload as it stands, and whether that payload is
+/// still the router's own rendering of the event.
+pub(crate) struct Input<'a, 'e> {
+    /// The event as prepared for the endpoint.
+    pub(crate) event: &'a WitEvent<'e>,
+    /// The payload as it stands.
+    pub(crate) payload: &'a request::Payload,
+    /// True when no plugin before replaced the payload.
+    pub(crate) rendered: bool,
 }
 
 impl Instance {
@@ -68,27 +88,59 @@ impl Instance {
                     .call_init(&mut self.store, config)
                     .await
             }
+            Bound::V0_3(p) => {
+                p.kfp_event_router_transform()
+                    .call_init(&mut self.store, config)
+                    .await
+            }
         }
     }
 
     /// Calls `handle`.
     pub(crate) async fn handle(
         &mut self,
-        event: &Event<'_>,
-        payload: &Payload<'_>,
+        input: &Input<'_, '_>,
     ) -> wasmtime::Result<Result<Action, String>> {
+        let payload = Payload {
+            body: &input.payload.body,
+            content_type: &input.payload.content_type,
+        };
         match &self.bound {
             Bound::V0_1(p) => {
+                let event = input.event.record();
                 let result = p
                     .kfp_event_router_transform()
-                    .call_handle(&mut self.store, v0_1::event(event), v0_1::payload(payload))
+                    .call_handle(
+                        &mut self.store,
+                        v0_1::event(&event),
+                        v0_1::payload(&payload),
+                    )
                     .await?;
                 Ok(result.map(v0_1::action))
             }
             Bound::V0_2(p) => {
                 p.kfp_event_router_transform()
-                    .call_handle(&mut self.store, event.clone(), payload.clone())
+                    .call_handle(&mut self.store, input.event.record(), payload)
                     .await
+            }
+            Bound::V0_3(p) => {
+                let table = self.store.data_mut().table();
+                let event = table.push(input.event.handle())?;
+                let payload = table.push(PayloadHandle::new(input.payload, input.rendered))?;
+                let (event_rep, payload_rep) = (event.rep(), payload.rep());
+                let result = p
+                    .kfp_event_router_transform()
+                    .call_handle(&mut self.store, event, payload)
+                    .await;
+                // The handles were only lent: take them back whatever the call did.
+                let table = self.store.data_mut().table();
+                table.delete(
+                    wasmtime::component::Resource::<super::event::EventHandle>::new_own(event_rep),
+                )?;
+                table.delete(wasmtime::component::Resource::<PayloadHandle>::new_own(
+                    payload_rep,
+                ))?;
+                Ok(result?.map(v0_3::action))
             }
         }
     }

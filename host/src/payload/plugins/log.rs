@@ -1,8 +1,8 @@
-//! The `host.log` import of both contracts: a plugin's records go to the router's log,
+//! The `host.log` import of every contract: a plugin's records go to the router's log,
 //! attributed to the plugin, with control characters escaped (a plugin cannot forge log lines
 //! or terminal sequences), each cut at [`LOG_CHARS`], and at most [`LOGS_PER_CALL`] per call.
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::runtime::HostState;
 
 /// Log records one plugin call may write; later ones are dropped (and said so in the last).
@@ -70,31 +70,46 @@ impl HostState {
     }
 }
 
-impl v0_2::kfp::event_router::host::Host for HostState {
-    fn log(&mut self, level: v0_2::kfp::event_router::host::Level, message: String) {
-        use v0_2::kfp::event_router::host::Level as L;
-        let level = match level {
-            L::Trace => Level::Trace,
-            L::Debug => Level::Debug,
-            L::Info => Level::Info,
-            L::Warn => Level::Warn,
-            L::Error => Level::Error,
-        };
-        HostState::log(self, level, &message);
-    }
+/// Each contract's `level` as the one the host logs at: the same five severities.
+macro_rules! levels {
+    ($($contract:ident),*) => {$(
+        impl From<$contract::kfp::event_router::host::Level> for Level {
+            fn from(level: $contract::kfp::event_router::host::Level) -> Self {
+                use $contract::kfp::event_router::host::Level as L;
+                match level {
+                    L::Trace => Self::Trace,
+                    L::Debug => Self::Debug,
+                    L::Info => Self::Info,
+                    L::Warn => Self::Warn,
+                    L::Error => Self::Error,
+                }
+            }
+        }
+    )*};
 }
+
+levels!(v0_1, v0_2, v0_3);
 
 impl v0_1::kfp::event_router::host::Host for HostState {
     fn log(&mut self, level: v0_1::kfp::event_router::host::Level, message: String) {
-        use v0_1::kfp::event_router::host::Level as L;
-        let level = match level {
-            L::Trace => Level::Trace,
-            L::Debug => Level::Debug,
-            L::Info => Level::Info,
-            L::Warn => Level::Warn,
-            L::Error => Level::Error,
-        };
-        HostState::log(self, level, &message);
+        HostState::log(self, level.into(), &message);
+    }
+}
+
+impl v0_2::kfp::event_router::host::Host for HostState {
+    fn log(&mut self, level: v0_2::kfp::event_router::host::Level, message: String) {
+        HostState::log(self, level.into(), &message);
+    }
+}
+
+impl v0_3::kfp::event_router::host::Host for HostState {
+    fn log(
+        &mut self,
+        level: v0_3::kfp::event_router::host::Level,
+        message: String,
+    ) -> wasmtime::Result<()> {
+        HostState::log(self, level.into(), &message);
+        Ok(())
     }
 }
 

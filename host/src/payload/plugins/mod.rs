@@ -3,8 +3,9 @@
 //! - [`runtime`]: one engine (epoch interruption for time budgets, wasmtime's compilation
 //!   cache), one linker, the sandboxed per-store state; [`limits`]: memory per instance and
 //!   in all; [`log`]: the `host.log` import;
-//! - [`bindings`]: the WIT contracts (0.2, and 0.1 for components built for it); [`event`]:
-//!   the WIT event record of a router event;
+//! - [`bindings`]: the WIT contracts (0.3; 0.2 and 0.1 for components built for them);
+//!   [`event`]: the event as a plugin sees it, whole or as a handle; [`handles`]: the methods
+//!   of 0.3's event and payload handles;
 //! - [`plugin`]: one loaded plugin and its instance pools; [`instance`]: one instance;
 //!   [`meters`]: its call metrics, looked up once;
 //! - [`registry`]: loads `plugins.dir` and hot-reloads it; [`chain`] runs plugins in order,
@@ -15,6 +16,7 @@ pub mod bindings;
 pub mod cache;
 pub mod chain;
 pub mod event;
+pub(crate) mod handles;
 pub mod headers;
 pub mod health;
 pub(crate) mod instance;

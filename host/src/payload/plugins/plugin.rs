@@ -15,13 +15,15 @@ use std::time::Duration;
 use wasmtime::component::Component;
 use wasmtime::{Store, Trap};
 
-use super::bindings::{Action, Contract, ContractError, Event, Payload};
+use super::bindings::{Action, Contract, ContractError};
 use super::cache::{ContentHash, hex};
-use super::instance::{Instance, Pre};
+use super::event::WitEvent;
+use super::instance::{Input, Instance, Pre};
 use super::limits::Exceeded;
 use super::meters::{MeterCache, Meters};
 use super::runtime::{HostState, Runtime, TICK};
 use super::settings::PluginSettings;
+use crate::model::request::Payload;
 use crate::telemetry::Metrics;
 
 /// Idle instances kept per plugin and endpoint at most.
@@ -254,14 +256,15 @@ impl LoadedPlugin {
         }
     }
 
-    /// Calls `handle` for `event.endpoint`, with a budget of CPU and wall time, memory and
-    /// output.
+    /// Calls `handle` for `event`'s endpoint with `payload`, the router's own rendering of the
+    /// event when `rendered`, with a budget of CPU and wall time, memory and output.
     pub async fn call(
         &self,
-        event: &Event<'_>,
-        payload: &Payload<'_>,
+        event: &WitEvent<'_>,
+        payload: &Payload,
+        rendered: bool,
     ) -> Result<Action, CallError> {
-        let endpoint = event.endpoint;
+        let endpoint = event.endpoint();
         let pooled = self
             .pools
             .lock()
@@ -276,7 +279,12 @@ impl LoadedPlugin {
             })?,
         };
         self.arm(&mut instance.store);
-        let called = tokio::time::timeout(self.wall(), instance.handle(event, payload)).await;
+        let input = Input {
+            event,
+            payload,
+            rendered,
+        };
+        let called = tokio::time::timeout(self.wall(), instance.handle(&input)).await;
         match called {
             Err(_elapsed) => Err(CallError::Timeout(self.settings.timeout)),
             Ok(Ok(Ok(action))) => {

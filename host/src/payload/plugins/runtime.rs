@@ -1,6 +1,6 @@
 //! The shared wasmtime machinery: one [`Engine`] with epoch interruption and the thread that
-//! advances its epoch, one [`Linker`] (WASI with nothing granted, plus the `host` import of
-//! both contracts), the per-store [`HostState`], the memory budget all instances share, and
+//! advances its epoch, one [`Linker`] (WASI with nothing granted, plus the imports of every
+//! contract), the per-store [`HostState`], the memory budget all instances share, and
 //! compilation through wasmtime's on-disk cache ([`super::cache`]).
 //!
 //! Calls run asynchronously: every [`TICK`] of running wasm the call yields to the executor
@@ -17,7 +17,7 @@ use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Cache, Engine, Store, UpdateDeadline};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use super::bindings::{v0_1, v0_2};
+use super::bindings::{v0_1, v0_2, v0_3};
 use super::limits::{Exceeded, Limiter, MemoryBudget};
 use super::log::LogBudget;
 use super::settings::{PluginSettings, Profiler};
@@ -64,6 +64,7 @@ impl Runtime {
         wasmtime_wasi::p2::add_to_linker_async(&mut linker)?;
         v0_1::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         v0_2::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
+        v0_3::Plugin::add_to_linker::<_, HasSelf<_>>(&mut linker, |state| state)?;
         Ok(Self {
             _ticker: EpochTicker::start(engine.clone()),
             engine,
@@ -155,6 +156,11 @@ impl HostState {
     pub(crate) fn start_call(&mut self, timeout: Duration) {
         self.logs = LogBudget::default();
         self.ticks_left = deadline_ticks(timeout);
+    }
+
+    /// The store's resources: WASI's, and the handles a 0.3 call is given.
+    pub(crate) fn table(&mut self) -> &mut ResourceTable {
+        &mut self.table
     }
 
     /// Which memory limit the instance hit, if it did.

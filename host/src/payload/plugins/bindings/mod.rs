@@ -1,9 +1,11 @@
-//! The host side of the WIT contracts: `kfp:event-router@0.2.0` (`wit/world.wit`), which the
-//! host works in, and `@0.1.0` (`wit/0.1.0/world.wit`), which components built for it still
-//! get, converted at the boundary. [`Contract::of`] tells which one a component was built for.
+//! The host side of the WIT contracts: `kfp:event-router@0.3.0` (`wit/world.wit`), whose
+//! components read the event through handles; `@0.2.0` (`wit/0.2.0/world.wit`), whose values
+//! the host works in; and `@0.1.0` (`wit/0.1.0/world.wit`), whose components still get theirs,
+//! converted at the boundary. [`Contract::of`] tells which one a component was built for.
 
 pub(crate) mod v0_1;
 pub mod v0_2;
+pub(crate) mod v0_3;
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -14,15 +16,17 @@ pub use v0_2::{Action, Event, Node, Payload, PayloadFormat, Replacement, Task};
 pub(crate) const PACKAGE: &str = "kfp:event-router";
 
 /// The versions of [`PACKAGE`] the host runs, newest first.
-pub(crate) const SUPPORTED: [&str; 2] = ["0.2.x", "0.1.x"];
+pub(crate) const SUPPORTED: [&str; 3] = ["0.3.x", "0.2.x", "0.1.x"];
 
 /// A version of the contract, as a component's `transform` export names it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Contract {
     /// `kfp:event-router@0.1.x`: the first contract; its event has fourteen facts.
     V0_1,
-    /// `kfp:event-router@0.2.x`: the current contract; its event has every fact.
+    /// `kfp:event-router@0.2.x`: its event has every fact, copied into each call.
     V0_2,
+    /// `kfp:event-router@0.3.x`: the current contract; a call reads the facts it uses.
+    V0_3,
 }
 
 /// Why a component is not a plugin this host runs.
@@ -37,7 +41,7 @@ pub enum ContractError {
     #[error(
         "built for {found}, which this router does not run: it runs {PACKAGE} {}; rebuild the \
          plugin with a current kfp-event-router SDK or WIT",
-        SUPPORTED.join(" and ")
+        SUPPORTED.join(", ")
     )]
     Unsupported {
         /// The interface and version it was built for, e.g. `kfp:event-router/transform@9.0.0`.
@@ -87,15 +91,17 @@ impl Contract {
         match (major, minor) {
             (0, 1) => Some(Self::V0_1),
             (0, 2) => Some(Self::V0_2),
+            (0, 3) => Some(Self::V0_3),
             _ => None,
         }
     }
 
-    /// The package version, e.g. `0.2.0`.
+    /// The package version, e.g. `0.3.0`.
     pub(crate) fn version(self) -> &'static str {
         match self {
             Self::V0_1 => "0.1.0",
             Self::V0_2 => "0.2.0",
+            Self::V0_3 => "0.3.0",
         }
     }
 }
@@ -109,7 +115,8 @@ mod tests {
         assert_eq!(Contract::from_version("0.1.0"), Some(Contract::V0_1));
         assert_eq!(Contract::from_version("0.1.7"), Some(Contract::V0_1));
         assert_eq!(Contract::from_version("0.2.3"), Some(Contract::V0_2));
-        assert_eq!(Contract::from_version("0.3.0"), None);
+        assert_eq!(Contract::from_version("0.3.0"), Some(Contract::V0_3));
+        assert_eq!(Contract::from_version("0.4.0"), None);
         assert_eq!(Contract::from_version("9.0.0"), None);
         assert_eq!(Contract::from_version("0.2"), None);
     }
