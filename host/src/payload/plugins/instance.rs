@@ -3,7 +3,7 @@
 //! handles to components built for 0.3.
 
 use wasmtime::Store;
-use wasmtime::component::InstancePre;
+use wasmtime::component::{InstancePre, Resource};
 
 use super::bindings::{Action, Contract, Payload, v0_1, v0_2, v0_3};
 use super::event::WitEvent;
@@ -127,19 +127,19 @@ impl Instance {
                 let table = self.store.data_mut().table();
                 let event = table.push(input.event.handle())?;
                 let payload = table.push(PayloadHandle::new(input.payload, input.rendered))?;
-                let (event_rep, payload_rep) = (event.rep(), payload.rep());
+                // Lent as borrows: the component's handles end with the call, and nothing is
+                // left in the store's handle tables (an owned handle lent would stay there).
                 let result = p
                     .kfp_event_router_transform()
-                    .call_handle(&mut self.store, event, payload)
+                    .call_handle(
+                        &mut self.store,
+                        Resource::new_borrow(event.rep()),
+                        Resource::new_borrow(payload.rep()),
+                    )
                     .await;
-                // The handles were only lent: take them back whatever the call did.
                 let table = self.store.data_mut().table();
-                table.delete(
-                    wasmtime::component::Resource::<super::event::EventHandle>::new_own(event_rep),
-                )?;
-                table.delete(wasmtime::component::Resource::<PayloadHandle>::new_own(
-                    payload_rep,
-                ))?;
+                table.delete(event)?;
+                table.delete(payload)?;
                 Ok(result?.map(v0_3::action))
             }
         }
