@@ -7,7 +7,8 @@
 //!   total memory budget, traps, huge outputs, files, env, sockets, state across endpoints,
 //!   forbidden headers, wrong WIT version, failing init) stop only their own call, as
 //!   `on_error` says;
-//! - `compat`: 0.1 components still run; 0.2 plugins get every fact of the event;
+//! - `compat`: 0.1 and 0.2 components still run; plugins get every fact of the event; 0.3
+//!   handles end with their call;
 //! - `chains`: global then endpoint chains, in order, through a running router;
 //! - `languages`: the Python and JavaScript bundled plugins, built with pinned toolchains;
 //! - `reload`: hot reload under load, broken files, removals, ConfigMap `..data` swaps;

@@ -1,7 +1,8 @@
 //! Contracts: components built for `kfp:event-router@0.1.0` and `@0.2.0` (committed builds of
 //! the bundled `event-filter`, see `tests/fixtures/README.md`) still load and filter; a plugin
-//! gets every fact of the event whatever the endpoint's payload format; and a 0.3 plugin is
-//! told whether the payload is still the router's rendering.
+//! gets every fact of the event whatever the endpoint's payload format; a 0.3 plugin is told
+//! whether the payload is still the router's rendering; and the handles a 0.3 call lends end
+//! with the call.
 
 use std::sync::Arc;
 
@@ -161,6 +162,28 @@ async fn a_0_3_plugin_reads_the_event_for_a_rendered_payload_and_the_body_for_a_
         facts.contains(&("Run ID".to_owned(), "run-1".to_owned())),
         "{facts:?}"
     );
+}
+
+#[tokio::test]
+async fn a_pooled_0_3_instance_serves_more_calls_than_its_store_holds_handles() {
+    let scratch = Scratch::new();
+    let dir = plugin_dir(&scratch, &[("teams-card", "teams-card")]);
+    let rest = endpoint_section("card", "extended", &["teams-card"]);
+    let config = config(&scratch, &config_text(&scratch, &dir, "", &rest));
+    let (stage, _) = stage(config).await;
+    let failed = event("WorkflowFailed");
+    // Each call lends two handles; a store holds 1,000 at once. Were they left behind, the
+    // pooled instance would trap near call 500 and the event would go on without its card.
+    for call in 0..1_200 {
+        let Verdict::Deliver(card) = stage.process("card", &failed).await else {
+            panic!("call {call}: teams-card must deliver");
+        };
+        let body = String::from_utf8_lossy(&card.payload.body);
+        assert!(
+            body.contains("AdaptiveCard"),
+            "call {call} got no card: {body}"
+        );
+    }
 }
 
 #[test]

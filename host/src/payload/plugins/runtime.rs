@@ -25,6 +25,11 @@ use super::settings::{PluginSettings, Profiler};
 /// How often the engine's epoch advances: the granularity of call timeouts.
 pub(crate) const TICK: Duration = Duration::from_millis(10);
 
+/// Handles one instance's store may hold at once: a 0.3 call lends two, and a guest's
+/// standard library holds a few of WASI's streams. A handle left behind on every call reaches
+/// it after a few hundred calls instead of growing the store's tables for hours.
+pub(crate) const HANDLES: usize = 1_000;
+
 /// What the runtime shares with every plugin: the engine, the linker, the cache and the
 /// memory budget.
 pub struct Runtime {
@@ -120,6 +125,7 @@ impl Runtime {
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limits);
+        store.set_max_component_handles(HANDLES);
         // Every tick of running wasm: yield to the executor, and spend one tick of the CPU
         // budget; none left stops the call.
         store.epoch_deadline_callback(|mut store| {
