@@ -24,6 +24,7 @@ use kfp_event_router::payload::format::Format;
 use kfp_event_router::payload::plugins::bindings;
 use kfp_event_router::payload::plugins::cache::content_hash;
 use kfp_event_router::payload::plugins::chain::{self, Observer};
+use kfp_event_router::payload::plugins::current::Current;
 use kfp_event_router::payload::plugins::event::WitEvent;
 use kfp_event_router::payload::plugins::health::PluginHealth;
 use kfp_event_router::payload::plugins::plugin::LoadedPlugin;
@@ -116,7 +117,7 @@ fn main() {
             tokio.block_on(chain::run(
                 &chain_of(&[&filter]),
                 &wit_event,
-                payload.clone(),
+                Current::given(&wit_event, payload.clone(), true),
                 &observer
             )),
             Verdict::Deliver(_)
@@ -125,7 +126,12 @@ fn main() {
     let three = chain_of(&[&filter, &redact, &teams]);
     let wasm_chain = per_call(5_000, || {
         assert!(matches!(
-            tokio.block_on(chain::run(&three, &wit_event, payload.clone(), &observer)),
+            tokio.block_on(chain::run(
+                &three,
+                &wit_event,
+                Current::given(&wit_event, payload.clone(), true),
+                &observer
+            )),
             Verdict::Deliver(_)
         ));
     });

@@ -33,6 +33,7 @@ use crate::telemetry::Metrics;
 use crate::telemetry::readiness::Report;
 use format::Format;
 use plugins::chain::{self, Snapshot};
+use plugins::current::Current;
 use plugins::event::WitEvent;
 use plugins::registry::{Registry, Reloader};
 use plugins::runtime::Runtime;
@@ -193,10 +194,9 @@ impl PayloadStage {
                 };
             }
         };
-        let payload = endpoint.format.render_as(event, endpoint.nodes);
         if plugins.is_empty() {
             return Verdict::Deliver(Request {
-                payload,
+                payload: endpoint.format.render_as(event, endpoint.nodes),
                 headers: Vec::new(),
             });
         }
@@ -204,6 +204,8 @@ impl PayloadStage {
         let Ok(_slot) = active.slots.acquire().await else {
             unreachable!("the semaphore is never closed");
         };
+        // Rendered only if a plugin reads the body or the chain ends with it.
+        let payload = Current::rendering(&wit);
         chain::run(&plugins, &wit, payload, &active.registry.observer()).await
     }
 

@@ -38,23 +38,22 @@ impl Format {
     pub fn render_as(self, event: &RouterEvent, view: NodeView) -> Payload {
         // The message is most of a body: room for it and the other keys, grown only for more.
         let mut body = Vec::with_capacity(event.event.message.len() + BODY_ROOM);
-        let content_type = match self {
-            Self::Kfp => {
-                kfp::KfpPayload::new(event, view).write_json(&mut body);
-                "application/json"
-            }
-            Self::Extended => {
-                to_json(&mut body, &extended::ExtendedPayload::new(event, view));
-                "application/json"
-            }
-            Self::Cloudevents => {
-                to_json(&mut body, &cloudevents::CloudEvent::new(event, view));
-                cloudevents::CONTENT_TYPE
-            }
-        };
+        match self {
+            Self::Kfp => kfp::KfpPayload::new(event, view).write_json(&mut body),
+            Self::Extended => to_json(&mut body, &extended::ExtendedPayload::new(event, view)),
+            Self::Cloudevents => to_json(&mut body, &cloudevents::CloudEvent::new(event, view)),
+        }
         Payload {
             body: Bytes::from(body),
-            content_type: content_type.to_owned(),
+            content_type: self.content_type().to_owned(),
+        }
+    }
+
+    /// The `Content-Type` of a body rendered in this format.
+    pub(crate) fn content_type(self) -> &'static str {
+        match self {
+            Self::Kfp | Self::Extended => "application/json",
+            Self::Cloudevents => cloudevents::CONTENT_TYPE,
         }
     }
 }

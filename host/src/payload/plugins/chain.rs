@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::bindings::Action;
+use super::current::Current;
 use super::event::WitEvent;
 use super::headers;
 use super::health::PluginHealth;
@@ -46,24 +47,22 @@ pub struct Observer<'a> {
     pub health: &'a PluginHealth,
 }
 
-/// Runs `plugins` in order over `payload`, the router's rendering of `event` for its
-/// endpoint.
+/// Runs `plugins` in order over `payload`, at first the router's rendering of `event` for its
+/// endpoint ([`Current::rendering`]).
 pub async fn run(
     plugins: &[Arc<LoadedPlugin>],
     event: &WitEvent<'_>,
-    payload: Payload,
+    payload: Current,
     observer: &Observer<'_>,
 ) -> Verdict {
     // The payload as it stands, shared with each call rather than copied for it.
     let mut current = payload;
-    // Whether it is still the router's rendering: no plugin has replaced it.
-    let mut rendered = true;
     let mut headers: Vec<(String, String)> = Vec::new();
     for plugin in plugins {
         let name = plugin.name();
         let meters = plugin.meters(observer.metrics);
         let started = Instant::now();
-        let result = plugin.call(event, &current, rendered).await;
+        let result = plugin.call_with(event, &current).await;
         meters.seconds.observe(started.elapsed().as_secs_f64());
         let error = match result {
             Ok(action) => {
@@ -81,11 +80,10 @@ pub async fn run(
                     }
                     Action::Replace(replacement) => {
                         meters.replace.inc();
-                        current = Payload {
+                        current = Current::Replaced(Payload {
                             body: replacement.body.into(),
                             content_type: replacement.content_type,
-                        };
-                        rendered = false;
+                        });
                         for (header, value) in replacement.headers {
                             if headers::refused(&header) {
                                 plugin.refuse_header(&header);
@@ -112,13 +110,13 @@ pub async fn run(
                 return Verdict::DeadLetter {
                     plugin: name.to_owned(),
                     error: error.to_string(),
-                    payload: current,
+                    payload: current.into_payload(),
                 };
             }
         }
     }
     Verdict::Deliver(Request {
-        payload: current,
+        payload: current.into_payload(),
         headers,
     })
 }

@@ -10,7 +10,9 @@
 use std::sync::{Arc, OnceLock};
 
 use super::bindings::{Event, Node, PayloadFormat, Task};
+use super::current::Rendering;
 use crate::model::event::{NodeFacts, NodeView, RouterEvent, TaskFacts, WorkflowFacts};
+use crate::model::request::Payload;
 use crate::payload::format::{self, Format};
 
 /// A [`RouterEvent`] as prepared for one endpoint's plugins.
@@ -135,6 +137,11 @@ impl<'a> WitEvent<'a> {
     /// The name of the endpoint the event is prepared for.
     pub(crate) fn endpoint(&self) -> &str {
         self.endpoint
+    }
+
+    /// The router's rendering of the event for the endpoint, held in `payload` once made.
+    pub(crate) fn rendering(&self, payload: OnceLock<Payload>) -> Rendering {
+        Rendering::new(Arc::clone(self.event), self.format, self.view, payload)
     }
 
     /// A handle on the same facts, for a 0.3 component's call.

@@ -5,33 +5,25 @@
 
 use std::collections::BTreeMap;
 
-use bytes::Bytes;
 use wasmtime::component::Resource;
 
 use super::bindings::v0_3::kfp::event_router::types::{
     self as v3, EventFacts, HostEvent, HostPayload,
 };
 use super::bindings::{Event, Node, PayloadFormat, Task};
+use super::current::Current;
 use super::event::{EventHandle, Lists};
 use super::runtime::HostState;
-use crate::model::request::Payload;
 
-/// What a 0.3 component's `payload` handle stands for during one call.
+/// What a 0.3 component's `payload` handle stands for during one call: the payload as it
+/// stands, shared with the chain, so that a body rendered for this call is rendered once.
 #[derive(Debug)]
-pub struct PayloadHandle {
-    body: Bytes,
-    content_type: String,
-    rendered: bool,
-}
+pub struct PayloadHandle(Current);
 
 impl PayloadHandle {
-    /// `payload`, which is the router's own rendering of the event when `rendered`.
-    pub(crate) fn new(payload: &Payload, rendered: bool) -> Self {
-        Self {
-            body: payload.body.clone(),
-            content_type: payload.content_type.clone(),
-            rendered,
-        }
+    /// The payload as it stands.
+    pub(crate) fn new(current: &Current) -> Self {
+        Self(current.clone())
     }
 }
 
@@ -170,19 +162,22 @@ impl HostEvent for HostState {
 
 impl HostPayload for HostState {
     fn body(&mut self, h: Resource<PayloadHandle>) -> wasmtime::Result<Vec<u8>> {
-        Ok(self.table().get(&h)?.body.to_vec())
+        Ok(self.table().get(&h)?.0.payload().body.to_vec())
     }
 
     fn body_length(&mut self, h: Resource<PayloadHandle>) -> wasmtime::Result<u64> {
-        Ok(self.table().get(&h)?.body.len() as u64)
+        Ok(self.table().get(&h)?.0.payload().body.len() as u64)
     }
 
     fn content_type(&mut self, h: Resource<PayloadHandle>) -> wasmtime::Result<String> {
-        Ok(self.table().get(&h)?.content_type.clone())
+        Ok(match &self.table().get(&h)?.0 {
+            Current::Rendered(rendering) => rendering.content_type().to_owned(),
+            Current::Replaced(payload) => payload.content_type.clone(),
+        })
     }
 
     fn rendered(&mut self, h: Resource<PayloadHandle>) -> wasmtime::Result<bool> {
-        Ok(self.table().get(&h)?.rendered)
+        Ok(self.table().get(&h)?.0.rendered())
     }
 
     fn drop(&mut self, h: Resource<PayloadHandle>) -> wasmtime::Result<()> {

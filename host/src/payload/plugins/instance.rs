@@ -6,10 +6,10 @@ use wasmtime::Store;
 use wasmtime::component::{InstancePre, Resource};
 
 use super::bindings::{Action, Contract, Payload, v0_1, v0_2, v0_3};
+use super::current::Current;
 use super::event::WitEvent;
 use super::handles::PayloadHandle;
 use super::runtime::HostState;
-use crate::model::request;
 
 /// A component linked once, ready to be instantiated, with the bindings of its contract.
 #[derive(Clone)]
@@ -63,15 +63,12 @@ pub(crate) struct Instance {
     bound: Bound,
 }
 
-/// What one call is given: the event, the payload as it stands, and whether that payload is
-/// still the router's own rendering of the event.
+/// What one call is given: the event, and the payload as it stands.
 pub(crate) struct Input<'a, 'e> {
     /// The event as prepared for the endpoint.
     pub(crate) event: &'a WitEvent<'e>,
-    /// The payload as it stands.
-    pub(crate) payload: &'a request::Payload,
-    /// True when no plugin before replaced the payload.
-    pub(crate) rendered: bool,
+    /// The payload as it stands: the router's rendering until a plugin replaced it.
+    pub(crate) payload: &'a Current,
 }
 
 impl Instance {
@@ -101,9 +98,13 @@ impl Instance {
         &mut self,
         input: &Input<'_, '_>,
     ) -> wasmtime::Result<Result<Action, String>> {
-        let payload = Payload {
-            body: &input.payload.body,
-            content_type: &input.payload.content_type,
+        // 0.1 and 0.2 components are given the body, so it is rendered for them.
+        let given = || {
+            let payload = input.payload.payload();
+            Payload {
+                body: &payload.body,
+                content_type: &payload.content_type,
+            }
         };
         match &self.bound {
             Bound::V0_1(p) => {
@@ -113,20 +114,20 @@ impl Instance {
                     .call_handle(
                         &mut self.store,
                         v0_1::event(&event),
-                        v0_1::payload(&payload),
+                        v0_1::payload(&given()),
                     )
                     .await?;
                 Ok(result.map(v0_1::action))
             }
             Bound::V0_2(p) => {
                 p.kfp_event_router_transform()
-                    .call_handle(&mut self.store, input.event.record(), payload)
+                    .call_handle(&mut self.store, input.event.record(), given())
                     .await
             }
             Bound::V0_3(p) => {
                 let table = self.store.data_mut().table();
                 let event = table.push(input.event.handle())?;
-                let payload = table.push(PayloadHandle::new(input.payload, input.rendered))?;
+                let payload = table.push(PayloadHandle::new(input.payload))?;
                 // Lent as borrows: the component's handles end with the call, and nothing is
                 // left in the store's handle tables (an owned handle lent would stay there).
                 let result = p

@@ -15,6 +15,7 @@
 pub mod bindings;
 pub mod cache;
 pub mod chain;
+pub mod current;
 pub mod event;
 pub(crate) mod handles;
 pub mod headers;

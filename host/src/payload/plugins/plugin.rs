@@ -17,6 +17,7 @@ use wasmtime::{Store, Trap};
 
 use super::bindings::{Action, Contract, ContractError};
 use super::cache::{ContentHash, hex};
+use super::current::Current;
 use super::event::WitEvent;
 use super::instance::{Input, Instance, Pre};
 use super::limits::Exceeded;
@@ -264,6 +265,16 @@ impl LoadedPlugin {
         payload: &Payload,
         rendered: bool,
     ) -> Result<Action, CallError> {
+        let current = Current::given(event, payload.clone(), rendered);
+        self.call_with(event, &current).await
+    }
+
+    /// Calls `handle` for `event`'s endpoint with the payload as it stands in a chain.
+    pub(crate) async fn call_with(
+        &self,
+        event: &WitEvent<'_>,
+        payload: &Current,
+    ) -> Result<Action, CallError> {
         let endpoint = event.endpoint();
         let pooled = self
             .pools
@@ -279,11 +290,7 @@ impl LoadedPlugin {
             })?,
         };
         self.arm(&mut instance.store);
-        let input = Input {
-            event,
-            payload,
-            rendered,
-        };
+        let input = Input { event, payload };
         let called = tokio::time::timeout(self.wall(), instance.handle(&input)).await;
         match called {
             Err(_elapsed) => Err(CallError::Timeout(self.settings.timeout)),
