@@ -112,26 +112,20 @@ mod tests {
     use crate::model::event::EventFacts;
 
     fn event() -> Arc<RouterEvent> {
-        Arc::new(RouterEvent {
-            id: "3f2c9d3e-0000-5000-8000-000000000001".into(),
-            event: EventFacts {
-                uid: "ev-uid".into(),
-                namespace: "kubeflow".into(),
-                reason: "WorkflowFailed".into(),
-                message: "the run failed".into(),
-                severity: "Warning".into(),
-                count: 1,
-                workflow_name: "wf-1".into(),
-                ..EventFacts::default()
-            },
-            node: None,
-            workflow: None,
-            synthesized: false,
-            task: None,
-            plumbing: false,
-            attempt: 1,
-            cluster: None,
-        })
+        let facts = EventFacts {
+            uid: "ev-uid".into(),
+            namespace: "kubeflow".into(),
+            reason: "WorkflowFailed".into(),
+            message: "the run failed".into(),
+            severity: "Warning".into(),
+            count: 1,
+            workflow_name: "wf-1".into(),
+            ..EventFacts::default()
+        };
+        Arc::new(RouterEvent::bare(
+            "3f2c9d3e-0000-5000-8000-000000000001",
+            facts,
+        ))
     }
 
     #[test]
