@@ -11,8 +11,11 @@ use kfp_event_router_sdk::{
 };
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, IgnoredAny, MapAccess, SeqAccess, Visitor};
-use serde::{Deserialize, Deserializer, Serialize};
-use serde_json::value::RawValue;
+use serde::{Deserialize, Deserializer};
+
+use json::Json;
+
+mod json;
 
 /// Configuration.
 #[derive(Debug, Default, Deserialize)]
@@ -46,7 +49,8 @@ impl LazyPlugin for TeamsCard {
         } else {
             Extra::of(payload)
         };
-        Action::json(&self.message(&facts, &extra))
+        let body = self.message(&facts, &extra).json();
+        Ok(Action::replace(body, "application/json"))
     }
 }
 
@@ -310,12 +314,7 @@ impl TeamsCard {
     /// The whole Teams webhook body.
     fn message<'a>(&'a self, event: &'a Facts, extra: &'a Extra) -> Message<'a> {
         Message {
-            kind: "message",
-            attachments: [Attachment {
-                content_type: "application/vnd.microsoft.card.adaptive",
-                content_url: (),
-                content: self.card(event, extra),
-            }],
+            card: self.card(event, extra),
         }
     }
 
@@ -418,67 +417,64 @@ impl TeamsCard {
                     .button_title
                     .as_deref()
                     .unwrap_or("Open run in Kubeflow");
-                [OpenUrl {
-                    kind: "Action.OpenUrl",
-                    title,
-                    url,
-                }]
+                OpenUrl { title, url }
             });
-        Card {
-            schema: "http://adaptivecards.io/schemas/adaptive-card.json",
-            kind: "AdaptiveCard",
-            version: "1.4",
-            msteams: MsTeams { width: "Full" },
-            body,
-            actions,
-        }
+        Card { body, actions }
     }
 }
 
-// The body's parts, borrowed from the event and serialised once, in the order Teams' samples
-// write their keys.
+// The body's parts, borrowed from the event and written once ([`json`]), keys in the order
+// Teams' samples write them.
 
-/// A Teams webhook message with one attachment.
-#[derive(Serialize)]
+/// A Teams webhook message with one attachment, the card.
 struct Message<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
-    attachments: [Attachment<'a>; 1],
+    card: Card<'a>,
 }
 
-/// The attachment carrying the card.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
-struct Attachment<'a> {
-    content_type: &'static str,
-    /// Always `null`.
-    content_url: (),
-    content: Card<'a>,
+impl Message<'_> {
+    /// The message as its JSON body.
+    fn json(&self) -> Vec<u8> {
+        let mut json = Json::with_capacity(1024 + self.card.text_bytes());
+        json.raw(concat!(
+            r#"{"type":"message","attachments":[{"contentType":"#,
+            r#""application/vnd.microsoft.card.adaptive","contentUrl":null,"content":"#,
+        ));
+        self.card.write(&mut json);
+        json.raw("}]}");
+        json.into_bytes()
+    }
 }
 
 /// An Adaptive Card.
-#[derive(Serialize)]
 struct Card<'a> {
-    #[serde(rename = "$schema")]
-    schema: &'static str,
-    #[serde(rename = "type")]
-    kind: &'static str,
-    version: &'static str,
-    msteams: MsTeams,
     body: Vec<Element<'a>>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    actions: Option<[OpenUrl<'a>; 1]>,
+    actions: Option<OpenUrl<'a>>,
 }
 
-/// Teams' own card options.
-#[derive(Serialize)]
-struct MsTeams {
-    width: &'static str,
+impl Card<'_> {
+    fn write(&self, json: &mut Json) {
+        json.raw(concat!(
+            r#"{"$schema":"http://adaptivecards.io/schemas/adaptive-card.json","#,
+            r#""type":"AdaptiveCard","version":"1.4","msteams":{"width":"Full"},"body":"#,
+        ));
+        Element::write_all(&self.body, json);
+        if let Some(open) = &self.actions {
+            json.raw(r#","actions":[{"type":"Action.OpenUrl","title":"#)
+                .string(open.title)
+                .raw(r#","url":"#)
+                .string(&open.url)
+                .raw("}]");
+        }
+        json.raw("}");
+    }
+
+    /// Bytes of the texts, to size the body once.
+    fn text_bytes(&self) -> usize {
+        self.body.iter().map(Element::text_bytes).sum()
+    }
 }
 
 /// An element of the card's body.
-#[derive(Serialize)]
-#[serde(tag = "type")]
 enum Element<'a> {
     Container {
         style: &'static str,
@@ -491,21 +487,69 @@ enum Element<'a> {
     },
 }
 
+impl Element<'_> {
+    /// Writes `elements` as a JSON array.
+    fn write_all(elements: &[Self], json: &mut Json) {
+        json.raw("[");
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                json.raw(",");
+            }
+            element.write(json);
+        }
+        json.raw("]");
+    }
+
+    fn write(&self, json: &mut Json) {
+        match self {
+            Self::Container {
+                style,
+                bleed,
+                items,
+            } => {
+                json.raw(r#"{"type":"Container","style":"#)
+                    .string(style)
+                    .raw(r#","bleed":"#)
+                    .bool(*bleed)
+                    .raw(r#","items":"#);
+                Self::write_all(items, json);
+                json.raw("}");
+            }
+            Self::TextBlock(block) => block.write(json),
+            Self::FactSet { facts } => {
+                json.raw(r#"{"type":"FactSet","facts":["#);
+                for (i, fact) in facts.iter().enumerate() {
+                    if i > 0 {
+                        json.raw(",");
+                    }
+                    json.raw(r#"{"title":"#)
+                        .string(fact.title)
+                        .raw(r#","value":"#)
+                        .string(fact.value)
+                        .raw("}");
+                }
+                json.raw("]}");
+            }
+        }
+    }
+
+    fn text_bytes(&self) -> usize {
+        match self {
+            Self::Container { items, .. } => items.iter().map(Self::text_bytes).sum(),
+            Self::TextBlock(block) => block.text.len(),
+            Self::FactSet { facts } => facts.iter().map(|f| f.value.len()).sum(),
+        }
+    }
+}
+
 /// A `TextBlock`'s text and the options it sets.
-#[derive(Serialize)]
-#[serde(rename_all = "camelCase")]
 struct TextBlock<'a> {
-    text: Text<'a>,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    text: Cow<'a, str>,
     size: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     color: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     weight: Option<&'static str>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     spacing: Option<&'static str>,
     wrap: bool,
-    #[serde(skip_serializing_if = "Option::is_none")]
     is_subtle: Option<bool>,
 }
 
@@ -513,7 +557,7 @@ impl<'a> TextBlock<'a> {
     /// A wrapping block of `text` with no other option.
     fn new(text: impl Into<Cow<'a, str>>) -> Self {
         Self {
-            text: Text(text.into()),
+            text: text.into(),
             size: None,
             color: None,
             weight: None,
@@ -522,44 +566,37 @@ impl<'a> TextBlock<'a> {
             is_subtle: None,
         }
     }
-}
 
-/// A text of the card, written as serde_json writes a string. serde_json's writer looks at each
-/// byte of a string for characters to escape, which in WebAssembly made writing an event's
-/// long message the largest part of the plugin's work. A long text with no backslash is
-/// instead checked by serde_json's reader, eight bytes at a time, and written as it is; the
-/// reader refuses one with a quote or a control character, which is then written the usual
-/// way.
-struct Text<'a>(Cow<'a, str>);
-
-/// Bytes from which a text is checked and written whole.
-const LONG_TEXT: usize = 64;
-
-impl Serialize for Text<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let text: &str = &self.0;
-        if text.len() >= LONG_TEXT
-            && !text.as_bytes().contains(&b'\\')
-            && let Ok(raw) = RawValue::from_string(["\"", text, "\""].concat())
-        {
-            return raw.serialize(serializer);
+    fn write(&self, json: &mut Json) {
+        json.raw(r#"{"type":"TextBlock","text":"#)
+            .string(&self.text);
+        let options = [
+            (r#","size":"#, self.size),
+            (r#","color":"#, self.color),
+            (r#","weight":"#, self.weight),
+            (r#","spacing":"#, self.spacing),
+        ];
+        for (key, value) in options {
+            if let Some(value) = value {
+                json.raw(key).string(value);
+            }
         }
-        serializer.serialize_str(text)
+        json.raw(r#","wrap":"#).bool(self.wrap);
+        if let Some(subtle) = self.is_subtle {
+            json.raw(r#","isSubtle":"#).bool(subtle);
+        }
+        json.raw("}");
     }
 }
 
 /// A row of the `FactSet`.
-#[derive(Serialize)]
 struct Fact<'a> {
     title: &'static str,
     value: &'a str,
 }
 
 /// The button opening the run.
-#[derive(Serialize)]
 struct OpenUrl<'a> {
-    #[serde(rename = "type")]
-    kind: &'static str,
     title: &'a str,
     url: String,
 }
@@ -569,28 +606,6 @@ mod tests {
     use super::*;
     use kfp_event_router_sdk::serde_json::json;
     use kfp_event_router_sdk::{Event, Node, Payload};
-
-    #[test]
-    fn a_text_is_written_as_serde_json_writes_a_string() {
-        let long = "Failed node wf.train: OOMKilled ".repeat(4);
-        let texts = [
-            String::new(),
-            "short".to_owned(),
-            long.clone(),
-            format!("{long}\"quoted\""),
-            format!("{long}C:\\path"),
-            format!("{long}\\n is not a newline"),
-            format!("{long}line\nbreak\ttab\u{1}"),
-            format!("{long}é ✅ \u{7f} </script>"),
-        ];
-        for text in texts {
-            assert_eq!(
-                serde_json::to_string(&Text(Cow::Borrowed(&text))).unwrap(),
-                serde_json::to_string(&text).unwrap(),
-                "{text:?}"
-            );
-        }
-    }
 
     #[test]
     fn ends_with_agrees_with_the_standard_library() {
