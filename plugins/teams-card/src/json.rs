@@ -36,6 +36,22 @@ impl Json {
         self
     }
 
+    /// Appends `items` as a JSON array, each written by `write`.
+    pub(crate) fn array<T>(
+        &mut self,
+        items: &[T],
+        mut write: impl FnMut(&mut Self, &T),
+    ) -> &mut Self {
+        self.raw("[");
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.raw(",");
+            }
+            write(self, item);
+        }
+        self.raw("]")
+    }
+
     /// Appends `true` or `false`.
     pub(crate) fn bool(&mut self, value: bool) -> &mut Self {
         self.raw(if value { "true" } else { "false" })

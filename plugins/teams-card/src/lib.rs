@@ -490,14 +490,7 @@ enum Element<'a> {
 impl Element<'_> {
     /// Writes `elements` as a JSON array.
     fn write_all(elements: &[Self], json: &mut Json) {
-        json.raw("[");
-        for (i, element) in elements.iter().enumerate() {
-            if i > 0 {
-                json.raw(",");
-            }
-            element.write(json);
-        }
-        json.raw("]");
+        json.array(elements, |json, element| element.write(json));
     }
 
     fn write(&self, json: &mut Json) {
@@ -517,18 +510,15 @@ impl Element<'_> {
             }
             Self::TextBlock(block) => block.write(json),
             Self::FactSet { facts } => {
-                json.raw(r#"{"type":"FactSet","facts":["#);
-                for (i, fact) in facts.iter().enumerate() {
-                    if i > 0 {
-                        json.raw(",");
-                    }
-                    json.raw(r#"{"title":"#)
-                        .string(fact.title)
-                        .raw(r#","value":"#)
-                        .string(fact.value)
-                        .raw("}");
-                }
-                json.raw("]}");
+                json.raw(r#"{"type":"FactSet","facts":"#)
+                    .array(facts, |json, fact| {
+                        json.raw(r#"{"title":"#)
+                            .string(fact.title)
+                            .raw(r#","value":"#)
+                            .string(fact.value)
+                            .raw("}");
+                    })
+                    .raw("}");
             }
         }
     }
