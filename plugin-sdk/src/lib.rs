@@ -102,6 +102,15 @@
 #![deny(missing_docs)]
 
 mod action;
+#[cfg(any(
+    test,
+    all(
+        feature = "talc",
+        target_family = "wasm",
+        not(target_feature = "atomics")
+    )
+))]
+mod alloc;
 mod config;
 mod event;
 mod export;
@@ -120,15 +129,17 @@ pub use template::{Fields, Template};
 
 /// The plugin's allocator in WebAssembly. A plugin allocates on every call (the event's
 /// strings as they are copied in, the body it writes), and talc does that faster than the
-/// standard library's default there, dlmalloc. The SDK's `talc` feature (on by default)
-/// brings it; a plugin that has its own `#[global_allocator]` turns the feature off.
+/// standard library's default there, dlmalloc; freed small blocks are kept for the next call
+/// in front of it ([`alloc::Cached`]). The SDK's `talc` feature (on by default) brings it; a
+/// plugin that has its own `#[global_allocator]` turns the feature off.
 #[cfg(all(
     feature = "talc",
     target_family = "wasm",
     not(target_feature = "atomics")
 ))]
 #[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+static ALLOCATOR: alloc::Cached<talc::wasm::WasmDynamicTalc> =
+    alloc::Cached::new(talc::wasm::new_wasm_dynamic_allocator());
 
 /// Re-exported so that plugins use the same `wit-bindgen` as the SDK.
 pub use wit_bindgen;
