@@ -332,14 +332,27 @@ impl TeamsCard {
         let node_name = node
             .and_then(|n| n.display_name.as_deref())
             .or(or(&event.node_name, None));
-        let subject = match node_name {
-            Some(node) => format!("Step {node}"),
-            None => "Run".to_owned(),
+        // Joined rather than `format!`ted: in WebAssembly the formatting machinery cost more
+        // than writing the rest of the card.
+        let subject: &[&str] = match node_name {
+            Some(node) => &["Step ", node],
+            None => &["Run"],
         };
-        let status_line = if status.is_empty() {
-            format!("{icon} {subject}: {}", event.reason)
+        let reason = &*event.reason;
+        let tail: &[&str] = if status.is_empty() {
+            &[": ", reason]
         } else {
-            format!("{icon} {subject} {status} ({})", event.reason)
+            &[" ", status, " (", reason, ")"]
+        };
+        let status_line: String = [icon, " "]
+            .iter()
+            .chain(subject)
+            .chain(tail)
+            .copied()
+            .collect();
+        let title = match self.settings.title_prefix.as_str() {
+            "" => Cow::Borrowed(name),
+            prefix => Cow::Owned([prefix, name].concat()),
         };
 
         let mut body = vec![Element::Container {
@@ -349,7 +362,7 @@ impl TeamsCard {
                 Element::TextBlock(TextBlock {
                     size: Some("Large"),
                     weight: Some("Bolder"),
-                    ..TextBlock::new(format!("{}{name}", self.settings.title_prefix))
+                    ..TextBlock::new(title)
                 }),
                 Element::TextBlock(TextBlock {
                     color: Some(color),
